@@ -1,0 +1,123 @@
+// swift-tools-version:6.1
+//
+// Sluice: one package, layered so that the dependency arrows point one way:
+//   executables → SluiceDaemon (wiring) → SluiceControl / SluiceDataPath /
+//   SluiceNIC / SluicePluginHost → SluiceSystem → C shims and system libraries.
+import PackageDescription
+
+let package = Package(
+    name: "Sluice",
+    products: [
+        .executable(name: "sluiced", targets: ["sluiced"]),
+        .executable(name: "sluicectl", targets: ["sluicectl"]),
+        // Driver-quirk plugins are C shared objects the daemon dlopen()s.
+        .library(name: "sluice_generic", type: .dynamic, targets: ["SluicePluginGeneric"]),
+        .library(name: "sluice_mlx5", type: .dynamic, targets: ["SluicePluginMlx5"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // MARK: C system libraries and shims
+        .systemLibrary(
+            name: "CXDP", pkgConfig: "libxdp",
+            providers: [.apt(["libxdp-dev", "libbpf-dev"])]),
+        .systemLibrary(
+            name: "CNetlink", pkgConfig: "libnl-genl-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-genl-3-dev"])]),
+        .target(name: "CSluiceShims"),
+        // The public plugin ABI: header only (sluice/driver_plugin.h).
+        .target(name: "CSluiceDriverABI"),
+
+        // MARK: Libraries, one per concern
+        .target(
+            name: "SluiceSystem",
+            dependencies: [
+                "CSluiceShims",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
+        .target(
+            name: "SluiceNIC",
+            dependencies: [
+                "SluiceSystem", "CSluiceShims", "CNetlink",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SluicePluginHost",
+            dependencies: [
+                "SluiceSystem", "CSluiceDriverABI",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SluiceModules",
+            dependencies: ["SluiceSystem"]),
+        .target(
+            name: "SluiceDataPath",
+            dependencies: [
+                "SluiceSystem", "SluiceModules", "CXDP", "CSluiceShims",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SluiceControl",
+            dependencies: [
+                "SluiceSystem", "CSluiceShims",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SluiceDaemon",
+            dependencies: [
+                "SluiceControl", "SluiceNIC", "SluicePluginHost", "SluiceDataPath",
+                "SluiceModules", "SluiceSystem",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        // MARK: Executables (thin)
+        .executableTarget(
+            name: "sluiced",
+            dependencies: [
+                "SluiceDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "sluicectl",
+            dependencies: [
+                "SluiceControl",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        // MARK: Driver-quirk plugins (C, dlopen()ed by SluicePluginHost)
+        .target(name: "SluicePluginGeneric", dependencies: ["CSluiceDriverABI"], path: "Plugins-src/generic"),
+        .target(name: "SluicePluginMlx5", dependencies: ["CSluiceDriverABI"], path: "Plugins-src/mlx5"),
+
+        // MARK: Tests
+        .target(
+            name: "SluiceTestSupport",
+            dependencies: ["SluiceSystem"],
+            path: "Tests/SluiceTestSupport"),
+        .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceNICTests", dependencies: ["SluiceNIC", "SluiceTestSupport"]),
+        .testTarget(name: "SluicePluginHostTests", dependencies: ["SluicePluginHost", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluiceDataPathTests",
+            dependencies: ["SluiceDataPath", "SluiceModules", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceTestSupport"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["SluiceTestSupport", "SluiceControl", "sluiced", "sluicectl"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,1 @@
+/* placeholder */ int sluice_plugin_generic_placeholder(void) { return 0; }

@@ -1,0 +1,5 @@
+import XCTest
+
+final class SluiceControlTestsPlaceholder: XCTestCase {
+    func testPlaceholder() {}
+}

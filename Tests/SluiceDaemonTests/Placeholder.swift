@@ -1,0 +1,5 @@
+import XCTest
+
+final class SluiceDaemonTestsPlaceholder: XCTestCase {
+    func testPlaceholder() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class SluiceDataPathTestsPlaceholder: XCTestCase {
+    func testPlaceholder() {}
+}

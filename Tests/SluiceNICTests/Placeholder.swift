@@ -1,0 +1,5 @@
+import XCTest
+
+final class SluiceNICTestsPlaceholder: XCTestCase {
+    func testPlaceholder() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class SluicePluginHostTestsPlaceholder: XCTestCase {
+    func testPlaceholder() {}
+}
