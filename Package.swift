@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "SluiceNIC",
             dependencies: [
-                "SluiceSystem", "CSluiceShims", "CNetlink",
+                "SluiceSystem", "CSluiceShims", "CNetlink", "CXDP",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
@@ -69,6 +69,7 @@ let package = Package(
             dependencies: [
                 "SluiceSystem", "CSluiceShims",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -11,6 +11,13 @@ struct sluice_peer_groups {
     gid_t gids[SLUICE_PEER_GROUPS_MAX];
 };
 
+/* struct ucred without _GNU_SOURCE: the SO_PEERCRED answer. */
+struct sluice_ucred {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+};
+
 /* The constants Swift's Glibc module does not import on every libc. */
 static inline int sluice_so_peercred(void) { return SO_PEERCRED; }
 static inline int sluice_so_peergroups(void) {

@@ -1,0 +1,192 @@
+import NIOConcurrencyHelpers
+
+/// The JSON type an argument takes, shown by `help`.
+public enum ArgumentType: String, Codable, Sendable {
+    case string, integer, boolean, object, array, number
+}
+
+public struct ArgumentSpec: Codable, Sendable, Equatable {
+    public var name: String
+    public var type: ArgumentType
+    public var required: Bool
+    public var summary: String
+
+    public init(_ name: String, _ type: ArgumentType, required: Bool = false, _ summary: String) {
+        self.name = name
+        self.type = type
+        self.required = required
+        self.summary = summary
+    }
+}
+
+public struct CommandSpec: Codable, Sendable, Equatable {
+    /// `noun.verb`, e.g. `channels.set`.
+    public var name: String
+    public var level: AccessLevel
+    public var summary: String
+    public var arguments: [ArgumentSpec]
+
+    public init(_ name: String, level: AccessLevel, _ summary: String, arguments: [ArgumentSpec] = []) {
+        self.name = name
+        self.level = level
+        self.summary = summary
+        self.arguments = arguments
+    }
+}
+
+/// What a handler knows about the request it serves.
+public struct CommandContext: Sendable {
+    public var peer: PeerIdentity
+    public var requestID: JSONValue
+    /// The connection the request came on, for streams (`*.subscribe`).
+    public var session: ControlSession
+}
+
+public typealias CommandHandler = @Sendable (CommandContext, Arguments) async throws -> JSONValue
+
+public struct Command: Sendable {
+    public var spec: CommandSpec
+    public var handler: CommandHandler
+}
+
+/// Every command the daemon serves. `help` is generated from it, so what
+/// `help` lists is exactly what is registered.
+public final class CommandRegistry: @unchecked Sendable {
+    // Written while the daemon wires itself up, before the server starts;
+    // the lock makes late registration safe all the same.
+    private let lock = NIOLockedValueBox<[String: Command]>([:])
+
+    public init() {}
+
+    public func register(_ spec: CommandSpec, _ handler: @escaping CommandHandler) {
+        precondition(spec.name.split(separator: ".").count <= 2, "command names are noun.verb")
+        lock.withLockedValue { $0[spec.name] = Command(spec: spec, handler: handler) }
+    }
+
+    public func command(named name: String) -> Command? {
+        lock.withLockedValue { $0[name] }
+    }
+
+    /// All commands, sorted by name.
+    public var commands: [Command] {
+        lock.withLockedValue { $0.values.sorted { $0.spec.name < $1.spec.name } }
+    }
+}
+
+/// A request's arguments with typed, range-checked accessors: a value that
+/// is missing, of the wrong type or out of range is `invalid_argument`,
+/// never a trap.
+public struct Arguments: Sendable {
+    public let command: String
+    public let values: [String: JSONValue]
+
+    public init(command: String, values: [String: JSONValue]) {
+        self.command = command
+        self.values = values
+    }
+
+    public func has(_ name: String) -> Bool { values[name] != nil && values[name] != .null }
+
+    public func string(_ name: String) throws -> String? {
+        guard let value = present(name) else { return nil }
+        guard case .string(let string) = value else { throw typeError(name, "a string", value) }
+        guard string.utf8.count <= 4096 else {
+            throw ControlError.invalidArgument("\(name) is longer than 4096 bytes")
+        }
+        return string
+    }
+
+    public func requiredString(_ name: String) throws -> String {
+        guard let value = try string(name) else { throw missing(name) }
+        return value
+    }
+
+    public func bool(_ name: String) throws -> Bool? {
+        guard let value = present(name) else { return nil }
+        guard case .bool(let bool) = value else { throw typeError(name, "a boolean", value) }
+        return bool
+    }
+
+    /// An integer argument that must fit `T` and lie in `range`.
+    public func integer<T: FixedWidthInteger>(
+        _ name: String, as type: T.Type = T.self, in range: ClosedRange<T>? = nil
+    ) throws -> T? {
+        guard let value = present(name) else { return nil }
+        switch value {
+        case .int, .uint:
+            guard let exact = value.integer(as: T.self) else {
+                throw ControlError.invalidArgument(
+                    "\(name) \(value.serialized()) is out of range \(range.map(describe) ?? "\(T.min)...\(T.max)")")
+            }
+            if let range, !range.contains(exact) {
+                throw ControlError.invalidArgument("\(name) \(exact) is out of range \(describe(range))")
+            }
+            return exact
+        default:
+            throw typeError(name, "an integer", value)
+        }
+    }
+
+    public func requiredInteger<T: FixedWidthInteger>(
+        _ name: String, as type: T.Type = T.self, in range: ClosedRange<T>? = nil
+    ) throws -> T {
+        guard let value = try integer(name, as: type, in: range) else { throw missing(name) }
+        return value
+    }
+
+    public func object(_ name: String) throws -> [String: JSONValue]? {
+        guard let value = present(name) else { return nil }
+        guard case .object(let object) = value else { throw typeError(name, "an object", value) }
+        return object
+    }
+
+    public func array(_ name: String, maxCount: Int = 4096) throws -> [JSONValue]? {
+        guard let value = present(name) else { return nil }
+        guard case .array(let array) = value else { throw typeError(name, "an array", value) }
+        guard array.count <= maxCount else {
+            throw ControlError.invalidArgument("\(name) has \(array.count) elements, at most \(maxCount) allowed")
+        }
+        return array
+    }
+
+    /// Rejects arguments the command does not declare: a typo must not be
+    /// silently ignored on a command that changes a NIC.
+    func checkKnown(against spec: CommandSpec) throws {
+        let known = Set(spec.arguments.map(\.name))
+        for name in values.keys.sorted() where !known.contains(name) {
+            let expected = spec.arguments.isEmpty
+                ? "it takes no arguments" : "expected: " + spec.arguments.map(\.name).joined(separator: ", ")
+            throw ControlError.invalidArgument("unknown argument \"\(name)\" for \(spec.name) (\(expected))")
+        }
+        for argument in spec.arguments where argument.required && !has(argument.name) {
+            throw missing(argument.name)
+        }
+        for argument in spec.arguments {
+            guard let value = present(argument.name) else { continue }
+            let matches: Bool
+            switch (argument.type, value) {
+            case (.string, .string), (.boolean, .bool), (.object, .object), (.array, .array),
+                (.integer, .int), (.integer, .uint), (.number, .int), (.number, .uint), (.number, .double):
+                matches = true
+            default:
+                matches = false
+            }
+            if !matches { throw typeError(argument.name, "a value of type \(argument.type.rawValue)", value) }
+        }
+    }
+
+    private func present(_ name: String) -> JSONValue? {
+        guard let value = values[name], value != .null else { return nil }
+        return value
+    }
+
+    private func missing(_ name: String) -> ControlError {
+        .invalidArgument("\(command) needs the argument \"\(name)\"")
+    }
+
+    private func typeError(_ name: String, _ expected: String, _ value: JSONValue) -> ControlError {
+        .invalidArgument("\(name) must be \(expected), got \(value.typeName)")
+    }
+
+    private func describe<T>(_ range: ClosedRange<T>) -> String { "\(range.lowerBound)...\(range.upperBound)" }
+}

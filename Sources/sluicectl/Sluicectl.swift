@@ -1,0 +1,224 @@
+import ArgumentParser
+import SluiceControl
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exit status of sluicectl: 0 ok, 1 the daemon refused or the command
+/// failed, 2 usage, 3 the daemon cannot be reached.
+enum Exit {
+    static let commandFailed: Int32 = 1
+    static let usage: Int32 = 2
+    static let unreachable: Int32 = 3
+}
+
+@main
+enum SluicectlMain {
+    static func main() {
+        do {
+            var command = try Sluicectl.parseAsRoot()
+            try command.run()
+        } catch let failure as CommandFailure {
+            fputs("sluicectl: \(failure.message)\n", stderr)
+            exit(failure.status)
+        } catch {
+            let code = Sluicectl.exitCode(for: error)
+            let message = Sluicectl.fullMessage(for: error)
+            if code == .success {
+                print(message)
+                exit(0)
+            }
+            if !message.isEmpty { fputs(message + "\n", stderr) }
+            exit(code == .validationFailure ? Exit.usage : code.rawValue)
+        }
+    }
+}
+
+struct CommandFailure: Error {
+    var status: Int32
+    var message: String
+}
+
+struct Sluicectl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluicectl",
+        abstract: "Administer sluiced over its control socket.",
+        discussion: "Exit status: 0 ok, 1 command failed, 2 usage error, 3 cannot reach the daemon.",
+        subcommands: [
+            Status.self, Commands.self, Stats.self, Reload.self, Shutdown.self, Call.self,
+        ])
+}
+
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: "Control socket path.")
+    var socket: String = ControlProtocol.defaultSocketPath
+
+    @Flag(name: .long, help: "Print the daemon's raw JSON reply.")
+    var json = false
+
+    func connect() throws -> ControlClient {
+        do {
+            return try ControlClient(socketPath: socket)
+        } catch let error as ControlClientError {
+            throw CommandFailure(status: Exit.unreachable, message: error.description)
+        }
+    }
+
+    /// Runs one command and returns its `result`, or exits 1 with the
+    /// daemon's error message.
+    func call(_ command: String, _ arguments: [String: JSONValue] = [:]) throws -> JSONValue {
+        let client = try connect()
+        defer { client.close() }
+        let reply: JSONValue
+        do {
+            reply = try client.call(command, arguments: arguments)
+        } catch let error as ControlClientError {
+            throw CommandFailure(status: Exit.unreachable, message: error.description)
+        }
+        if json { print(reply.serialized()) }
+        guard reply["ok"] == .bool(true) else {
+            let code = reply["error"]?["code"]?.stringValue ?? "error"
+            let message = reply["error"]?["message"]?.stringValue ?? reply.serialized()
+            throw CommandFailure(status: Exit.commandFailed, message: "\(command): \(code): \(message)")
+        }
+        return reply["result"] ?? .null
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the daemon's status.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        let result = try connection.call("status")
+        if connection.json { return }
+        print(Render.keyValues(result))
+    }
+}
+
+struct Commands: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "commands", abstract: "List the daemon's commands (the protocol's `help`).",
+        aliases: ["cmds"])
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        let result = try connection.call("help")
+        if connection.json { return }
+        var rows: [[String]] = [["COMMAND", "LEVEL", "ARGUMENTS", "SUMMARY"]]
+        for command in result["commands"]?.arrayValue ?? [] {
+            let arguments = (command["arguments"]?.arrayValue ?? []).map { argument -> String in
+                let name = argument["name"]?.stringValue ?? "?"
+                return argument["required"] == .bool(true) ? name : "[\(name)]"
+            }
+            rows.append([
+                command["name"]?.stringValue ?? "?", command["level"]?.stringValue ?? "?",
+                arguments.joined(separator: " "), command["summary"]?.stringValue ?? "",
+            ])
+        }
+        print(Render.table(rows))
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show counters; --watch for a live table.")
+    @OptionGroup var connection: ConnectionOptions
+
+    @Flag(name: .long, help: "Keep printing the counters as the daemon streams them.")
+    var watch = false
+
+    @Option(name: .long, help: "Milliseconds between updates with --watch (100...60000).")
+    var interval: Int = 1000
+
+    @Option(name: .long, help: "With --watch: stop after this many updates.")
+    var count: Int?
+
+    func validate() throws {
+        guard (100...60_000).contains(interval) else { throw ValidationError("--interval must be 100...60000") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+    }
+
+    func run() throws {
+        guard watch else {
+            let result = try connection.call("stats.get")
+            if !connection.json { print(Render.keyValues(result)) }
+            return
+        }
+        let client = try connection.connect()
+        defer { client.close() }
+        var seen = 0
+        let interactive = isatty(STDOUT_FILENO) == 1
+        func show(_ event: JSONValue) {
+            seen += 1
+            if connection.json {
+                print(event.serialized())
+            } else {
+                if interactive { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+                print(Render.keyValues(event["data"] ?? .null))
+                print("")
+            }
+            fflush(stdout)
+        }
+        do {
+            let reply = try client.call("stats.subscribe", arguments: ["interval_ms": JSONValue(interval)])
+            guard reply["ok"] == .bool(true) else {
+                throw CommandFailure(status: Exit.commandFailed,
+                                     message: reply["error"]?["message"]?.stringValue ?? reply.serialized())
+            }
+            while count.map({ seen < $0 }) ?? true {
+                guard let line = try client.readLine() else {
+                    throw CommandFailure(status: Exit.unreachable, message: "sluiced closed the connection")
+                }
+                guard let event = try? JSONValue.parse(Array(line.utf8)), event["event"] != nil else { continue }
+                show(event)
+            }
+        } catch let error as ControlClientError {
+            throw CommandFailure(status: Exit.unreachable, message: error.description)
+        }
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Re-read the configuration file (like SIGHUP).")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        let result = try connection.call("config.reload")
+        if !connection.json { print(Render.keyValues(result)) }
+    }
+}
+
+struct Shutdown: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop the daemon gracefully.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        _ = try connection.call("shutdown")
+        if !connection.json { print("sluiced is stopping") }
+    }
+}
+
+struct Call: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send any command, e.g. `sluicectl call channels.get --args '{\"iface\":\"eth0\"}'`.")
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "Command name (noun.verb); `sluicectl commands` lists them.")
+    var command: String
+
+    @Option(name: .long, help: "Arguments as a JSON object.")
+    var args: String?
+
+    func run() throws {
+        var arguments: [String: JSONValue] = [:]
+        if let args {
+            guard let parsed = try? JSONValue.parse(Array(args.utf8)), let object = parsed.objectValue else {
+                throw CommandFailure(status: Exit.usage, message: "--args must be a JSON object, e.g. '{\"iface\":\"eth0\"}'")
+            }
+            arguments = object
+        }
+        let result = try connection.call(command, arguments)
+        if !connection.json { print(Render.keyValues(result)) }
+    }
+}

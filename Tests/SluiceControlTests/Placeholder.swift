@@ -1,5 +1,0 @@
-import XCTest
-
-final class SluiceControlTestsPlaceholder: XCTestCase {
-    func testPlaceholder() {}
-}
