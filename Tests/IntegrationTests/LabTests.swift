@@ -82,6 +82,30 @@ final class LabTests: XCTestCase {
         XCTAssertEqual(try cpusInXPSMask(lab, queue: 1), [])
     }
 
+    func testXPSSteersEachCPUsTrafficToItsRxQueue() throws {
+        // The design's non-identity lab: 4 queues, generator traffic only on 2–3.
+        let lab = try makeLab(queues: 4, xpsQueues: [2, 3])
+        try lab.enablePerQueueCounters()
+        try assertPings(lab) // ARP settled, so what follows is only our pings
+        let pings = 5
+        for cpu in try onlineCPUs() {
+            let target = lab.xpsQueues[cpu % lab.xpsQueues.count]
+            let before = try lab.appReceivedPerQueue()
+            try lab.inGenerator(
+                ["taskset", "-c", String(cpu), "ping", "-q", "-c", String(pings), "-i", "0.01", "-W", "1", lab.appAddress],
+                check: true)
+            let after = try lab.appReceivedPerQueue()
+            for queue in 0..<lab.queues {
+                let delta = after[queue] - before[queue]
+                if queue == target {
+                    XCTAssertGreaterThanOrEqual(delta, pings, "CPU \(cpu) → queue \(queue): \(before) → \(after)")
+                } else {
+                    XCTAssertEqual(delta, 0, "CPU \(cpu) leaked onto queue \(queue): \(before) → \(after)")
+                }
+            }
+        }
+    }
+
     func testPingCrossesThePairBothWays() throws {
         let lab = try makeLab()
         try assertPings(lab)
@@ -155,9 +179,12 @@ final class LabTests: XCTestCase {
         return cpus
     }
 
-    private func possibleCPUs() throws -> [Int] {
+    private func possibleCPUs() throws -> [Int] { try cpuList("possible") }
+    private func onlineCPUs() throws -> [Int] { try cpuList("online") }
+
+    private func cpuList(_ which: String) throws -> [Int] {
         // "0-1" or "0-3,6"
-        let text = try String(contentsOfFile: "/sys/devices/system/cpu/possible", encoding: .utf8)
+        let text = try String(contentsOfFile: "/sys/devices/system/cpu/\(which)", encoding: .utf8)
         var cpus: [Int] = []
         for part in text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",") {
             let bounds = part.split(separator: "-").compactMap { Int($0) }

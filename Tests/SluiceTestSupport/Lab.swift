@@ -96,6 +96,29 @@ public final class Lab {
         try inNamespace(generatorNamespace, argv, check: check)
     }
 
+    /// veth counts packets per rx queue (`rx_queue_N_xdp_packets` in `ethtool -S`)
+    /// only on its NAPI path: with an XDP program attached, or with GRO on the
+    /// receiver and TSO off on the sender, which this switches on.
+    public func enablePerQueueCounters() throws {
+        try inApp(["ethtool", "-K", appInterface, "gro", "on"], check: true)
+        try inGenerator(["ethtool", "-K", generatorInterface, "tso", "off"], check: true)
+    }
+
+    /// Packets received per rx queue of the app end, index = queue id, read
+    /// from `ethtool -S` (the oracle, not Sluice's own counters).
+    public func appReceivedPerQueue() throws -> [Int] {
+        let statistics = try inApp(["ethtool", "-S", appInterface], check: true).stdout
+        var packets = Array(repeating: 0, count: queues)
+        for line in statistics.split(separator: "\n") {
+            let fields = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard fields.count == 2, fields[0].hasPrefix("rx_queue_"), fields[0].hasSuffix("_xdp_packets"),
+                  let queue = Int(fields[0].dropFirst("rx_queue_".count).dropLast("_xdp_packets".count)),
+                  packets.indices.contains(queue), let count = Int(fields[1]) else { continue }
+            packets[queue] = count
+        }
+        return packets
+    }
+
     deinit {
         if isUp { try? down() }
     }

@@ -2,9 +2,6 @@
 # Helpers shared by the tools/ scripts. Sourced, never run. Functions return
 # non-zero instead of exiting so that sourcing scripts keep control.
 
-# The repository root, whatever the caller's working directory.
-SLUICE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-
 # Where a Swift toolchain is looked for when `swift` is not on PATH: the
 # swift.org tarball convention first, then swiftly's default.
 SLUICE_SWIFT_CANDIDATES=(/opt/swift/usr/bin /usr/share/swift/usr/bin "${HOME:-/root}/.local/share/swiftly/bin")
