@@ -137,16 +137,22 @@ public final class ControlServer: Sendable {
         defer {
             unlinkIfOurs(path)
         }
-        try await withTaskCancellationHandler {
-            try await withThrowingDiscardingTaskGroup { tasks in
-                try await serverChannel.executeThenClose { inbound in
-                    for try await accepted in inbound {
-                        tasks.addTask { await self.serve(accepted) }
+        do {
+            try await withTaskCancellationHandler {
+                try await withThrowingDiscardingTaskGroup { tasks in
+                    try await serverChannel.executeThenClose { inbound in
+                        for try await accepted in inbound {
+                            tasks.addTask { await self.serve(accepted) }
+                        }
                     }
                 }
+            } onCancel: {
+                self.stop()
             }
-        } onCancel: {
-            self.stop()
+        } catch {
+            // Closing the channels on stop surfaces as an error here; a stop
+            // that was asked for is a normal return.
+            if !state.withLockedValue({ $0.stopped }) { throw error }
         }
     }
 

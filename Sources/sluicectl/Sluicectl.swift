@@ -17,7 +17,7 @@ enum Exit {
 enum SluicectlMain {
     static func main() {
         do {
-            var command = try Sluicectl.parseAsRoot()
+            var command = try Sluicectl.parseAsRoot(movingConnectionOptionsAfterSubcommand(CommandLine.arguments))
             try command.run()
         } catch let failure as CommandFailure {
             fputs("sluicectl: \(failure.message)\n", stderr)
@@ -33,6 +33,27 @@ enum SluicectlMain {
             exit(code == .validationFailure ? Exit.usage : code.rawValue)
         }
     }
+}
+
+/// `sluicectl --socket P --json status` reads naturally, but the options
+/// belong to each subcommand: move those given before the subcommand after it.
+func movingConnectionOptionsAfterSubcommand(_ argv: [String]) -> [String] {
+    var leading: [String] = []
+    var index = 1
+    while index < argv.count {
+        let token = argv[index]
+        if token == "--json" || token.hasPrefix("--socket=") {
+            leading.append(token)
+            index += 1
+        } else if token == "--socket", index + 1 < argv.count {
+            leading += [token, argv[index + 1]]
+            index += 2
+        } else {
+            break
+        }
+    }
+    guard index < argv.count, !leading.isEmpty else { return Array(argv.dropFirst()) }
+    return [argv[index]] + leading + argv[(index + 1)...]
 }
 
 struct CommandFailure: Error {
@@ -99,8 +120,9 @@ struct Status: ParsableCommand {
 
 struct Commands: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "commands", abstract: "List the daemon's commands (the protocol's `help`).",
-        aliases: ["cmds"])
+        // `sluicectl help` asks the daemon; `sluicectl CMD --help` explains sluicectl itself.
+        commandName: "help", abstract: "List the daemon's commands, their arguments and levels.",
+        aliases: ["commands"])
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
