@@ -1,0 +1,239 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SluiceSystem
+import SystemPackage
+import TOMLKit
+
+extension SluiceConfig {
+    /// A configuration file is a few KiB; anything this big is a mistake.
+    public static let maximumFileBytes = 1 << 20
+
+    /// Reads, parses and validates `path`. Blocking (file I/O and group
+    /// look-ups through NSS): call it from a thread that may block.
+    public static func load(path: String) throws(ConfigErrors) -> SluiceConfig {
+        let bytes: [UInt8]
+        do {
+            bytes = try readFile(path)
+        } catch let error as ConfigError {
+            throw ConfigErrors([error])
+        } catch {
+            throw ConfigErrors([ConfigError(file: path, message: "cannot read: \(error)")])
+        }
+        // Check line by line so a bad byte is reported where it is.
+        var lineNumber = 0
+        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if String(validating: line, as: UTF8.self) == nil {
+                throw ConfigErrors([ConfigError(
+                    file: path, line: lineNumber, message: "syntax error: the line is not valid UTF-8")])
+            }
+        }
+        return try parse(text: String(decoding: bytes, as: UTF8.self), file: path)
+    }
+
+    /// Parses and validates a configuration held in memory; `file` names it
+    /// in errors. Reports every mistake it finds, not just the first.
+    /// Blocking when the text names groups (NSS look-ups).
+    public static func parse(text: String, file: String) throws(ConfigErrors) -> SluiceConfig {
+        // toml++ reads a C string: a NUL would silently end the document.
+        if let nul = position(ofFirst: 0, in: text) {
+            throw ConfigErrors([ConfigError(
+                file: file, line: nul.line, column: nul.column, message: "syntax error: NUL character")])
+        }
+        let index = TOMLKeyIndex(text: text)
+        if let trap = index.parserTrap {
+            let trapError = ConfigErrors([ConfigError(
+                file: file, line: trap.line, column: trap.column, message: "syntax error: \(trap.message)")])
+            // A syntax error before the trap is the one toml++ would report.
+            // The text cut at the trap ends early, so an error at the cut is ours.
+            do {
+                _ = try parseTOML(String(decoding: text.utf8.prefix(trap.offset), as: UTF8.self), file: file)
+            } catch {
+                if let earlier = error.errors.first, let line = earlier.line,
+                   (line, earlier.column ?? 0) < (trap.line, trap.column) {
+                    throw error
+                }
+            }
+            throw trapError
+        }
+        let table = try parseTOML(text, file: file)
+        var validation = Validation(file: file, index: index)
+        let config = validation.decode(table)
+        if !validation.errors.isEmpty { throw ConfigErrors(validation.errors) }
+        return config
+    }
+
+    private static func parseTOML(_ text: String, file: String) throws(ConfigErrors) -> TOMLTable {
+        do {
+            return try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigErrors([ConfigError(
+                file: file, line: error.source.begin.line, column: error.source.begin.column,
+                message: "syntax error: \(error.description)")])
+        } catch {
+            throw ConfigErrors([ConfigError(file: file, message: "syntax error: \(error)")])
+        }
+    }
+
+    private static func position(ofFirst byte: UInt8, in text: String) -> (line: Int, column: Int)? {
+        var line = 1, column = 1
+        for scalar in text.unicodeScalars {
+            if scalar.value == UInt32(byte) { return (line, column) }
+            if scalar == "\n" {
+                line += 1
+                column = 1
+            } else {
+                column += 1
+            }
+        }
+        return nil
+    }
+
+    private static func readFile(_ path: String) throws -> [UInt8] {
+        func failure(_ what: String, _ error: Errno) -> ConfigError {
+            ConfigError(file: path, message: "cannot \(what): \(error) (errno \(error.rawValue))")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { throw failure("open", currentErrno) }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw failure("stat", currentErrno) }
+        guard (status.st_mode & S_IFMT) == S_IFREG else {
+            throw ConfigError(file: path, message: "not a regular file")
+        }
+        guard status.st_size <= maximumFileBytes else {
+            throw ConfigError(file: path, message: "larger than \(maximumFileBytes) bytes; is this the right file?")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let count: Int
+            do {
+                count = try chunk.withUnsafeMutableBytes { buffer in
+                    try retryingEINTR("read") { read(fd, buffer.baseAddress, buffer.count) }
+                }
+            } catch let error as SystemCallError {
+                throw failure("read", error.errno)
+            }
+            if count == 0 { return bytes }
+            bytes += chunk[..<count]
+            // The file may grow between fstat and read.
+            guard bytes.count <= maximumFileBytes else {
+                throw ConfigError(file: path, message: "larger than \(maximumFileBytes) bytes; is this the right file?")
+            }
+        }
+    }
+}
+
+/// Walks the parsed document against ``SluiceConfig/schema``, collecting
+/// every mistake with the line the key index puts it on.
+private struct Validation {
+    let file: String
+    let index: TOMLKeyIndex
+    var errors: [ConfigError] = []
+
+    init(file: String, index: TOMLKeyIndex) {
+        self.file = file
+        self.index = index
+    }
+
+    mutating func decode(_ document: TOMLTable) -> SluiceConfig {
+        let schema = SluiceConfig.schema
+        var config = SluiceConfig()
+
+        for name in document.keys where !schema.contains(where: { $0.name == name }) {
+            let value = document[name]
+            let what = isTableLike(value) ? "unknown table" : "unknown key"
+            report([.key(name)], what + suggestion(forTopLevel: name, isTable: isTableLike(value)))
+        }
+
+        for section in schema {
+            var table: TOMLTable?
+            if let value = document[section.name] {
+                if let sectionTable = value.table {
+                    table = sectionTable
+                } else {
+                    report([.key(section.name)], ConfigKey.mismatch(expected: "a table", got: value))
+                }
+            }
+            for name in table?.keys ?? [] where section.key(named: name) == nil {
+                let value = table?[name]
+                let what = isTableLike(value) ? "unknown table" : "unknown key"
+                report([.key(section.name), .key(name)], what + suggestion(for: name, in: section))
+            }
+            for key in section.keys {
+                let value = table?[key.name]
+                guard let message = key.apply(value, &config) else { continue }
+                let path: [TOMLPathComponent] = [.key(section.name), .key(key.name)]
+                if value == nil {
+                    // A default that does not fit this machine: no line to point at.
+                    errors.append(ConfigError(
+                        file: file, key: TOMLPathComponent.render(path),
+                        message: message + " (the default; set \(key.name) in [\(section.name)] to change it)"))
+                } else {
+                    report(path, message)
+                }
+            }
+        }
+        return config
+    }
+
+    mutating func report(_ path: [TOMLPathComponent], _ message: String) {
+        errors.append(ConfigError(
+            file: file, line: index.line(of: path), key: TOMLPathComponent.render(path), message: message))
+    }
+
+    func isTableLike(_ value: TOMLValueConvertible?) -> Bool {
+        guard let value else { return false }
+        if value.type == .table { return true }
+        // An array of tables, `[[name]]`.
+        if let array = value.array, let first = array.first, first.type == .table { return true }
+        return false
+    }
+
+    func suggestion(for name: String, in section: ConfigSection) -> String {
+        let names = section.keys.map(\.name)
+        if let close = closest(to: name, among: names) { return "; did you mean '\(close)'?" }
+        if let home = SluiceConfig.schema.first(where: { $0.key(named: name) != nil }) {
+            return "; '\(name)' belongs in [\(home.name)]"
+        }
+        return "; [\(section.name)] has \(names.joined(separator: ", "))"
+    }
+
+    func suggestion(forTopLevel name: String, isTable: Bool) -> String {
+        let sections = SluiceConfig.schema.map(\.name)
+        if let close = closest(to: name, among: sections) { return "; did you mean [\(close)]?" }
+        if !isTable, let home = SluiceConfig.schema.first(where: { $0.key(named: name) != nil }) {
+            return "; did you mean '\(name)' in [\(home.name)]?"
+        }
+        return "; the tables are \(sections.map { "[\($0)]" }.joined(separator: ", "))"
+    }
+
+    /// The candidate within a small edit distance (typos, not different words).
+    func closest(to name: String, among candidates: [String]) -> String? {
+        let target = Array(name.lowercased().unicodeScalars)
+        guard target.count <= 64 else { return nil }
+        let threshold = max(1, min(3, target.count / 3))
+        return candidates
+            .map { ($0, editDistance(target, Array($0.unicodeScalars))) }
+            .filter { $0.1 <= threshold }
+            .min { $0.1 < $1.1 }?.0
+    }
+
+    func editDistance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {
+        guard !a.isEmpty else { return b.count }
+        guard !b.isEmpty else { return a.count }
+        var previous = Array(0...b.count)
+        var current = previous
+        for i in 1...a.count {
+            current[0] = i
+            for j in 1...b.count {
+                let substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)
+                current[j] = min(substitution, previous[j] + 1, current[j - 1] + 1)
+            }
+            swap(&previous, &current)
+        }
+        return previous[b.count]
+    }
+}

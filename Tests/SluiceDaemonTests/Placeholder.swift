@@ -1,5 +1,0 @@
-import XCTest
-
-final class SluiceDaemonTestsPlaceholder: XCTestCase {
-    func testPlaceholder() {}
-}
