@@ -1,0 +1,220 @@
+import CSluiceDriverABI
+import SluiceSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Channel counts as `ethtool -l` shows them.
+public struct ChannelCounts: Codable, Sendable, Equatable, Hashable {
+    public var rx: UInt32
+    public var tx: UInt32
+    public var combined: UInt32
+
+    public init(rx: UInt32 = 0, tx: UInt32 = 0, combined: UInt32 = 0) {
+        self.rx = rx
+        self.tx = tx
+        self.combined = combined
+    }
+
+    /// Receive queues are numbered across combined and rx-only channels.
+    /// Nil when the sum does not fit (a corrupt count, never a real NIC).
+    public var receiveChannels: UInt32? {
+        let (sum, overflow) = combined.addingReportingOverflow(rx)
+        return overflow ? nil : sum
+    }
+}
+
+/// How XDP is, or will be, attached (`enum sluice_xdp_mode`).
+public enum XDPMode: String, Codable, Sendable, Equatable {
+    case none, skb, native, offload
+
+    var abiValue: UInt32 {
+        switch self {
+        case .none: UInt32(SLUICE_XDP_MODE_NONE.rawValue)
+        case .skb: UInt32(SLUICE_XDP_MODE_SKB.rawValue)
+        case .native: UInt32(SLUICE_XDP_MODE_NATIVE.rawValue)
+        case .offload: UInt32(SLUICE_XDP_MODE_OFFLOAD.rawValue)
+        }
+    }
+}
+
+/// What plugins are told about an interface (`struct sluice_driver_facts`).
+/// Driver and channel counts come from the caller (the daemon asks SluiceNIC);
+/// ``gather(interface:driver:driverVersion:firmwareVersion:channels:maxChannels:)``
+/// adds the sysfs queue counts and the kernel release, and
+/// ``synthetic(driver:kernelRelease:channels:sysfsRxQueues:)`` builds a
+/// what-if question about a machine Sluice is not running on.
+public struct DriverFacts: Codable, Sendable, Equatable {
+    public var interface: String
+    public var driver: String
+    public var driverVersion: String
+    public var firmwareVersion: String
+    public var kernelRelease: String
+    public var channels: ChannelCounts
+    public var maxChannels: ChannelCounts
+    /// `rx-*` / `tx-*` entries under `/sys/class/net/IF/queues`; 0 = unknown.
+    public var sysfsRxQueues: UInt32
+    public var sysfsTxQueues: UInt32
+    public var xdpAttached: Bool
+    public var xdpMode: XDPMode
+    /// The pipeline asks for zero-copy (bind mode `zerocopy` or `auto`).
+    public var zeroCopyRequested: Bool
+    /// Zero-copy AF_XDP sockets open on the interface now.
+    public var zeroCopySockets: UInt32
+    /// True when the facts describe a hypothetical machine (what-if).
+    public var synthetic: Bool
+
+    public init(
+        interface: String, driver: String, driverVersion: String = "",
+        firmwareVersion: String = "", kernelRelease: String,
+        channels: ChannelCounts, maxChannels: ChannelCounts = ChannelCounts(),
+        sysfsRxQueues: UInt32, sysfsTxQueues: UInt32 = 0,
+        xdpAttached: Bool = false, xdpMode: XDPMode = .none,
+        zeroCopyRequested: Bool = true, zeroCopySockets: UInt32 = 0,
+        synthetic: Bool = false
+    ) {
+        self.interface = interface
+        self.driver = driver
+        self.driverVersion = driverVersion
+        self.firmwareVersion = firmwareVersion
+        self.kernelRelease = kernelRelease
+        self.channels = channels
+        self.maxChannels = maxChannels
+        self.sysfsRxQueues = sysfsRxQueues
+        self.sysfsTxQueues = sysfsTxQueues
+        self.xdpAttached = xdpAttached
+        self.xdpMode = xdpMode
+        self.zeroCopyRequested = zeroCopyRequested
+        self.zeroCopySockets = zeroCopySockets
+        self.synthetic = synthetic
+    }
+
+    /// The name synthetic facts use for their (nonexistent) interface.
+    public static let syntheticInterface = "what-if"
+
+    /// What-if facts: `channels` combined channels on a `driver` NIC under
+    /// kernel `kernelRelease`, with `sysfsRxQueues` rx queues in sysfs
+    /// (0 = unknown, so plugins must decide from the kernel release).
+    public static func synthetic(
+        driver: String, kernelRelease: String, channels: UInt32, sysfsRxQueues: UInt32
+    ) -> DriverFacts {
+        DriverFacts(
+            interface: syntheticInterface, driver: driver, kernelRelease: kernelRelease,
+            channels: ChannelCounts(combined: channels), maxChannels: ChannelCounts(combined: channels),
+            sysfsRxQueues: sysfsRxQueues, synthetic: true)
+    }
+
+    /// Facts for a real interface: the caller supplies what ethtool said,
+    /// this adds the sysfs queue counts and the running kernel's release.
+    public static func gather(
+        interface: String, driver: String, driverVersion: String = "",
+        firmwareVersion: String = "", channels: ChannelCounts,
+        maxChannels: ChannelCounts = ChannelCounts(),
+        sysfsNetRoot: String = "/sys/class/net"
+    ) throws(PluginHostError) -> DriverFacts {
+        let queues = try sysfsQueueCounts(interface: interface, sysfsNetRoot: sysfsNetRoot)
+        return DriverFacts(
+            interface: interface, driver: driver, driverVersion: driverVersion,
+            firmwareVersion: firmwareVersion, kernelRelease: KernelFiles.kernelRelease(),
+            channels: channels, maxChannels: maxChannels,
+            sysfsRxQueues: queues.rx, sysfsTxQueues: queues.tx)
+    }
+
+    /// Counts the `rx-N` and `tx-N` entries in `/sys/class/net/IF/queues`:
+    /// the netdev's real rx/tx queue counts, the limit for AF_XDP queue ids.
+    /// Run in the interface's network namespace with /sys remounted
+    /// (`ip netns exec`), or the counts belong to another interface.
+    public static func sysfsQueueCounts(
+        interface: String, sysfsNetRoot: String = "/sys/class/net"
+    ) throws(PluginHostError) -> (rx: UInt32, tx: UInt32) {
+        if let problem = InterfaceName.problem(with: interface) {
+            throw .invalidFacts(problem)
+        }
+        let path = "\(sysfsNetRoot)/\(interface)/queues"
+        let names: [String]
+        do {
+            names = try DirectoryListing.names(in: path, limit: 65_536)
+        } catch {
+            throw .sysfsUnreadable(interface: interface, path: path, error: error)
+        }
+        // A queue count beyond UInt32 cannot happen; the listing limit bounds it.
+        let rx = UInt32(truncatingIfNeeded: names.lazy.filter { $0.hasPrefix("rx-") }.count)
+        let tx = UInt32(truncatingIfNeeded: names.lazy.filter { $0.hasPrefix("tx-") }.count)
+        return (rx, tx)
+    }
+
+    /// Why these facts cannot be handed to a plugin, or nil when they can:
+    /// every string must fit its fixed-size field in the C struct.
+    public var problem: String? {
+        if let problem = InterfaceName.problem(with: interface) { return problem }
+        let strings: [(String, String, Int)] = [
+            ("driver", driver, Int(SLUICE_DRIVER_LEN)),
+            ("driver version", driverVersion, Int(SLUICE_DRIVER_VERSION_LEN)),
+            ("firmware version", firmwareVersion, Int(SLUICE_FIRMWARE_VERSION_LEN)),
+            ("kernel release", kernelRelease, Int(SLUICE_KERNEL_RELEASE_LEN)),
+        ]
+        for (what, value, capacity) in strings {
+            if value.utf8.count >= capacity {
+                return "\(what) '\(value.prefix(80))' is \(value.utf8.count) bytes; the plugin ABI allows \(capacity - 1)"
+            }
+            if value.utf8.contains(0) { return "\(what) contains a NUL byte" }
+        }
+        if channels.receiveChannels == nil { return "channel counts \(channels) overflow" }
+        return nil
+    }
+
+    /// Runs `body` with these facts as the C struct. Call only after
+    /// ``problem`` returned nil: strings are copied into fixed fields.
+    func withABIFacts<R, E: Error>(
+        _ body: (UnsafePointer<sluice_driver_facts>) throws(E) -> R
+    ) throws(E) -> R {
+        var facts = sluice_driver_facts()
+        facts.sz = MemoryLayout<sluice_driver_facts>.size
+        copy(interface, into: &facts.ifname)
+        copy(driver, into: &facts.driver)
+        copy(driverVersion, into: &facts.driver_version)
+        copy(firmwareVersion, into: &facts.firmware_version)
+        copy(kernelRelease, into: &facts.kernel_release)
+        facts.rx_channels = channels.rx
+        facts.tx_channels = channels.tx
+        facts.combined_channels = channels.combined
+        facts.max_rx_channels = maxChannels.rx
+        facts.max_tx_channels = maxChannels.tx
+        facts.max_combined_channels = maxChannels.combined
+        facts.sysfs_rx_queues = sysfsRxQueues
+        facts.sysfs_tx_queues = sysfsTxQueues
+        facts.xdp_attached = xdpAttached ? 1 : 0
+        facts.xdp_mode = xdpMode.abiValue
+        facts.zerocopy_requested = zeroCopyRequested ? 1 : 0
+        facts.zerocopy_sockets = zeroCopySockets
+        return try withUnsafePointer(to: &facts, body)
+    }
+}
+
+/// Copies `string` into a fixed C char array, always NUL-terminated
+/// (truncating; ``DriverFacts/problem`` rejects strings that do not fit).
+private func copy<Field>(_ string: String, into field: inout Field) {
+    withUnsafeMutableBytes(of: &field) { raw in
+        raw.initializeMemory(as: UInt8.self, repeating: 0)
+        let bytes = Array(string.utf8.prefix(raw.count - 1))
+        raw.copyBytes(from: bytes)
+    }
+}
+
+/// The kernel's rules for interface names (`dev_valid_name`), which also keep
+/// a name from escaping `/sys/class/net`.
+enum InterfaceName {
+    static func problem(with name: String) -> String? {
+        let bytes = Array(name.utf8)
+        if bytes.isEmpty { return "interface name is empty" }
+        if bytes.count >= Int(SLUICE_IFNAME_LEN) {
+            return "interface name '\(name.prefix(40))' is longer than \(SLUICE_IFNAME_LEN - 1) bytes"
+        }
+        if name == "." || name == ".." { return "'\(name)' is not an interface name" }
+        if let bad = bytes.first(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7f }) {
+            return "interface name '\(name)' contains the invalid character \(bad <= 0x20 ? "0x" + String(bad, radix: 16) : "'\(Character(Unicode.Scalar(bad)))'")"
+        }
+        return nil
+    }
+}

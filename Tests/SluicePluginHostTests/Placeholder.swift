@@ -1,5 +1,0 @@
-import XCTest
-
-final class SluicePluginHostTestsPlaceholder: XCTestCase {
-    func testPlaceholder() {}
-}

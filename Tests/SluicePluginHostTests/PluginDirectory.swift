@@ -1,0 +1,139 @@
+import Foundation
+import Logging
+import SluicePluginHost
+import SluiceTestSupport
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A temporary plugin directory holding real plugin files: the plugins this
+/// package builds, copied from the products directory, and plugins compiled
+/// from C source with `cc` the way an operator would build one.
+final class PluginDirectory {
+    let path: String
+    private let buildPath: String
+
+    init() throws {
+        path = try Self.makeTemporaryDirectory("sluice-plugins")
+        buildPath = try Self.makeTemporaryDirectory("sluice-plugin-build")
+    }
+
+    func remove() {
+        for dir in [path, buildPath] {
+            // A test may have made the directory world-writable or read-only.
+            chmod(dir, 0o700)
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+    }
+
+    func file(_ name: String) -> String { "\(path)/\(name)" }
+
+    /// Copies built plugins (e.g. "libsluice_generic.so") into the directory.
+    func installBuilt(_ names: String...) throws {
+        for name in names {
+            let source = productsDirectory.appendingPathComponent(name).path
+            guard FileManager.default.fileExists(atPath: source) else {
+                throw XCTSkip("\(source) is missing: run `swift build --build-tests` first")
+            }
+            try FileManager.default.copyItem(atPath: source, toPath: file(name))
+            chmod(file(name), 0o644)
+        }
+    }
+
+    /// Compiles `source` with `cc -shared -fPIC -I<ABI include dir>` and the
+    /// given `-D` definitions into `fileName` in the plugin directory.
+    func compile(_ source: String, as fileName: String, defines: [String] = []) throws {
+        let sourcePath = "\(buildPath)/\(fileName).c"
+        try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
+        let include = repositoryRoot.appendingPathComponent("Sources/CSluiceDriverABI/include").path
+        try run(
+            ["cc", "-shared", "-fPIC", "-Wall", "-Werror", "-I\(include)"] + defines.map { "-D\($0)" }
+                + ["-o", file(fileName), sourcePath],
+            check: true)
+        chmod(file(fileName), 0o644)
+    }
+
+    func host() -> PluginHost {
+        PluginHost(directory: path, logger: Logger(label: "test.plugins"))
+    }
+
+    private static func makeTemporaryDirectory(_ prefix: String) throws -> String {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+        }
+        return String(cString: made)
+    }
+}
+
+/// A configurable test plugin: scores 50 for driver "veth" and maps channel i
+/// to queue i + QUEUE_OFFSET. The -D switches produce the broken variants.
+let testPluginSource = #"""
+#include <stdio.h>
+#include <string.h>
+#include "sluice/driver_plugin.h"
+
+#ifndef PLUGIN_NAME
+#define PLUGIN_NAME "veth_test"
+#endif
+#ifndef PLUGIN_ABI
+#define PLUGIN_ABI SLUICE_DRIVER_ABI_VERSION
+#endif
+#ifndef PLUGIN_SZ
+#define PLUGIN_SZ sizeof(struct sluice_driver_plugin)
+#endif
+#ifndef QUEUE_OFFSET
+#define QUEUE_OFFSET 2
+#endif
+
+static int test__match(const struct sluice_driver_facts *facts, char *msg, size_t msg_len)
+{
+    if (strcmp(facts->driver, "veth") != 0)
+        return 0;
+    snprintf(msg, msg_len, "test plugin for veth on %s", facts->ifname);
+    return 50;
+}
+
+static int test__map_channel(const struct sluice_driver_facts *facts, uint32_t channel,
+                             struct sluice_queue_map *map, char *msg, size_t msg_len)
+{
+    (void)facts;
+    map->bind_queue = map->steer_queue = map->xskmap_key = channel + QUEUE_OFFSET;
+    snprintf(msg, msg_len, "channel %u is served by queue %u", channel, channel + QUEUE_OFFSET);
+    return 0;
+}
+
+static const struct sluice_driver_plugin test_plugin = {
+    .sz = PLUGIN_SZ,
+    .abi_version = PLUGIN_ABI,
+    .name = PLUGIN_NAME,
+    .version = "0.1",
+    .description = "test plugin compiled by the test suite",
+    .match = test__match,
+    .map_channel = test__map_channel,
+};
+
+#ifndef NO_ENTRY
+const struct sluice_driver_plugin *sluice_driver_plugin_v1(void)
+{
+#ifdef RETURN_NULL
+    (void)test_plugin;
+    return NULL;
+#else
+    return &test_plugin;
+#endif
+}
+#else
+const struct sluice_driver_plugin *some_other_symbol(void) { return &test_plugin; }
+#endif
+"""#
+
+/// Facts for a veth with 4 rx queues (veth reports rx/tx channels, no combined).
+func vethFacts(rxQueues: UInt32 = 4) -> DriverFacts {
+    DriverFacts(
+        interface: "sl-veth0", driver: "veth", driverVersion: "1.0", kernelRelease: "6.18.0",
+        channels: ChannelCounts(rx: rxQueues, tx: rxQueues), maxChannels: ChannelCounts(rx: 16, tx: 16),
+        sysfsRxQueues: rxQueues, sysfsTxQueues: rxQueues)
+}
