@@ -1,0 +1,469 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import SluiceSystem
+
+/// What happened to one journaled change on restore.
+public struct RestoreOutcome: Codable, Equatable, Sendable {
+    public enum Status: String, Codable, Equatable, Sendable {
+        case restored
+        /// Someone else changed the value after Sluice: left alone.
+        case changedOutside = "changed_outside"
+        case interfaceGone = "interface_gone"
+        case failed
+    }
+
+    public var status: Status
+    public var interface: String
+    public var message: String
+    public var entry: JournalEntry
+}
+
+public struct RestoreReport: Codable, Equatable, Sendable {
+    public var outcomes: [RestoreOutcome] = []
+
+    public func with(_ status: RestoreOutcome.Status) -> [RestoreOutcome] { outcomes.filter { $0.status == status } }
+    public var failures: [RestoreOutcome] { with(.failed) }
+}
+
+/// What `recoverAtStartup()` found and did.
+public struct RecoveryReport: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Equatable, Sendable {
+        /// No journal: the last run stopped cleanly (or never changed a NIC).
+        case nothing
+        /// A journal from this boot (a crash): restored.
+        case restored
+        /// A journal from an earlier boot: the NIC state it describes is gone.
+        case discardedEarlierBoot = "discarded_earlier_boot"
+        /// The journal could not be read; moved aside.
+        case unreadable
+    }
+
+    public var kind: Kind
+    public var journalBootID: String?
+    public var restore: RestoreReport?
+    public var discarded: [JournalEntry] = []
+    public var message: String
+}
+
+/// The result of `steer.add` (also with `dry_run`).
+public struct SteeringResult: Codable, Equatable, Sendable {
+    public var interface: String
+    /// The rule, with the location it got (or would get; nil when the
+    /// driver picks it, or the driver cannot do ntuple at all).
+    public var rule: NtupleRule
+    /// The equivalent `ethtool -N ...` line.
+    public var ethtoolCommand: String
+    public var dryRun: Bool
+    public var backend: EthtoolBackend
+}
+
+/// The NIC facade the daemon uses: reads pass through to ``Ethtool``; every
+/// change is journaled (original value, durably, with the boot id) before it
+/// is applied, and can be restored. Blocking and thread-safe: call it from
+/// a thread pool.
+public final class NICController: @unchecked Sendable {
+    public let ethtool: Ethtool
+    public let journal: NICJournal
+    private let logger: Logger
+    private let lock = NSLock()
+    private var document: JournalDocument?
+    private let bootID: String
+
+    public init(stateDirectory: String = "/var/lib/sluice", backend: BackendChoice = .auto,
+                logger: Logger = Logger(label: "sluice.nic")) throws {
+        ethtool = try Ethtool(backend: backend)
+        journal = NICJournal(stateDirectory: stateDirectory)
+        self.logger = logger
+        bootID = KernelFiles.bootID() ?? "unknown"
+        document = try? journal.load()
+    }
+
+    /// The changes Sluice would restore, oldest first.
+    public var journalEntries: [JournalEntry] {
+        lock.withLock { document?.bootID == bootID ? document?.entries ?? [] : [] }
+    }
+
+    // MARK: Reads
+
+    public func interfaces() -> [InterfaceInfo] { NICDiscovery.interfaces(ethtool: ethtool) }
+    public func interface(_ name: String) throws -> InterfaceInfo { try NICDiscovery.interface(name, ethtool: ethtool) }
+    public func channels(_ name: String) throws -> Served<Channels> { try ethtool.channels(name) }
+    public func rings(_ name: String) throws -> Served<Rings> { try ethtool.rings(name) }
+    public func features(_ name: String) throws -> Served<Features> { try ethtool.features(name) }
+    public func privateFlags(_ name: String) throws -> Served<[PrivateFlag]> { try ethtool.privateFlags(name) }
+    public func statistics(_ name: String) throws -> Served<DriverStatistics> { try ethtool.statistics(name) }
+    public func rules(_ name: String) throws -> Served<[NtupleRule]> { try ethtool.rules(name) }
+    public func rss(_ name: String) throws -> Served<RSSConfiguration> { try ethtool.rss(name) }
+    public func flowHash(_ name: String, flowType: HashFlowType) throws -> Served<FlowHashFields> {
+        try ethtool.flowHash(name, flowType: flowType)
+    }
+
+    // MARK: Changes
+
+    /// `ethtool -L`. "rx 9 exceeds the maximum 2 for vapp" before anything is touched.
+    public func setChannels(_ name: String, _ change: ChannelsChange) throws -> Served<Channels> {
+        try lock.withLock {
+            guard !change.isEmpty else { throw NICError.invalidArgument("no channel count given for \(name)") }
+            let current = try ethtool.channels(name).value
+            try change.validate(against: current, interface: name)
+            if !change.isVisible(in: current) {
+                try journaled(name, [.channels(original: change.original(in: current), applied: change)]) {
+                    try ethtool.setChannels(name, change)
+                }
+            }
+            return try ethtool.channels(name)
+        }
+    }
+
+    /// `ethtool -G`.
+    public func setRings(_ name: String, _ change: RingsChange) throws -> Served<Rings> {
+        try lock.withLock {
+            guard !change.isEmpty else { throw NICError.invalidArgument("no ring size given for \(name)") }
+            let current = try ethtool.rings(name).value
+            try change.validate(against: current, interface: name)
+            if !change.isVisible(in: current) {
+                try journaled(name, [.rings(original: change.original(in: current), applied: change)]) {
+                    try ethtool.setRings(name, change)
+                }
+            }
+            return try ethtool.rings(name)
+        }
+    }
+
+    /// `ethtool -K`, with kernel names, ethtool display names or short
+    /// names (`ntuple`, `gro`, `tso`...). A group name sets every member
+    /// that can change; a fixed feature is an error naming it.
+    public func setFeatures(_ name: String, _ wanted: [String: Bool]) throws -> Served<Features> {
+        try lock.withLock {
+            guard !wanted.isEmpty else { throw NICError.invalidArgument("no feature given for \(name)") }
+            let current = try ethtool.features(name).value
+            let available = current.features.map(\.name)
+            var kernelWanted: [String: Bool] = [:]
+            for (requested, on) in wanted {
+                let members = try FeatureNames.resolve(requested, available: available, interface: name)
+                let changeable = members.filter { current[$0]?.changeable == true }
+                guard !changeable.isEmpty else {
+                    throw NICError.invalidArgument("feature \(requested) is fixed on \(name)")
+                }
+                for member in changeable { kernelWanted[member] = on }
+            }
+            let changes: [JournaledChange] = kernelWanted.sorted { $0.key < $1.key }.compactMap { feature, on in
+                guard let now = current[feature], now.requested != on || now.active != on else { return nil }
+                return .feature(name: feature, original: now.requested, applied: on)
+            }
+            if !changes.isEmpty {
+                try journaled(name, changes) { try ethtool.setFeatures(name, kernelWanted) }
+            }
+            return try ethtool.features(name)
+        }
+    }
+
+    /// `ethtool -N IF flow-type ...`: places the rule as ethtool would and
+    /// journals its location. With `dryRun` nothing changes; the result still
+    /// has the location (when the driver can tell) and the ethtool line.
+    public func addRule(_ name: String, _ rule: NtupleRule, dryRun: Bool = false) throws -> SteeringResult {
+        try lock.withLock {
+            try rule.validate()
+            try ethtool.requireInterface(name)
+            var location: UInt32?
+            do {
+                let table = try ethtool.ioctl.ruleLocations(name)
+                location = try RuleLocation.choose(
+                    requested: rule.location, countData: table.countData, tableSize: table.tableSize,
+                    occupied: table.locations, interface: name)
+            } catch NICError.kernel(_, _, let code, _) where operationNotSupportedErrnos.contains(code) {
+                guard dryRun else {
+                    throw NICError.unsupported(interface: name, driver: ethtool.driverName(name), operation: .ntupleAdd)
+                }
+                // The driver cannot do ntuple: a dry run still shows the rule.
+                location = rule.location
+            }
+            let shownLocation = location == RuleLocation.any ? nil : location
+            var placed = rule
+            placed.location = shownLocation
+            let result = SteeringResult(
+                interface: name, rule: placed, ethtoolCommand: rule.ethtoolCommand(interface: name, location: shownLocation),
+                dryRun: dryRun, backend: .ioctl)
+            if dryRun { return result }
+            let bytes = try rule.flowSpecBytes(location: location ?? RuleLocation.any)
+            var landed: UInt32 = 0
+            try journaled(name, [.ruleAdded(location: shownLocation, rule: placed)]) {
+                landed = try ethtool.insertRule(name, flowSpec: bytes)
+            }
+            if shownLocation == nil {
+                // The driver chose: record where, so restore can delete it.
+                placed.location = landed
+                try updateLastEntry(.ruleAdded(location: landed, rule: placed))
+            }
+            return SteeringResult(
+                interface: name, rule: placed, ethtoolCommand: rule.ethtoolCommand(interface: name, location: landed),
+                dryRun: false, backend: .ioctl)
+        }
+    }
+
+    /// `ethtool -N IF delete LOC`. A rule Sluice added leaves the journal;
+    /// anyone else's is journaled so restore can put it back.
+    public func deleteRule(_ name: String, location: UInt32) throws {
+        try lock.withLock {
+            let bytes = try ethtool.ioctl.ruleBytesOrUnsupported(name, location: location, ethtool: ethtool)
+            let added = currentEntries().firstIndex { entry in
+                guard entry.interface == name, case .ruleAdded(let at?, _) = entry.change else { return false }
+                return at == location
+            }
+            if let index = added {
+                try ethtool.deleteRule(name, location: location)
+                document?.entries.remove(at: index)
+                try persist()
+                return
+            }
+            guard let rule = NtupleRule(flowSpecBytes: bytes) else {
+                throw NICError.invalidArgument("the rule at loc \(location) on \(name) is of a flow type Sluice cannot restore; delete it with ethtool")
+            }
+            try journaled(name, [.ruleDeleted(location: location, rule: rule)]) {
+                try ethtool.deleteRule(name, location: location)
+            }
+        }
+    }
+
+    /// `ethtool -N IF rx-flow-hash TYPE FIELDS`.
+    public func setFlowHash(_ name: String, flowType: HashFlowType, fields: FlowHashFields) throws -> Served<FlowHashFields> {
+        try lock.withLock {
+            let current = try ethtool.flowHash(name, flowType: flowType).value
+            if current != fields {
+                try journaled(name, [.flowHash(flowType: flowType, original: current, applied: fields)]) {
+                    try ethtool.setFlowHash(name, flowType: flowType, fields: fields)
+                }
+            }
+            return try ethtool.flowHash(name, flowType: flowType)
+        }
+    }
+
+    /// `ethtool -X IF ...` with a whole indirection table.
+    public func setRSS(_ name: String, indirectionTable: [UInt32]) throws -> Served<RSSConfiguration> {
+        try lock.withLock {
+            let current = try ethtool.rss(name).value
+            guard indirectionTable.count == current.indirectionTable.count else {
+                throw NICError.invalidArgument(
+                    "the RSS indirection table of \(name) has \(current.indirectionTable.count) entries, not \(indirectionTable.count)")
+            }
+            if current.indirectionTable != indirectionTable {
+                try journaled(name, [.rss(original: current.indirectionTable, applied: indirectionTable)]) {
+                    try ethtool.setRSS(name, indirectionTable: indirectionTable)
+                }
+            }
+            return try ethtool.rss(name)
+        }
+    }
+
+    // MARK: Restore
+
+    /// Undoes every journaled change, newest first, but only where the
+    /// value is still what Sluice set; clears the journal. Each entry leaves
+    /// the journal as it is handled, so nothing is restored twice even if
+    /// this is interrupted. Nothing is dropped silently: every entry has an
+    /// outcome.
+    public func restoreAll() -> RestoreReport {
+        lock.withLock { restoreLocked() }
+    }
+
+    /// At daemon start: a journal from this boot means the last run crashed,
+    /// so restore it; one from an earlier boot is reported and discarded.
+    public func recoverAtStartup() -> RecoveryReport {
+        lock.withLock {
+            let loaded: JournalDocument?
+            do {
+                loaded = try journal.load()
+            } catch {
+                let aside = journal.quarantine()
+                document = nil
+                logger.error("NIC journal unreadable, moved to \(aside): \(error)")
+                return RecoveryReport(kind: .unreadable, message: "\(error); moved to \(aside)")
+            }
+            document = loaded
+            guard let loaded, !loaded.entries.isEmpty else {
+                try? journal.clear()
+                document = nil
+                return RecoveryReport(kind: .nothing, message: "no NIC changes to recover")
+            }
+            if loaded.bootID != bootID {
+                try? journal.clear()
+                document = nil
+                let message = "discarded a NIC journal of \(loaded.entries.count) change(s) from an earlier boot (\(loaded.bootID))"
+                logger.warning("\(message)")
+                return RecoveryReport(kind: .discardedEarlierBoot, journalBootID: loaded.bootID,
+                                      discarded: loaded.entries, message: message)
+            }
+            logger.warning("restoring \(loaded.entries.count) NIC change(s) left by a crashed run")
+            let report = restoreLocked()
+            let restored = report.with(.restored).count
+            return RecoveryReport(
+                kind: .restored, journalBootID: loaded.bootID, restore: report,
+                message: "restored \(restored) of \(loaded.entries.count) NIC change(s) left by a crashed run")
+        }
+    }
+
+    private func restoreLocked() -> RestoreReport {
+        var report = RestoreReport()
+        while let entry = currentEntries().last {
+            let outcome = restore(entry)
+            report.outcomes.append(outcome)
+            switch outcome.status {
+            case .restored: logger.notice("\(outcome.message)")
+            case .changedOutside, .interfaceGone: logger.warning("\(outcome.message)")
+            case .failed: logger.error("\(outcome.message)")
+            }
+            document?.entries.removeLast()
+            do {
+                try persist()
+            } catch {
+                logger.error("\(error)")
+            }
+        }
+        do {
+            try journal.clear()
+            document = nil
+        } catch {
+            logger.error("\(error)")
+        }
+        return report
+    }
+
+    private func restore(_ entry: JournalEntry) -> RestoreOutcome {
+        let name = entry.interface
+        func outcome(_ status: RestoreOutcome.Status, _ message: String) -> RestoreOutcome {
+            RestoreOutcome(status: status, interface: name, message: message, entry: entry)
+        }
+        guard if_nametoindex(name) != 0 else {
+            return outcome(.interfaceGone, "\(name) is gone; not restored: \(entry.change.summary)")
+        }
+        let outside = "changed outside Sluice since; left as is"
+        do {
+            switch entry.change {
+            case let .channels(original, applied):
+                let current = try ethtool.channels(name).value
+                guard applied.isVisible(in: current) else {
+                    return outcome(.changedOutside, "\(name) channels are \(applied.original(in: current).summary()), not \(applied.summary()) as Sluice set: \(outside)")
+                }
+                try ethtool.setChannels(name, original)
+                return outcome(.restored, "\(name) channels restored to \(original.summary())")
+            case let .rings(original, applied):
+                let current = try ethtool.rings(name).value
+                guard applied.isVisible(in: current) else {
+                    return outcome(.changedOutside, "\(name) rings are \(applied.original(in: current).summary()), not \(applied.summary()) as Sluice set: \(outside)")
+                }
+                try ethtool.setRings(name, original)
+                return outcome(.restored, "\(name) rings restored to \(original.summary())")
+            case let .feature(feature, original, applied):
+                guard let current = try ethtool.features(name).value[feature] else {
+                    return outcome(.failed, "\(name) no longer has feature \(feature)")
+                }
+                guard current.requested == applied else {
+                    return outcome(.changedOutside, "\(name) feature \(feature) is \(current.requested ? "on" : "off"), not \(applied ? "on" : "off") as Sluice set: \(outside)")
+                }
+                try ethtool.setFeatures(name, [feature: original])
+                return outcome(.restored, "\(name) feature \(feature) restored to \(original ? "on" : "off")")
+            case let .ruleAdded(location, rule):
+                guard let location else {
+                    return outcome(.failed, "\(name) has an ntuple rule Sluice added whose location was never recorded; check ethtool -n \(name)")
+                }
+                guard let present = try? ethtool.ioctl.ruleBytes(name, location: location) else {
+                    return outcome(.changedOutside, "\(name) ntuple rule at loc \(location) was already deleted: \(outside)")
+                }
+                guard NtupleRule(flowSpecBytes: present) == NtupleRule(flowSpecBytes: try rule.flowSpecBytes(location: location)) else {
+                    return outcome(.changedOutside, "\(name) ntuple rule at loc \(location) is not the one Sluice added: \(outside)")
+                }
+                try ethtool.deleteRule(name, location: location)
+                return outcome(.restored, "\(name) ntuple rule at loc \(location) deleted")
+            case let .ruleDeleted(location, rule):
+                if (try? ethtool.ioctl.ruleBytes(name, location: location)) != nil {
+                    return outcome(.changedOutside, "\(name) loc \(location) holds another rule now: \(outside)")
+                }
+                _ = try ethtool.insertRule(name, flowSpec: try rule.flowSpecBytes(location: location))
+                return outcome(.restored, "\(name) ntuple rule at loc \(location) put back")
+            case let .flowHash(type, original, applied):
+                let current = try ethtool.flowHash(name, flowType: type).value
+                guard current == applied else {
+                    return outcome(.changedOutside, "\(name) rx-flow-hash \(type.rawValue) is \(current.letters), not \(applied.letters) as Sluice set: \(outside)")
+                }
+                try ethtool.setFlowHash(name, flowType: type, fields: original)
+                return outcome(.restored, "\(name) rx-flow-hash \(type.rawValue) restored to \(original.letters)")
+            case let .rss(original, applied):
+                let current = try ethtool.rss(name).value.indirectionTable
+                guard current == applied else {
+                    return outcome(.changedOutside, "\(name) RSS indirection table differs from what Sluice set: \(outside)")
+                }
+                try ethtool.setRSS(name, indirectionTable: original)
+                return outcome(.restored, "\(name) RSS indirection table restored")
+            }
+        } catch {
+            return outcome(.failed, "\(name): restoring \(entry.change.summary) failed: \(error)")
+        }
+    }
+
+    // MARK: Journal plumbing (lock held)
+
+    private func currentEntries() -> [JournalEntry] { document?.entries ?? [] }
+
+    private func persist() throws {
+        guard let document else { return try journal.clear() }
+        if document.entries.isEmpty { return try journal.clear() }
+        try journal.save(document)
+    }
+
+    /// Records `changes` (coalescing with earlier changes of the same
+    /// setting, so the oldest original survives) durably, then runs `apply`.
+    /// If `apply` fails the journal goes back to what it was.
+    private func journaled(_ name: String, _ changes: [JournaledChange], apply: () throws -> Void) throws {
+        if let document, document.bootID != bootID {
+            logger.warning("discarding an unrecovered NIC journal from an earlier boot (\(document.bootID))")
+            self.document = nil
+        }
+        let before = document
+        var next = document ?? JournalDocument(bootID: bootID)
+        for change in changes {
+            if let index = next.entries.firstIndex(where: { $0.interface == name && $0.change.isSameSetting(as: change) }) {
+                next.entries[index].change = next.entries[index].change.coalesced(with: change)
+                if next.entries[index].change.isNoOp { next.entries.remove(at: index) }
+            } else {
+                next.entries.append(JournalEntry(sequence: next.nextSequence, interface: name, change: change))
+                next.nextSequence += 1
+            }
+        }
+        document = next
+        do {
+            try persist()
+        } catch {
+            document = before
+            throw error
+        }
+        do {
+            try apply()
+        } catch {
+            document = before
+            do { try persist() } catch { logger.error("\(error)") }
+            throw error
+        }
+    }
+
+    private func updateLastEntry(_ change: JournaledChange) throws {
+        guard var next = document, !next.entries.isEmpty else { return }
+        next.entries[next.entries.count - 1].change = change
+        document = next
+        try persist()
+    }
+}
+
+extension EthtoolIoctl {
+    /// GRXCLSRULE, with a driver's EOPNOTSUPP turned into `unsupported`.
+    func ruleBytesOrUnsupported(_ name: String, location: UInt32, ethtool: Ethtool) throws -> [UInt8] {
+        try ethtool.requireInterface(name)
+        do {
+            return try ruleBytes(name, location: location)
+        } catch NICError.kernel(_, _, let code, _) where operationNotSupportedErrnos.contains(code) {
+            throw NICError.unsupported(interface: name, driver: ethtool.driverName(name), operation: .ntupleDelete)
+        }
+    }
+}

@@ -1,0 +1,149 @@
+import Foundation
+import SluiceSystem
+
+/// One change Sluice made to a NIC, with the value it replaced. Written
+/// (durably) before the change is applied.
+public enum JournaledChange: Codable, Equatable, Sendable {
+    case channels(original: ChannelsChange, applied: ChannelsChange)
+    case rings(original: RingsChange, applied: RingsChange)
+    case feature(name: String, original: Bool, applied: Bool)
+    /// An ntuple rule Sluice inserted; location nil only between journaling
+    /// and the insert when the driver picks the location.
+    case ruleAdded(location: UInt32?, rule: NtupleRule)
+    /// A rule Sluice deleted (restore puts it back).
+    case ruleDeleted(location: UInt32, rule: NtupleRule)
+    case flowHash(flowType: HashFlowType, original: FlowHashFields, applied: FlowHashFields)
+    case rss(original: [UInt32], applied: [UInt32])
+
+    /// Whether `other` changes the same setting (so the two coalesce and
+    /// the oldest original is the one restored).
+    func isSameSetting(as other: JournaledChange) -> Bool {
+        switch (self, other) {
+        case (.channels, .channels), (.rings, .rings), (.rss, .rss): return true
+        case let (.feature(a, _, _), .feature(b, _, _)): return a == b
+        case let (.flowHash(a, _, _), .flowHash(b, _, _)): return a == b
+        default: return false
+        }
+    }
+
+    /// This (older) change followed by `newer` of the same setting.
+    func coalesced(with newer: JournaledChange) -> JournaledChange {
+        switch (self, newer) {
+        case let (.channels(o1, a1), .channels(o2, a2)):
+            return .channels(original: o2.merging(o1), applied: a1.merging(a2))
+        case let (.rings(o1, a1), .rings(o2, a2)):
+            return .rings(original: o2.merging(o1), applied: a1.merging(a2))
+        case let (.feature(name, original, _), .feature(_, _, applied)):
+            return .feature(name: name, original: original, applied: applied)
+        case let (.flowHash(type, original, _), .flowHash(_, _, applied)):
+            return .flowHash(flowType: type, original: original, applied: applied)
+        case let (.rss(original, _), .rss(_, applied)):
+            return .rss(original: original, applied: applied)
+        default:
+            return newer
+        }
+    }
+
+    /// True when applying it changed nothing (set back to the original).
+    var isNoOp: Bool {
+        switch self {
+        case let .channels(original, applied): return original == applied
+        case let .rings(original, applied): return original == applied
+        case let .feature(_, original, applied): return original == applied
+        case let .flowHash(_, original, applied): return original == applied
+        case let .rss(original, applied): return original == applied
+        case .ruleAdded, .ruleDeleted: return false
+        }
+    }
+
+    /// "channels combined 2 (was combined 1)"
+    public var summary: String {
+        switch self {
+        case let .channels(original, applied):
+            return "channels \(applied.summary()) (was \(original.summary()))"
+        case let .rings(original, applied):
+            return "rings \(applied.summary()) (was \(original.summary()))"
+        case let .feature(name, original, applied):
+            return "feature \(name) \(applied ? "on" : "off") (was \(original ? "on" : "off"))"
+        case let .ruleAdded(location, rule):
+            return "ntuple rule \(rule.flowType.rawValue) \(rule.action) added at loc \(location.map(String.init) ?? "?")"
+        case let .ruleDeleted(location, rule):
+            return "ntuple rule \(rule.flowType.rawValue) \(rule.action) deleted from loc \(location)"
+        case let .flowHash(type, original, applied):
+            return "rx-flow-hash \(type.rawValue) \(applied.letters) (was \(original.letters))"
+        case let .rss(original, applied):
+            return "RSS indirection table of \(applied.count) entries (was \(original.count))"
+        }
+    }
+}
+
+public struct JournalEntry: Codable, Equatable, Sendable {
+    public var sequence: UInt64
+    public var interface: String
+    public var change: JournaledChange
+}
+
+/// The journal file's content.
+struct JournalDocument: Codable, Equatable {
+    var format = 1
+    /// /proc/sys/kernel/random/boot_id when the journal was written: a
+    /// journal from another boot describes NIC state that no longer exists.
+    var bootID: String
+    var nextSequence: UInt64 = 1
+    var entries: [JournalEntry] = []
+}
+
+/// The journal file in the state directory (default /var/lib/sluice: it
+/// must survive the daemon, unlike the runtime directory systemd deletes).
+public final class NICJournal: @unchecked Sendable {
+    public let path: String
+    static let fileName = "nic-journal.json"
+    /// Entries are small; anything bigger is not a journal Sluice wrote.
+    static let sizeLimit = 16 << 20
+
+    public init(stateDirectory: String) {
+        path = stateDirectory.hasSuffix("/") ? stateDirectory + Self.fileName : stateDirectory + "/" + Self.fileName
+    }
+
+    func load() throws -> JournalDocument? {
+        let bytes: [UInt8]?
+        do {
+            bytes = try DurableFile.read(path, limit: Self.sizeLimit)
+        } catch {
+            throw NICError.journal("cannot read \(path): \(error)")
+        }
+        guard let bytes else { return nil }
+        do {
+            return try JSONDecoder().decode(JournalDocument.self, from: Data(bytes))
+        } catch {
+            throw NICError.journal("\(path) is not a valid journal: \(error)")
+        }
+    }
+
+    func save(_ document: JournalDocument) throws {
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let data = try encoder.encode(document)
+            try DurableFile.createDirectory(DurableFile.parentDirectory(of: path))
+            try DurableFile.write(Array(data), to: path)
+        } catch {
+            throw NICError.journal("cannot write \(path): \(error)")
+        }
+    }
+
+    func clear() throws {
+        do {
+            try DurableFile.remove(path)
+        } catch {
+            throw NICError.journal("cannot remove \(path): \(error)")
+        }
+    }
+
+    /// Moves an unreadable journal aside so the daemon can start.
+    func quarantine() -> String {
+        let aside = path + ".unreadable"
+        _ = rename(path, aside)
+        return aside
+    }
+}

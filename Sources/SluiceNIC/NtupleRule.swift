@@ -1,0 +1,183 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Flow types Sluice steers (`ethtool -N IF flow-type ...`).
+public enum NtupleFlowType: String, Codable, Equatable, Sendable, CaseIterable {
+    case tcp4, udp4, tcp6, udp6, ip4, ip6, ether
+
+    /// The UAPI constant (TCP_V4_FLOW, ...).
+    var kernelValue: UInt32 {
+        switch self {
+        case .tcp4: return 0x01
+        case .udp4: return 0x02
+        case .tcp6: return 0x05
+        case .udp6: return 0x06
+        case .ip4: return 0x0d  // IPV4_USER_FLOW
+        case .ip6: return 0x0e  // IPV6_USER_FLOW
+        case .ether: return 0x12
+        }
+    }
+
+    init?(kernelValue: UInt32) {
+        guard let match = Self.allCases.first(where: { $0.kernelValue == kernelValue }) else { return nil }
+        self = match
+    }
+
+    var isIPv4: Bool { self == .tcp4 || self == .udp4 || self == .ip4 }
+    var isIPv6: Bool { self == .tcp6 || self == .udp6 || self == .ip6 }
+    var hasPorts: Bool { self == .tcp4 || self == .udp4 || self == .tcp6 || self == .udp6 }
+}
+
+/// Where a matching packet goes.
+public enum SteerAction: Equatable, Sendable, Codable, CustomStringConvertible {
+    case queue(UInt32)
+    case drop
+
+    /// Encoded as the queue number, or the string "drop".
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let queue = try? container.decode(UInt32.self) {
+            self = .queue(queue)
+        } else if try container.decode(String.self) == "drop" {
+            self = .drop
+        } else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "action must be a queue number or \"drop\"")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .queue(let q): try container.encode(q)
+        case .drop: try container.encode("drop")
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .queue(let q): return "queue \(q)"
+        case .drop: return "drop"
+        }
+    }
+}
+
+/// An ntuple (n-tuple / RX network flow classification) rule.
+///
+/// Masks are in the kernel's sense: set bits must match, and a nil mask
+/// means "all bits". (`ethtool -N ... m X` takes the opposite, a don't-care
+/// mask; ``ethtoolArguments`` converts.)
+public struct NtupleRule: Codable, Equatable, Sendable {
+    public var flowType: NtupleFlowType
+    public var sourceAddress: String?
+    public var sourceAddressMask: String?
+    public var destinationAddress: String?
+    public var destinationAddressMask: String?
+    public var sourcePort: UInt16?
+    public var sourcePortMask: UInt16?
+    public var destinationPort: UInt16?
+    public var destinationPortMask: UInt16?
+    /// `ether` only.
+    public var sourceMAC: String?
+    public var destinationMAC: String?
+    public var etherType: UInt16?
+    /// VLAN TCI to match (sets FLOW_EXT).
+    public var vlan: UInt16?
+    public var vlanMask: UInt16?
+    public var action: SteerAction
+    /// The rule's slot; nil lets Sluice choose as `ethtool` does.
+    public var location: UInt32?
+
+    public init(
+        flowType: NtupleFlowType,
+        sourceAddress: String? = nil, sourceAddressMask: String? = nil,
+        destinationAddress: String? = nil, destinationAddressMask: String? = nil,
+        sourcePort: UInt16? = nil, sourcePortMask: UInt16? = nil,
+        destinationPort: UInt16? = nil, destinationPortMask: UInt16? = nil,
+        sourceMAC: String? = nil, destinationMAC: String? = nil, etherType: UInt16? = nil,
+        vlan: UInt16? = nil, vlanMask: UInt16? = nil,
+        action: SteerAction, location: UInt32? = nil
+    ) {
+        self.flowType = flowType
+        self.sourceAddress = sourceAddress; self.sourceAddressMask = sourceAddressMask
+        self.destinationAddress = destinationAddress; self.destinationAddressMask = destinationAddressMask
+        self.sourcePort = sourcePort; self.sourcePortMask = sourcePortMask
+        self.destinationPort = destinationPort; self.destinationPortMask = destinationPortMask
+        self.sourceMAC = sourceMAC; self.destinationMAC = destinationMAC; self.etherType = etherType
+        self.vlan = vlan; self.vlanMask = vlanMask
+        self.action = action; self.location = location
+    }
+
+    /// Checks that every field fits the flow type and parses.
+    public func validate() throws {
+        let family: Int32? = flowType.isIPv4 ? AF_INET : flowType.isIPv6 ? AF_INET6 : nil
+        let addresses = [("src-ip", sourceAddress), ("src-ip mask", sourceAddressMask),
+                         ("dst-ip", destinationAddress), ("dst-ip mask", destinationAddressMask)]
+        for (what, text) in addresses {
+            guard let text else { continue }
+            guard let family else {
+                throw NICError.invalidArgument("\(what) is not valid for flow-type \(flowType.rawValue)")
+            }
+            _ = try IPAddressBytes.parse(text, family: family, what: what)
+        }
+        if sourceAddressMask != nil && sourceAddress == nil || destinationAddressMask != nil && destinationAddress == nil {
+            throw NICError.invalidArgument("an address mask needs its address")
+        }
+        if !flowType.hasPorts && (sourcePort != nil || destinationPort != nil) {
+            throw NICError.invalidArgument("ports are not valid for flow-type \(flowType.rawValue) (use tcp4/udp4/tcp6/udp6)")
+        }
+        if sourcePortMask != nil && sourcePort == nil || destinationPortMask != nil && destinationPort == nil {
+            throw NICError.invalidArgument("a port mask needs its port")
+        }
+        if flowType != .ether && (sourceMAC != nil || destinationMAC != nil || etherType != nil) {
+            throw NICError.invalidArgument("src/dst MAC and proto are only valid for flow-type ether")
+        }
+        for (what, text) in [("src MAC", sourceMAC), ("dst MAC", destinationMAC)] {
+            if let text { _ = try MACAddress.parse(text, what: what) }
+        }
+        if vlanMask != nil && vlan == nil { throw NICError.invalidArgument("a vlan mask needs a vlan") }
+    }
+}
+
+/// Addresses as the bytes the kernel stores (network order).
+enum IPAddressBytes {
+    static func parse(_ text: String, family: Int32, what: String) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: family == AF_INET ? 4 : 16)
+        let ok = bytes.withUnsafeMutableBytes { inet_pton(family, text, $0.baseAddress) }
+        guard ok == 1 else {
+            throw NICError.invalidArgument("\(what) \(text) is not an IPv\(family == AF_INET ? 4 : 6) address")
+        }
+        return bytes
+    }
+
+    static func format(_ bytes: ArraySlice<UInt8>) -> String {
+        let family = bytes.count == 4 ? AF_INET : AF_INET6
+        var text = [CChar](repeating: 0, count: 64)
+        let input = Array(bytes)
+        _ = input.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
+        return String(cString: text)
+    }
+}
+
+enum MACAddress {
+    static func parse(_ text: String, what: String) throws -> [UInt8] {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6 else { throw NICError.invalidArgument("\(what) \(text) is not a MAC address") }
+        return try parts.map { part in
+            guard part.count >= 1, part.count <= 2, let byte = UInt8(part, radix: 16) else {
+                throw NICError.invalidArgument("\(what) \(text) is not a MAC address")
+            }
+            return byte
+        }
+    }
+
+    static func format<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        bytes.map { hex2($0) }.joined(separator: ":")
+    }
+}
+
+func hex2(_ byte: UInt8) -> String {
+    let digits = Array("0123456789abcdef")
+    return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
+}

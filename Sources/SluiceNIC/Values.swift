@@ -1,0 +1,214 @@
+/// Which ethtool interface served a request.
+public enum EthtoolBackend: String, Codable, Equatable, Sendable, CaseIterable {
+    case netlink, ioctl
+}
+
+/// Configured backend policy: `auto` tries netlink and falls back to ioctl
+/// per operation; the others are forced.
+public enum BackendChoice: String, Codable, Equatable, Sendable, CaseIterable {
+    case auto, netlink, ioctl
+}
+
+/// A value together with the backend that produced it.
+public struct Served<Value: Codable & Equatable & Sendable>: Codable, Equatable, Sendable {
+    public var value: Value
+    public var backend: EthtoolBackend
+
+    public init(_ value: Value, backend: EthtoolBackend) {
+        self.value = value
+        self.backend = backend
+    }
+}
+
+/// `ethtool -l`: channel counts and their maxima.
+public struct Channels: Codable, Equatable, Sendable {
+    public var maxRX: UInt32, maxTX: UInt32, maxOther: UInt32, maxCombined: UInt32
+    public var rx: UInt32, tx: UInt32, other: UInt32, combined: UInt32
+
+    public init(maxRX: UInt32 = 0, maxTX: UInt32 = 0, maxOther: UInt32 = 0, maxCombined: UInt32 = 0,
+                rx: UInt32 = 0, tx: UInt32 = 0, other: UInt32 = 0, combined: UInt32 = 0) {
+        self.maxRX = maxRX; self.maxTX = maxTX; self.maxOther = maxOther; self.maxCombined = maxCombined
+        self.rx = rx; self.tx = tx; self.other = other; self.combined = combined
+    }
+}
+
+/// `ethtool -L`: the counts to change; nil leaves a count alone.
+public struct ChannelsChange: CountChange {
+    public typealias Value = Channels
+    public var rx: UInt32?, tx: UInt32?, other: UInt32?, combined: UInt32?
+
+    public init() {}
+
+    public init(rx: UInt32? = nil, tx: UInt32? = nil, other: UInt32? = nil, combined: UInt32? = nil) {
+        self.rx = rx; self.tx = tx; self.other = other; self.combined = combined
+    }
+
+    static let fields: [CountField<ChannelsChange, Channels>] = [
+        CountField(name: "rx", change: \.rx, current: \.rx, maximum: \.maxRX),
+        CountField(name: "tx", change: \.tx, current: \.tx, maximum: \.maxTX),
+        CountField(name: "other", change: \.other, current: \.other, maximum: \.maxOther),
+        CountField(name: "combined", change: \.combined, current: \.combined, maximum: \.maxCombined),
+    ]
+}
+
+/// `ethtool -g`: ring sizes and their maxima.
+public struct Rings: Codable, Equatable, Sendable {
+    public var rxMax: UInt32, rxMiniMax: UInt32, rxJumboMax: UInt32, txMax: UInt32
+    public var rx: UInt32, rxMini: UInt32, rxJumbo: UInt32, tx: UInt32
+
+    public init(rxMax: UInt32 = 0, rxMiniMax: UInt32 = 0, rxJumboMax: UInt32 = 0, txMax: UInt32 = 0,
+                rx: UInt32 = 0, rxMini: UInt32 = 0, rxJumbo: UInt32 = 0, tx: UInt32 = 0) {
+        self.rxMax = rxMax; self.rxMiniMax = rxMiniMax; self.rxJumboMax = rxJumboMax; self.txMax = txMax
+        self.rx = rx; self.rxMini = rxMini; self.rxJumbo = rxJumbo; self.tx = tx
+    }
+}
+
+/// `ethtool -G`: ring sizes to change; nil leaves one alone.
+public struct RingsChange: CountChange {
+    public typealias Value = Rings
+    public var rx: UInt32?, rxMini: UInt32?, rxJumbo: UInt32?, tx: UInt32?
+
+    public init() {}
+
+    public init(rx: UInt32? = nil, rxMini: UInt32? = nil, rxJumbo: UInt32? = nil, tx: UInt32? = nil) {
+        self.rx = rx; self.rxMini = rxMini; self.rxJumbo = rxJumbo; self.tx = tx
+    }
+
+    static let fields: [CountField<RingsChange, Rings>] = [
+        CountField(name: "rx", change: \.rx, current: \.rx, maximum: \.rxMax),
+        CountField(name: "rx-mini", change: \.rxMini, current: \.rxMini, maximum: \.rxMiniMax),
+        CountField(name: "rx-jumbo", change: \.rxJumbo, current: \.rxJumbo, maximum: \.rxJumboMax),
+        CountField(name: "tx", change: \.tx, current: \.tx, maximum: \.txMax),
+    ]
+}
+
+/// One offload feature as `ethtool -k` shows it.
+public struct Feature: Codable, Equatable, Sendable {
+    /// The kernel's name (`rx-ntuple-filter`).
+    public var name: String
+    public var active: Bool
+    public var requested: Bool
+    /// False for what `ethtool -k` marks `[fixed]`.
+    public var changeable: Bool
+
+    public init(name: String, active: Bool, requested: Bool, changeable: Bool) {
+        self.name = name; self.active = active; self.requested = requested; self.changeable = changeable
+    }
+}
+
+/// All features of an interface, in the kernel's order.
+public struct Features: Codable, Equatable, Sendable {
+    public var features: [Feature]
+
+    public init(features: [Feature]) { self.features = features }
+
+    public subscript(name: String) -> Feature? { features.first { $0.name == name } }
+}
+
+/// One driver private flag (`ethtool --show-priv-flags`).
+public struct PrivateFlag: Codable, Equatable, Sendable {
+    public var name: String
+    public var enabled: Bool
+}
+
+/// `ethtool -i`.
+public struct DriverInfo: Codable, Equatable, Sendable {
+    public var driver: String
+    public var version: String
+    public var firmwareVersion: String
+    public var busInfo: String
+    public var statisticsCount: UInt32
+    public var privateFlagsCount: UInt32
+}
+
+/// RSS indirection table and hash key (`ethtool -x`).
+public struct RSSConfiguration: Codable, Equatable, Sendable {
+    /// Entry i names the rx queue that hash bucket i goes to.
+    public var indirectionTable: [UInt32]
+    /// The hash key in lowercase hex bytes separated by colons, as ethtool shows it.
+    public var hashKey: String
+    public var hashFunction: UInt8
+
+    /// A table of `size` entries spread round-robin over `queues` queues
+    /// (`ethtool -X IF equal N`).
+    public static func equalTable(size: Int, queues: UInt32) -> [UInt32] {
+        guard queues > 0 else { return [] }
+        return (0..<size).map { UInt32($0) % queues }
+    }
+}
+
+/// One count of `ethtool -L`/`-G`: where it sits in the change, the
+/// current value and the maximum.
+struct CountField<Change, Value> {
+    var name: String
+    var change: WritableKeyPath<Change, UInt32?>
+    var current: WritableKeyPath<Value, UInt32>
+    var maximum: WritableKeyPath<Value, UInt32>
+}
+
+/// A partial update of counts (channels, rings): nil fields stay as they are.
+public protocol CountChange: Codable, Equatable, Sendable {
+    associatedtype Value
+    init()
+}
+
+protocol CountChangeFields: CountChange {
+    static var fields: [CountField<Self, Value>] { get }
+}
+
+extension ChannelsChange: CountChangeFields {}
+extension RingsChange: CountChangeFields {}
+
+extension CountChangeFields {
+    public var isEmpty: Bool { Self.fields.allSatisfy { self[keyPath: $0.change] == nil } }
+
+    /// What the counts become when this change is applied to `current`.
+    func applied(to current: Value) -> Value {
+        var next = current
+        for field in Self.fields {
+            if let value = self[keyPath: field.change] { next[keyPath: field.current] = value }
+        }
+        return next
+    }
+
+    /// Whether `current` still shows every count this change set.
+    func isVisible(in current: Value) -> Bool {
+        Self.fields.allSatisfy { field in
+            self[keyPath: field.change].map { $0 == current[keyPath: field.current] } ?? true
+        }
+    }
+
+    /// The same fields with the values `current` has: the change that undoes this one.
+    func original(in current: Value) -> Self {
+        var undo = Self()
+        for field in Self.fields where self[keyPath: field.change] != nil {
+            undo[keyPath: field.change] = current[keyPath: field.current]
+        }
+        return undo
+    }
+
+    /// `other` laid over `self`: fields `other` sets win.
+    func merging(_ other: Self) -> Self {
+        var merged = self
+        for field in Self.fields {
+            if let value = other[keyPath: field.change] { merged[keyPath: field.change] = value }
+        }
+        return merged
+    }
+
+    /// "rx 9 exceeds the maximum 2 for vapp"
+    func validate(against current: Value, interface: String) throws {
+        for field in Self.fields {
+            if let value = self[keyPath: field.change], value > current[keyPath: field.maximum] {
+                throw NICError.invalidArgument(
+                    "\(field.name) \(value) exceeds the maximum \(current[keyPath: field.maximum]) for \(interface)")
+            }
+        }
+    }
+
+    /// "combined 2, rx 1" for logs and reports.
+    func summary() -> String {
+        Self.fields.compactMap { field in self[keyPath: field.change].map { "\(field.name) \($0)" } }
+            .joined(separator: ", ")
+    }
+}

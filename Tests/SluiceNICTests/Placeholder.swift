@@ -1,5 +1,0 @@
-import XCTest
-
-final class SluiceNICTestsPlaceholder: XCTestCase {
-    func testPlaceholder() {}
-}
