@@ -127,6 +127,24 @@ final class PluginLoaderTests: XCTestCase {
         XCTAssertEqual(try host.select(vethFacts()).plugin.name, "generic")
     }
 
+    /// The template builds with the README's command and works as shipped.
+    func testTemplatePluginBuildsAndLoads() throws {
+        let template = repositoryRoot.appendingPathComponent("Plugins-src/template/plugin.c").path
+        try directory.compile(try String(contentsOfFile: template, encoding: .utf8), as: "libsluice_example.so")
+        let host = directory.host()
+        var facts = vethFacts()
+        facts.driver = "example_nic"
+        facts.channels = ChannelCounts(combined: 2)
+        let explanation = try host.explain(facts)
+        XCTAssertEqual(explanation.selection.plugin.name, "example")
+        XCTAssertEqual(explanation.selection.plugin.hooks, ["match", "map_channel", "prepare", "check_channels_change"])
+        XCTAssertEqual(explanation.mappings.map(\.bindQueue), [0, 1])
+        XCTAssertTrue(explanation.preparation.combinedChannels)
+        XCTAssertEqual(
+            explanation.preparation.message,
+            "example_nic takes AF_XDP queues from combined channels, so set them with `ethtool -L sl-veth0 combined N`.")
+    }
+
     func testWorldWritableDirectoryRejectsEveryPlugin() throws {
         try directory.compile(testPluginSource, as: "libsluice_veth_test.so")
         XCTAssertEqual(chmod(directory.path, 0o777), 0)
