@@ -172,6 +172,12 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(loadErrors(directory.path).map(\.description), ["\(directory.path): not a regular file"])
     }
 
+    func testFIFOIsRejectedWithoutWaitingForAWriter() throws {
+        let path = directory.appendingPathComponent("fifo.toml").path
+        XCTAssertEqual(mkfifo(path, 0o600), 0)
+        XCTAssertEqual(loadErrors(path).map(\.description), ["\(path): not a regular file"])
+    }
+
     func testOversizedFile() throws {
         let path = try write("huge.toml", [UInt8](repeating: UInt8(ascii: "#"), count: SluiceConfig.maximumFileBytes + 1))
         XCTAssertEqual(

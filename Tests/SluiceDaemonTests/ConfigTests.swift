@@ -156,6 +156,8 @@ final class ConfigParsingTests: XCTestCase {
         for (text, line, column) in [
             ("a = [}", 1, 6), ("a = [1, }]", 1, 9), ("a = [\n  1,\n  }\n]", 3, 3),
             ("\"é\" = 1\nb = [ \u{2028}]", 2, 7), ("a = [[\u{85}]]", 1, 7), ("a = [{b = [}]}]", 1, 12),
+            // Deeper than the index scanner went at first (found by fuzzing).
+            ("a = " + String(repeating: "[", count: 200) + "}", 1, 205),
         ] {
             let error = onlyConfigError(text)
             XCTAssertEqual(error?.message, "syntax error: expected a value or ']'", text)
@@ -167,7 +169,7 @@ final class ConfigParsingTests: XCTestCase {
     /// Also found by fuzzing: toml++ 3.4 asserts on a date, a space and a
     /// single digit (a time cut short).
     func testDateWithTruncatedTimeIsASyntaxErrorNotACrash() {
-        for text in ["d = 1979-05-27 0\n", "d = [1979-05-27 7]", "d = 30-c----up 1 ", "d = 1_979-05-27 1,"] {
+        for text in ["d = 1979-05-27 0\n", "d = [1979-05-27 7]", "d = 30-c----up 1 ", "d = 1_979-05-27 1,", "d = 30_\u{FEBF}c----up 1 \" u"] {
             let error = onlyConfigError(text)
             XCTAssertEqual(error?.line, 1, text)
             XCTAssertEqual(error?.column, 5 + (text.contains("[") ? 1 : 0), text)
@@ -191,6 +193,17 @@ final class ConfigParsingTests: XCTestCase {
     func testNULCharacterIsASyntaxError() {
         let error = onlyConfigError("[nic]\nbackend = \"a\u{0}b\"\n")
         XCTAssertEqual(error?.description, "test.toml:2:13: syntax error: NUL character")
+    }
+
+    func testEscapedNULInAStringIsRefused() {
+        // TOMLKit would hand "/run/a" over, cut at the NUL.
+        let error = onlyConfigError(ownGroup + "socket = \"/run/a\\u0000b\"\n")
+        XCTAssertEqual(error?.description, "test.toml:3:17: syntax error: strings may not contain NUL (\\u0000)")
+        XCTAssertEqual(onlyConfigError("a = \"\"\"x\n\\U00000000\"\"\"")?.line, 2)
+        // An escaped backslash before u0000 is just text.
+        XCTAssertEqual(
+            try SluiceConfig.parse(text: ownGroup + "socket = \"/run/a\\\\u0000\"\n", file: "t").control.socketPath,
+            "/run/a\\u0000")
     }
 
     func testUnknownKeySuggestsTheClosestKnownKey() {

@@ -43,19 +43,20 @@ extension SluiceConfig {
         }
         let index = TOMLKeyIndex(text: text)
         if let trap = index.parserTrap {
-            let trapError = ConfigErrors([ConfigError(
-                file: file, line: trap.line, column: trap.column, message: "syntax error: \(trap.message)")])
-            // A syntax error before the trap is the one toml++ would report.
-            // The text cut at the trap ends early, so an error at the cut is ours.
+            // toml++ reports the first error it meets: find out whether that
+            // is before the trap by putting an ordinary error in its place.
+            var defused = Array(text.utf8)
+            defused.replaceSubrange(trap.bytes, with: [trap.defused])
             do {
-                _ = try parseTOML(String(decoding: text.utf8.prefix(trap.offset), as: UTF8.self), file: file)
+                _ = try parseTOML(String(decoding: defused, as: UTF8.self), file: file)
             } catch {
                 if let earlier = error.errors.first, let line = earlier.line,
                    (line, earlier.column ?? 0) < (trap.line, trap.column) {
                     throw error
                 }
             }
-            throw trapError
+            throw ConfigErrors([ConfigError(
+                file: file, line: trap.line, column: trap.column, message: "syntax error: \(trap.message)")])
         }
         let table = try parseTOML(text, file: file)
         var validation = Validation(file: file, index: index)
@@ -94,7 +95,8 @@ extension SluiceConfig {
         func failure(_ what: String, _ error: Errno) -> ConfigError {
             ConfigError(file: path, message: "cannot \(what): \(error) (errno \(error.rawValue))")
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         guard fd >= 0 else { throw failure("open", currentErrno) }
         defer { close(fd) }
         var status = stat()

@@ -37,9 +37,13 @@ struct TOMLParserTrap: Equatable, Sendable {
     var line: Int
     /// In Unicode scalars from the start of the line, from 1 (as toml++ counts).
     var column: Int
-    /// Byte offset in the document.
-    var offset: Int
+    /// Where the offending scalar is in the document, in bytes.
+    var bytes: Range<Int>
     var message: String
+    /// A byte that, in place of the offending scalar, makes toml++ stop
+    /// there with an ordinary syntax error (to learn whether it finds an
+    /// earlier one).
+    var defused: UInt8
 }
 
 /// A step in a key path: a key, or an element of an array (of tables).
@@ -87,12 +91,14 @@ private struct Scanner {
     var lineStart = 0
     var parserTrap: TOMLParserTrap?
     var lines: [[TOMLPathComponent]: Int] = [:]
-    /// Rendered path of each array of tables → how many elements so far.
+    /// Each array of tables → how many elements it has so far.
     var arrayOfTablesCounts: [[TOMLPathComponent]: Int] = [:]
     /// Inline arrays and tables nest; bound the depth so garbage cannot
     /// recurse the stack away.
     var depth = 0
-    static let maximumDepth = 128
+    // Deeper than toml++ allows (TOML_MAX_NESTED_VALUES, 256), so every trap
+    // toml++ could reach is found before the scanner gives up.
+    static let maximumDepth = 300
 
     init(bytes: [UInt8]) {
         self.bytes = bytes
@@ -152,7 +158,7 @@ private struct Scanner {
         skipWhitespace()
         if let byte = current, !TOMLPathComponent.isBareKeyByte(byte),
            byte != UInt8(ascii: "\""), byte != UInt8(ascii: "'"), byte != UInt8(ascii: "]") {
-            noteTrap("a table header must start with a key name")
+            noteTrap("a table header must start with a key name", defusedBy: UInt8(ascii: "]"))
         }
         let key = scanKey()
         skipWhitespace()
@@ -303,7 +309,7 @@ private struct Scanner {
             scanInlineTable(path: path)
         default:
             if looksLikeDateWithTruncatedTime() {
-                noteTrap("a date-time needs a time of the form HH:MM:SS")
+                noteTrap("a date-time needs a time of the form HH:MM:SS", defusedBy: UInt8(ascii: "="))
             }
             // Numbers, booleans, dates: up to a delimiter.
             while let b = current, !isValueDelimiter(b) { advance() }
@@ -314,12 +320,14 @@ private struct Scanner {
     /// after the space for a time and asserts on the terminator. Never valid
     /// TOML (a time is HH:MM:SS), so flagging it only changes the message.
     func looksLikeDateWithTruncatedTime() -> Bool {
-        var characters: [UInt8] = []  // underscores do not count, as in toml++
+        // First bytes of the scalars, as toml++ counts scalars; underscores
+        // do not count either.
+        var characters: [UInt8] = []
         var index = position
         while index < bytes.count, characters.count <= 10 {
             let byte = bytes[index]
             if byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || isValueDelimiter(byte) { break }
-            if byte != UInt8(ascii: "_") { characters.append(byte) }
+            if byte != UInt8(ascii: "_") && byte & 0xC0 != 0x80 { characters.append(byte) }
             index += 1
         }
         func isDigit(_ offset: Int) -> Bool {
@@ -345,7 +353,7 @@ private struct Scanner {
     mutating func scanArray(path: [TOMLPathComponent]) {
         scanItems(closing: UInt8(ascii: "]")) { scanner, index in
             if scanner.startsWithValueTerminator() {
-                scanner.noteTrap("expected a value or ']'")
+                scanner.noteTrap("expected a value or ']'", defusedBy: UInt8(ascii: ","))
             }
             scanner.scanValue(path: path + [.element(index)])
         }
@@ -389,11 +397,14 @@ private struct Scanner {
         }
     }
 
-    mutating func noteTrap(_ message: String) {
-        guard parserTrap == nil else { return }
+    mutating func noteTrap(_ message: String, defusedBy replacement: UInt8) {
+        guard parserTrap == nil, position < bytes.count else { return }
+        var end = position + 1
+        while end < bytes.count, bytes[end] & 0xC0 == 0x80 { end += 1 }
         // Continuation bytes (10xxxxxx) do not start a scalar.
         let scalars = bytes[lineStart..<position].lazy.filter { $0 & 0xC0 != 0x80 }.count
-        parserTrap = TOMLParserTrap(line: line, column: scalars + 1, offset: position, message: message)
+        parserTrap = TOMLParserTrap(
+            line: line, column: scalars + 1, bytes: position..<end, message: message, defused: replacement)
     }
 
     /// `}` and the Unicode line separators U+0085, U+2028, U+2029, which
@@ -424,6 +435,7 @@ private struct Scanner {
             advance(3)
             while let byte = current {
                 if byte == UInt8(ascii: "\\") && quote == UInt8(ascii: "\"") {
+                    checkForEscapedNUL()
                     advance(2)
                     continue
                 }
@@ -441,11 +453,20 @@ private struct Scanner {
         }
         advance()
         while let byte = current, byte != UInt8(ascii: "\n") {
+            if byte == UInt8(ascii: "\\") && quote == UInt8(ascii: "\"") { checkForEscapedNUL() }
             advance()
             if byte == quote { return }
             if byte == UInt8(ascii: "\\") && quote == UInt8(ascii: "\"") && current != UInt8(ascii: "\n") {
                 advance()
             }
+        }
+    }
+
+    /// TOMLKit hands strings over as C strings, so `"/run/a\u0000b"` would
+    /// silently become "/run/a": refuse the escape instead.
+    mutating func checkForEscapedNUL() {
+        for escape in ["\\u0000", "\\U00000000", "\\x00"] where bytes[position...].starts(with: escape.utf8) {
+            noteTrap("strings may not contain NUL (\(escape))", defusedBy: 0x01)
         }
     }
 
