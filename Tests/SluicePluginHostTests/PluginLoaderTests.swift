@@ -92,6 +92,8 @@ final class PluginLoaderTests: XCTestCase {
         try directory.compile(testPluginSource, as: worldWritable, defines: ["PLUGIN_NAME=\"ww\""])
         chmod(directory.file(worldWritable), 0o666)
         symlink(directory.file("libsluice_generic.so"), directory.file("libsluice_link.so"))
+        try "not an ELF object".write(toFile: directory.file("libsluice_text.so"), atomically: true, encoding: .utf8)
+        chmod(directory.file("libsluice_text.so"), 0o644)
         // Not a plugin file name: ignored, not listed.
         try "notes".write(toFile: directory.file("README.txt"), atomically: true, encoding: .utf8)
 
@@ -108,6 +110,8 @@ final class PluginLoaderTests: XCTestCase {
             "file \(directory.file(worldWritable)) is world-writable (mode 666)")
         XCTAssertEqual(
             try record(records, "libsluice_link.so").reason, "is a symbolic link; install the plugin file itself")
+        let text = try XCTUnwrap(record(records, "libsluice_text.so").reason)
+        XCTAssertTrue(text.hasPrefix("dlopen failed: \(directory.file("libsluice_text.so")): "), text)
         XCTAssertNil(records.first { $0.path.hasSuffix("README.txt") })
         XCTAssertEqual(records.filter { $0.status == .loaded }.compactMap(\.plugin?.name), ["generic"])
 
