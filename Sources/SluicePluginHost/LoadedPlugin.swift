@@ -110,15 +110,16 @@ final class LoadedPlugin: @unchecked Sendable {
         guard let raw = entry() else {
             return .failure(PluginRejection("\(entrySymbol)() returned NULL"))
         }
-        let declaredSize = raw.loadUnaligned(as: Int.self)
-        guard declaredSize >= v1Size else {
+        let declaredSize = raw.loadUnaligned(as: UInt.self)  // size_t sz
+        guard declaredSize >= UInt(v1Size) else {
             return .failure(PluginRejection(
                 "struct size \(declaredSize) is smaller than the v1 size \(v1Size)"))
         }
         // Copy only what the plugin declared: a newer host's struct may be larger.
         var table = sluice_driver_plugin()
         withUnsafeMutableBytes(of: &table) { dest in
-            dest.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(declaredSize, dest.count)))
+            let count = Int(min(declaredSize, UInt(dest.count)))
+            dest.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: count))
         }
         guard table.abi_version == hostABIVersion else {
             return .failure(PluginRejection(

@@ -48,11 +48,16 @@ final class PluginDirectory {
         let sourcePath = "\(buildPath)/\(fileName).c"
         try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
         let include = repositoryRoot.appendingPathComponent("Sources/CSluiceDriverABI/include").path
+        let objectPath = "\(buildPath)/\(fileName)"
         try run(
             ["cc", "-shared", "-fPIC", "-Wall", "-Werror", "-I\(include)"] + defines.map { "-D\($0)" }
-                + ["-o", file(fileName), sourcePath],
+                + ["-o", objectPath, sourcePath],
             check: true)
-        chmod(file(fileName), 0o644)
+        chmod(objectPath, 0o644)
+        // Like install(1): a new file takes the name, the old one is not rewritten.
+        guard rename(objectPath, file(fileName)) == 0 else {
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+        }
     }
 
     func host() -> PluginHost {
@@ -84,6 +89,9 @@ let testPluginSource = #"""
 #ifndef PLUGIN_SZ
 #define PLUGIN_SZ sizeof(struct sluice_driver_plugin)
 #endif
+#ifndef PLUGIN_VERSION
+#define PLUGIN_VERSION "0.1"
+#endif
 #ifndef QUEUE_OFFSET
 #define QUEUE_OFFSET 2
 #endif
@@ -109,7 +117,7 @@ static const struct sluice_driver_plugin test_plugin = {
     .sz = PLUGIN_SZ,
     .abi_version = PLUGIN_ABI,
     .name = PLUGIN_NAME,
-    .version = "0.1",
+    .version = PLUGIN_VERSION,
     .description = "test plugin compiled by the test suite",
     .match = test__match,
     .map_channel = test__map_channel,

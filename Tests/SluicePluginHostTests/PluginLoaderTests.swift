@@ -205,6 +205,29 @@ final class PluginLoaderTests: XCTestCase {
         XCTAssertEqual(try host.select(vethFacts()).plugin.name, "veth_test")
     }
 
+    /// dlopen hands back an object already loaded under the same path even
+    /// after the file was replaced; the host must not pass old code off as new.
+    func testReplacedFileIsNotConfusedWithTheCopyStillInUse() throws {
+        try directory.compile(testPluginSource, as: "libsluice_veth_test.so")
+        let host = directory.host()
+        var lease: PluginLease? = try host.acquire(vethFacts())
+        XCTAssertEqual(lease?.plugin.version, "0.1")
+        lease?.release() // released, but the object (and its code) is still alive
+
+        try directory.compile(
+            testPluginSource, as: "libsluice_veth_test.so", defines: ["PLUGIN_VERSION=\"0.2\""])
+        let records = try host.reload()
+        XCTAssertEqual(
+            try record(records, "libsluice_veth_test.so").reason,
+            "an older copy of this file is still loaded by a pipeline; reload again after it stops")
+        XCTAssertEqual(try lease?.plugin.version, "0.1")
+
+        lease = nil
+        let reloaded = try host.reload()
+        XCTAssertEqual(try record(reloaded, "libsluice_veth_test.so").plugin?.version, "0.2")
+        XCTAssertEqual(try host.select(vethFacts()).plugin.version, "0.2")
+    }
+
     func testDroppedLeaseReleasesItself() throws {
         let host = directory.host()
         do {
