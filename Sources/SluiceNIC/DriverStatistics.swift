@@ -4,6 +4,11 @@ public enum QueueDirection: String, Codable, Equatable, Sendable { case rx, tx }
 public struct DriverCounter: Codable, Equatable, Sendable {
     public var name: String
     public var value: UInt64
+
+    public init(name: String, value: UInt64) {
+        self.name = name
+        self.value = value
+    }
 }
 
 /// The counters of one queue, keyed by the rest of the driver's name
