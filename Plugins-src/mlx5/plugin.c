@@ -23,7 +23,7 @@ enum queue_scheme { SCHEME_UNKNOWN, SCHEME_SPLIT, SCHEME_IDENTITY };
 
 struct scheme_verdict {
     enum queue_scheme scheme;
-    char why[128]; /* the evidence, to be quoted inside a sentence */
+    char why[192]; /* the evidence, to be quoted inside a sentence */
 };
 
 /* Parses "major.minor" at the start of a kernel release. Returns 0 on
@@ -47,6 +47,10 @@ static struct scheme_verdict detect_scheme(const struct sluice_driver_facts *fac
     uint32_t rxq = facts->sysfs_rx_queues;
     unsigned long major, minor;
 
+    if (nch > UINT32_MAX / 2) { /* nch + i must not wrap */
+        snprintf(v.why, sizeof(v.why), "its channel count %u is implausible", nch);
+        return v;
+    }
     /* sysfs first: it reflects what the running driver really does. */
     if (nch && rxq == 2 * (uint64_t)nch) {
         v.scheme = SCHEME_SPLIT;

@@ -18,10 +18,10 @@ public struct ChannelCounts: Codable, Sendable, Equatable, Hashable {
     }
 
     /// Receive queues are numbered across combined and rx-only channels.
-    /// Nil when the sum does not fit (a corrupt count, never a real NIC).
-    public var receiveChannels: UInt32? {
+    /// Saturates rather than wrapping (facts with such counts are refused).
+    public var receiveChannels: UInt32 {
         let (sum, overflow) = combined.addingReportingOverflow(rx)
-        return overflow ? nil : sum
+        return overflow ? .max : sum
     }
 }
 
@@ -89,6 +89,9 @@ public struct DriverFacts: Codable, Sendable, Equatable {
         self.zeroCopySockets = zeroCopySockets
         self.synthetic = synthetic
     }
+
+    /// The largest channel or queue count facts may carry.
+    public static let maxQueueCount: UInt32 = 65_536
 
     /// The name synthetic facts use for their (nonexistent) interface.
     public static let syntheticInterface = "what-if"
@@ -160,7 +163,16 @@ public struct DriverFacts: Codable, Sendable, Equatable {
             }
             if value.utf8.contains(0) { return "\(what) contains a NUL byte" }
         }
-        if channels.receiveChannels == nil { return "channel counts \(channels) overflow" }
+        let counts: [(String, UInt32)] = [
+            ("rx channels", channels.rx), ("tx channels", channels.tx), ("combined channels", channels.combined),
+            ("max rx channels", maxChannels.rx), ("max tx channels", maxChannels.tx),
+            ("max combined channels", maxChannels.combined),
+            ("sysfs rx queues", sysfsRxQueues), ("sysfs tx queues", sysfsTxQueues),
+        ]
+        // No NIC comes close; the cap keeps plugin arithmetic (nch + i) far from wrapping.
+        if let (what, value) = counts.first(where: { $0.1 > Self.maxQueueCount }) {
+            return "\(what) \(value) exceeds \(Self.maxQueueCount)"
+        }
         return nil
     }
 

@@ -166,7 +166,7 @@ public final class PluginHost: Sendable {
             }
             return channels
         }
-        let known = facts.channels.receiveChannels ?? 0
+        let known = facts.channels.receiveChannels
         let count = min(known > 0 ? known : facts.sysfsRxQueues, UInt32(maxChannelsPerRequest))
         return Array(0..<count)
     }

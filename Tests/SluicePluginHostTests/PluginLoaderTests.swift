@@ -287,6 +287,11 @@ final class PluginLoaderTests: XCTestCase {
                 error as? PluginHostError,
                 .invalidFacts("driver '\(facts.driver)' is 40 bytes; the plugin ABI allows 31"))
         }
+        let huge = DriverFacts.synthetic(
+            driver: "mlx5_core", kernelRelease: "5.15.0", channels: .max, sysfsRxQueues: 8)
+        XCTAssertThrowsError(try host.explain(huge, channels: [0])) { error in
+            XCTAssertEqual(error as? PluginHostError, .invalidFacts("combined channels 4294967295 exceeds 65536"))
+        }
         XCTAssertThrowsError(try host.explain(vethFacts(), channels: Array(0..<2000))) { error in
             XCTAssertEqual(error as? PluginHostError, .invalidFacts("2000 channels requested; at most 1024 at once"))
         }
