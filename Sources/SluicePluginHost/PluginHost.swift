@@ -100,6 +100,18 @@ public final class PluginHost: Sendable {
         }
     }
 
+    /// Asks the plugin for `facts` whether the channel counts may change to
+    /// `proposed` (for `channels.set` on an interface no pipeline leases; a
+    /// running pipeline asks through its ``PluginLease``).
+    public func checkChannelsChange(
+        _ facts: DriverFacts, proposed: ChannelCounts, forced: String? = nil
+    ) throws(PluginHostError) -> ChannelChangeVerdict {
+        try state.withLock { (registry: inout Registry) throws(PluginHostError) in
+            let (plugin, _) = try choose(facts, forced: forced, among: registry)
+            return facts.withABIFacts { plugin.checkChannelsChange($0, proposed: proposed) }
+        }
+    }
+
     /// Selects the plugin for `facts` and leases it: while any lease is held,
     /// ``reload()`` answers busy. A pipeline holds one for its lifetime and
     /// computes every queue id through it.

@@ -130,6 +130,8 @@ final class Mlx5PluginTests: XCTestCase {
             try lease.checkChannelsChange(live, proposed: ChannelCounts(combined: 4)),
             ChannelChangeVerdict(allowed: true, message: ""), "setting the same counts changes nothing")
 
+        XCTAssertFalse(try host.checkChannelsChange(live, proposed: ChannelCounts(combined: 8)).allowed)
+
         let idle = mlx5Facts(kernel: "5.15.0-91-generic", sysfsRxQueues: 8, zeroCopySockets: 0)
         XCTAssertEqual(
             try lease.checkChannelsChange(idle, proposed: ChannelCounts(combined: 2)),
