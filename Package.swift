@@ -107,7 +107,7 @@ let package = Package(
         // MARK: Tests
         .target(
             name: "SluiceTestSupport",
-            dependencies: ["SluiceSystem"],
+            dependencies: ["SluiceSystem", "SluiceControl"],
             path: "Tests/SluiceTestSupport"),
         .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceTestSupport"]),
         .testTarget(name: "SluiceNICTests", dependencies: ["SluiceNIC", "SluiceTestSupport"]),

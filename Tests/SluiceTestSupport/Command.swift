@@ -19,7 +19,7 @@ public struct CommandFailed: Error, CustomStringConvertible {
 /// Runs a program to completion and captures its output. `argv[0]` is looked
 /// up in PATH (with /usr/sbin and /sbin added: ip, ethtool live there).
 @discardableResult
-public func run(
+public func runCommand(
     _ argv: [String],
     environment: [String: String] = [:],
     stdin: String? = nil,
@@ -58,6 +58,15 @@ public func run(
         stderr: String(decoding: errData, as: UTF8.self))
     if check && !result.succeeded { throw CommandFailed(result: result) }
     return result
+}
+
+/// ``runCommand(_:environment:stdin:check:)`` under its short name, for
+/// code outside XCTestCase (whose `run()` shadows it).
+@discardableResult
+public func run(
+    _ argv: [String], environment: [String: String] = [:], stdin: String? = nil, check: Bool = false
+) throws -> CommandResult {
+    try runCommand(argv, environment: environment, stdin: stdin, check: check)
 }
 
 /// Unique, short names for namespaces and links (IFNAMSIZ is 16 with the NUL).

@@ -1,0 +1,171 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SluiceControl
+import SluiceSystem
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `sluiced`: wires the configuration, the control socket and (as they come)
+/// the NIC, plugin and data-path services together, under
+/// swift-service-lifecycle: SIGTERM/SIGINT and `shutdown` stop gracefully,
+/// SIGHUP re-reads the configuration.
+public final class Daemon: Sendable {
+    public let configPath: String
+    let logger: Logger
+    let registry = CommandRegistry()
+    let server: ControlServer
+    let startedAt = ContinuousClock.now
+    let startedWallClock = time(nil)
+    private let current: NIOLockedValueBox<SluiceConfig>
+    private let shutdownTrigger = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
+
+    public init(configPath: String, config: SluiceConfig) {
+        self.configPath = configPath
+        self.current = NIOLockedValueBox(config)
+        var logger = Logger(label: "sluiced")
+        logger.logLevel = config.daemon.logLevel
+        self.logger = logger
+        self.server = ControlServer(
+            configuration: ControlServerConfiguration(config.control), registry: registry, logger: logger)
+        registerCommands()
+        server.setStatisticsProvider { [weak self] in self?.statistics() ?? .null }
+    }
+
+    public var config: SluiceConfig { current.withLockedValue { $0 } }
+
+    /// Runs until SIGTERM, SIGINT or the `shutdown` command.
+    public func run() async throws {
+        let control = ControlService(server: server)
+        let reloader = ReloadOnSIGHUP(daemon: self)
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: control, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: reloader),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        shutdownTrigger.withLockedValue { trigger in
+            trigger = { Task { await group.triggerGracefulShutdown() } }
+        }
+        logger.info("sluiced starting", metadata: [
+            "version": "\(ControlProtocol.sluiceVersion)", "config": "\(configPath)", "pid": "\(getpid())",
+        ])
+        try await group.run()
+        logger.info("sluiced stopped")
+    }
+
+    /// Starts a graceful shutdown, as SIGTERM would.
+    func requestShutdown() {
+        shutdownTrigger.withLockedValue { $0 }?()
+    }
+
+    /// Re-reads the config file off the event loops. A broken file is
+    /// rejected with the old configuration kept in force.
+    @discardableResult
+    func reload() async throws -> ReloadOutcome {
+        let path = configPath
+        let loaded: SluiceConfig
+        do {
+            loaded = try await NIOThreadPool.singleton.runIfActive { try SluiceConfig.load(path: path) }
+        } catch {
+            logger.error("config reload rejected; keeping the running configuration", metadata: [
+                "config": "\(path)", "errors": "\(error)",
+            ])
+            throw ControlError.invalidArgument("config reload rejected, running configuration kept:\n\(error)")
+        }
+        let outcome = current.withLockedValue { running -> ReloadOutcome in
+            let outcome = ReloadOutcome(old: running, new: loaded)
+            running = loaded
+            return outcome
+        }
+        logger.notice("configuration reloaded", metadata: [
+            "config": "\(path)",
+            "changed": "\(outcome.changed.joined(separator: ","))",
+            "needs_restart": "\(outcome.needsRestart.joined(separator: ","))",
+        ])
+        return outcome
+    }
+
+    var uptimeSeconds: Double {
+        let elapsed = ContinuousClock.now - startedAt
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
+    func statistics() -> JSONValue {
+        let control = (try? JSONValue(encoding: server.statistics)) ?? .null
+        return ["uptime_seconds": .double(uptimeSeconds.rounded(toPlaces: 3)), "control": control]
+    }
+}
+
+/// What a reload changed, and which of the changes wait for a restart.
+struct ReloadOutcome: Codable, Sendable {
+    var changed: [String] = []
+    var needsRestart: [String] = []
+
+    enum CodingKeys: String, CodingKey {
+        case changed
+        case needsRestart = "needs_restart"
+    }
+
+    init(old: SluiceConfig, new: SluiceConfig) {
+        func note(_ key: String, _ differs: Bool, live: Bool) {
+            guard differs else { return }
+            changed.append(key)
+            if !live { needsRestart.append(key) }
+        }
+        // The socket is bound once; its settings apply on the next start.
+        note("daemon.state_dir", old.daemon.stateDirectory != new.daemon.stateDirectory, live: false)
+        note("daemon.log_level", old.daemon.logLevel != new.daemon.logLevel, live: false)
+        note("control", old.control != new.control, live: false)
+        note("nic", old.nic != new.nic, live: false)
+        note("plugins", old.plugins != new.plugins, live: false)
+    }
+}
+
+extension ControlServerConfiguration {
+    init(_ control: SluiceConfig.Control) {
+        self.init(
+            socketPath: control.socketPath,
+            socketMode: control.socketMode,
+            socketGroup: control.socketGroup.gid,
+            adminGroup: control.adminGroup.gid,
+            maxClients: control.maxClients,
+            idleTimeout: .seconds(control.idleTimeoutSeconds))
+    }
+}
+
+struct ControlService: Service {
+    let server: ControlServer
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            try await server.run()
+        }
+    }
+}
+
+struct ReloadOnSIGHUP: Service {
+    let daemon: Daemon
+
+    func run() async throws {
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in hangups.cancelOnGracefulShutdown() {
+            daemon.logger.info("SIGHUP: reloading configuration")
+            _ = try? await daemon.reload()
+        }
+    }
+}
+
+extension Double {
+    func rounded(toPlaces places: Int) -> Double {
+        var scale = 1.0
+        for _ in 0..<places { scale *= 10 }
+        return (self * scale).rounded() / scale
+    }
+}
