@@ -71,6 +71,8 @@ public final class NICController: @unchecked Sendable {
     private let lock = NSLock()
     private var document: JournalDocument?
     private let bootID: String
+    private var monitor: NICMonitor?
+    private var outside: [String: [String]] = [:]
 
     public init(stateDirectory: String = "/var/lib/sluice", backend: BackendChoice = .auto,
                 logger: Logger = Logger(label: "sluice.nic")) throws {
@@ -80,6 +82,8 @@ public final class NICController: @unchecked Sendable {
         bootID = KernelFiles.bootID() ?? "unknown"
         document = try? journal.load()
     }
+
+    deinit { monitor?.stop() }
 
     /// The changes Sluice would restore, oldest first.
     public var journalEntries: [JournalEntry] {
@@ -339,67 +343,136 @@ public final class NICController: @unchecked Sendable {
         guard if_nametoindex(name) != 0 else {
             return outcome(.interfaceGone, "\(name) is gone; not restored: \(entry.change.summary)")
         }
-        let outside = "changed outside Sluice since; left as is"
         do {
+            if let divergence = try divergence(of: entry) {
+                return outcome(.changedOutside, "\(divergence): changed outside Sluice since; left as is")
+            }
             switch entry.change {
-            case let .channels(original, applied):
-                let current = try ethtool.channels(name).value
-                guard applied.isVisible(in: current) else {
-                    return outcome(.changedOutside, "\(name) channels are \(applied.original(in: current).summary()), not \(applied.summary()) as Sluice set: \(outside)")
-                }
+            case let .channels(original, _):
                 try ethtool.setChannels(name, original)
                 return outcome(.restored, "\(name) channels restored to \(original.summary())")
-            case let .rings(original, applied):
-                let current = try ethtool.rings(name).value
-                guard applied.isVisible(in: current) else {
-                    return outcome(.changedOutside, "\(name) rings are \(applied.original(in: current).summary()), not \(applied.summary()) as Sluice set: \(outside)")
-                }
+            case let .rings(original, _):
                 try ethtool.setRings(name, original)
                 return outcome(.restored, "\(name) rings restored to \(original.summary())")
-            case let .feature(feature, original, applied):
-                guard let current = try ethtool.features(name).value[feature] else {
-                    return outcome(.failed, "\(name) no longer has feature \(feature)")
-                }
-                guard current.requested == applied else {
-                    return outcome(.changedOutside, "\(name) feature \(feature) is \(current.requested ? "on" : "off"), not \(applied ? "on" : "off") as Sluice set: \(outside)")
-                }
+            case let .feature(feature, original, _):
                 try ethtool.setFeatures(name, [feature: original])
                 return outcome(.restored, "\(name) feature \(feature) restored to \(original ? "on" : "off")")
-            case let .ruleAdded(location, rule):
+            case let .ruleAdded(location, _):
                 guard let location else {
                     return outcome(.failed, "\(name) has an ntuple rule Sluice added whose location was never recorded; check ethtool -n \(name)")
-                }
-                guard let present = try? ethtool.ioctl.ruleBytes(name, location: location) else {
-                    return outcome(.changedOutside, "\(name) ntuple rule at loc \(location) was already deleted: \(outside)")
-                }
-                guard NtupleRule(flowSpecBytes: present) == NtupleRule(flowSpecBytes: try rule.flowSpecBytes(location: location)) else {
-                    return outcome(.changedOutside, "\(name) ntuple rule at loc \(location) is not the one Sluice added: \(outside)")
                 }
                 try ethtool.deleteRule(name, location: location)
                 return outcome(.restored, "\(name) ntuple rule at loc \(location) deleted")
             case let .ruleDeleted(location, rule):
-                if (try? ethtool.ioctl.ruleBytes(name, location: location)) != nil {
-                    return outcome(.changedOutside, "\(name) loc \(location) holds another rule now: \(outside)")
-                }
                 _ = try ethtool.insertRule(name, flowSpec: try rule.flowSpecBytes(location: location))
                 return outcome(.restored, "\(name) ntuple rule at loc \(location) put back")
-            case let .flowHash(type, original, applied):
-                let current = try ethtool.flowHash(name, flowType: type).value
-                guard current == applied else {
-                    return outcome(.changedOutside, "\(name) rx-flow-hash \(type.rawValue) is \(current.letters), not \(applied.letters) as Sluice set: \(outside)")
-                }
+            case let .flowHash(type, original, _):
                 try ethtool.setFlowHash(name, flowType: type, fields: original)
                 return outcome(.restored, "\(name) rx-flow-hash \(type.rawValue) restored to \(original.letters)")
-            case let .rss(original, applied):
-                let current = try ethtool.rss(name).value.indirectionTable
-                guard current == applied else {
-                    return outcome(.changedOutside, "\(name) RSS indirection table differs from what Sluice set: \(outside)")
-                }
+            case let .rss(original, _):
                 try ethtool.setRSS(name, indirectionTable: original)
                 return outcome(.restored, "\(name) RSS indirection table restored")
             }
         } catch {
             return outcome(.failed, "\(name): restoring \(entry.change.summary) failed: \(error)")
+        }
+    }
+
+    /// nil while the NIC still shows what Sluice set for `entry`; otherwise
+    /// what it shows instead.
+    private func divergence(of entry: JournalEntry) throws -> String? {
+        let name = entry.interface
+        switch entry.change {
+        case let .channels(_, applied):
+            let current = try ethtool.channels(name).value
+            if applied.isVisible(in: current) { return nil }
+            return "\(name) channels are \(applied.original(in: current).summary()), not \(applied.summary()) as Sluice set"
+        case let .rings(_, applied):
+            let current = try ethtool.rings(name).value
+            if applied.isVisible(in: current) { return nil }
+            return "\(name) rings are \(applied.original(in: current).summary()), not \(applied.summary()) as Sluice set"
+        case let .feature(feature, _, applied):
+            guard let current = try ethtool.features(name).value[feature] else {
+                return "\(name) no longer has feature \(feature)"
+            }
+            if current.requested == applied { return nil }
+            return "\(name) feature \(feature) is \(current.requested ? "on" : "off"), not \(applied ? "on" : "off") as Sluice set"
+        case let .ruleAdded(location, rule):
+            guard let location else { return nil }
+            guard let present = try? ethtool.ioctl.ruleBytes(name, location: location) else {
+                return "\(name) ntuple rule at loc \(location) was deleted"
+            }
+            if NtupleRule(flowSpecBytes: present) == NtupleRule(flowSpecBytes: try rule.flowSpecBytes(location: location)) {
+                return nil
+            }
+            return "\(name) ntuple rule at loc \(location) is not the one Sluice added"
+        case let .ruleDeleted(location, _):
+            if (try? ethtool.ioctl.ruleBytes(name, location: location)) == nil { return nil }
+            return "\(name) loc \(location) holds another rule now"
+        case let .flowHash(type, _, applied):
+            let current = try ethtool.flowHash(name, flowType: type).value
+            if current == applied { return nil }
+            return "\(name) rx-flow-hash \(type.rawValue) is \(current.letters), not \(applied.letters) as Sluice set"
+        case let .rss(_, applied):
+            if try ethtool.rss(name).value.indirectionTable == applied { return nil }
+            return "\(name) RSS indirection table differs from what Sluice set"
+        }
+    }
+
+    // MARK: Outside changes
+
+    /// Starts watching for changes made by others (ethtool monitor group,
+    /// rtnetlink link events). An event that touches an interface with
+    /// journaled changes is checked against what Sluice set; differences
+    /// are logged and kept for ``outsideChanges(_:)``. `onEvent` sees every
+    /// event, with the differences it revealed, on the monitor's thread.
+    public func startMonitoring(_ onEvent: @escaping @Sendable (NICEvent, [String]) -> Void = { _, _ in }) throws {
+        try lock.withLock {
+            guard monitor == nil else { return }
+            monitor = try NICMonitor { [weak self] event in
+                guard let self else { return }
+                onEvent(event, self.check(after: event))
+            }
+        }
+    }
+
+    public func stopMonitoring() {
+        let running = lock.withLock { () -> NICMonitor? in
+            defer { monitor = nil }
+            return monitor
+        }
+        running?.stop()
+    }
+
+    /// Values Sluice set that someone else has changed since, newest last.
+    public func outsideChanges(_ name: String) -> [String] {
+        lock.withLock { outside[name] ?? [] }
+    }
+
+    private func check(after event: NICEvent) -> [String] {
+        lock.withLock {
+            let entries = currentEntries().filter { $0.interface == event.interface }
+            guard !entries.isEmpty else { return [] }
+            var found: [String] = []
+            if event.kind == .linkRemoved {
+                found.append("\(event.interface) disappeared; \(entries.count) change(s) by Sluice cannot be restored")
+            } else {
+                for entry in entries where Self.event(event.kind, concerns: entry.change) {
+                    if let divergence = try? divergence(of: entry) { found.append(divergence) }
+                }
+            }
+            for message in found where !(outside[event.interface] ?? []).contains(message) {
+                logger.warning("\(message)")
+                outside[event.interface, default: []].append(message)
+            }
+            return found
+        }
+    }
+
+    private static func event(_ kind: NICEvent.Kind, concerns change: JournaledChange) -> Bool {
+        switch (kind, change) {
+        case (.channels, .channels), (.rings, .rings), (.features, .feature): return true
+        default: return false
         }
     }
 
