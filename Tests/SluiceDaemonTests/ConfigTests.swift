@@ -158,6 +158,9 @@ final class ConfigParsingTests: XCTestCase {
             ("\"é\" = 1\nb = [ \u{2028}]", 2, 7), ("a = [[\u{85}]]", 1, 7), ("a = [{b = [}]}]", 1, 12),
             // Deeper than the index scanner went at first (found by fuzzing).
             ("a = " + String(repeating: "[", count: 200) + "}", 1, 205),
+            // A `}` after an element is toml++'s own "expected comma" error,
+            // and the defused text must not trip either (found by fuzzing).
+            ("a = [{}, }", 1, 10),
         ] {
             let error = onlyConfigError(text)
             XCTAssertEqual(error?.message, "syntax error: expected a value or ']'", text)
@@ -193,6 +196,13 @@ final class ConfigParsingTests: XCTestCase {
     func testNULCharacterIsASyntaxError() {
         let error = onlyConfigError("[nic]\nbackend = \"a\u{0}b\"\n")
         XCTAssertEqual(error?.description, "test.toml:2:13: syntax error: NUL character")
+    }
+
+    func testClosingBraceAfterAnArrayElementIsTheParsersOwnError() {
+        let error = onlyConfigError("nds =[[[[[[[{}}}}}}}}}}}\u{FEFF}\u{FFFD}")
+        XCTAssertEqual(error?.line, 1)
+        XCTAssertEqual(error?.column, 15)
+        XCTAssertNotEqual(error?.message, "syntax error: expected a value or ']'")
     }
 
     func testEscapedNULInAStringIsRefused() {

@@ -45,10 +45,15 @@ extension SluiceConfig {
         if let trap = index.parserTrap {
             // toml++ reports the first error it meets: find out whether that
             // is before the trap by putting an ordinary error in its place.
-            var defused = Array(text.utf8)
-            defused.replaceSubrange(trap.bytes, with: [trap.defused])
+            var bytes = Array(text.utf8)
+            bytes.replaceSubrange(trap.bytes, with: [trap.defused])
+            let defused = String(decoding: bytes, as: UTF8.self)
+            // Belt and braces: never hand toml++ a text with a trap it can reach.
+            let next = TOMLKeyIndex(text: defused).parserTrap
             do {
-                _ = try parseTOML(String(decoding: defused, as: UTF8.self), file: file)
+                if next == nil || next!.bytes.lowerBound > trap.bytes.lowerBound {
+                    _ = try parseTOML(defused, file: file)
+                }
             } catch {
                 if let earlier = error.errors.first, let line = earlier.line,
                    (line, earlier.column ?? 0) < (trap.line, trap.column) {

@@ -351,8 +351,10 @@ private struct Scanner {
     }
 
     mutating func scanArray(path: [TOMLPathComponent]) {
-        scanItems(closing: UInt8(ascii: "]")) { scanner, index in
-            if scanner.startsWithValueTerminator() {
+        scanItems(closing: UInt8(ascii: "]")) { scanner, index, expectsItem in
+            // After a value toml++ wants a comma and says so; where it wants
+            // a value it asserts instead.
+            if expectsItem && scanner.startsWithValueTerminator() {
                 scanner.noteTrap("expected a value or ']'", defusedBy: UInt8(ascii: ","))
             }
             scanner.scanValue(path: path + [.element(index)])
@@ -360,7 +362,7 @@ private struct Scanner {
     }
 
     mutating func scanInlineTable(path: [TOMLPathComponent]) {
-        scanItems(closing: UInt8(ascii: "}")) { scanner, _ in
+        scanItems(closing: UInt8(ascii: "}")) { scanner, _, _ in
             let keyLine = scanner.line
             let key = scanner.scanKey()
             scanner.skipWhitespace()
@@ -373,12 +375,14 @@ private struct Scanner {
     }
 
     /// Walks the comma-separated items of an inline array or table, from the
-    /// opening bracket past `closing`; `item` gets the item's index.
-    mutating func scanItems(closing: UInt8, _ item: (inout Scanner, _ index: Int) -> Void) {
+    /// opening bracket past `closing`; `item` gets the item's index and
+    /// whether an item may start here (after the bracket or a comma).
+    mutating func scanItems(closing: UInt8, _ item: (inout Scanner, _ index: Int, _ expectsItem: Bool) -> Void) {
         advance()  // the opening bracket
         guard enterNesting() else { return }
         defer { depth -= 1 }
         var index = 0
+        var expectsItem = true
         while true {
             skipWhitespaceAndComments()
             guard let byte = current else { return }
@@ -389,10 +393,12 @@ private struct Scanner {
             if byte == UInt8(ascii: ",") {
                 advance()
                 index += 1
+                expectsItem = true
                 continue
             }
             let start = position
-            item(&self, index)
+            item(&self, index, expectsItem)
+            expectsItem = false
             if position == start { advance() }  // garbage: never loop forever
         }
     }
