@@ -5,18 +5,7 @@ import XCTest
 
 /// Channels and features through both backends against real veth devices,
 /// with the `ethtool` program as the oracle.
-final class BackendTests: XCTestCase {
-    var lab: VethLab!
-
-    override func setUpWithError() throws {
-        try Privilege.require()
-        lab = try VethLab()
-    }
-
-    override func tearDown() {
-        lab?.tearDown()
-    }
-
+final class BackendTests: VethTestCase {
     func testChannelsSetThroughEachBackendReadBackWithEthtool() throws {
         for backend in [BackendChoice.netlink, .ioctl] {
             let ethtool = try Ethtool(backend: backend)

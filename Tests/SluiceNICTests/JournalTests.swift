@@ -6,18 +6,16 @@ import XCTest
 
 /// NICController: journal first, then change; restore on stop, recovery
 /// after a crash, values changed behind Sluice's back left alone.
-final class JournalTests: XCTestCase {
-    var lab: VethLab!
+final class JournalTests: VethTestCase {
     var stateDirectory: String!
 
     override func setUpWithError() throws {
-        try Privilege.require()
-        lab = try VethLab()
+        try super.setUpWithError()
         stateDirectory = NSTemporaryDirectory() + uniqueName("sluice-state")
     }
 
     override func tearDown() {
-        lab?.tearDown()
+        super.tearDown()
         if let stateDirectory { try? FileManager.default.removeItem(atPath: stateDirectory) }
     }
 

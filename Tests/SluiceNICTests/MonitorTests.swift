@@ -5,18 +5,7 @@ import XCTest
 
 /// Outside changes: the ethtool monitor group and rtnetlink link events,
 /// and the controller noticing a value it set being changed by someone else.
-final class MonitorTests: XCTestCase {
-    var lab: VethLab!
-
-    override func setUpWithError() throws {
-        try Privilege.require()
-        lab = try VethLab()
-    }
-
-    override func tearDown() {
-        lab?.tearDown()
-    }
-
+final class MonitorTests: VethTestCase {
     final class Events: @unchecked Sendable {
         private let lock = NSLock()
         private var events: [NICEvent] = []

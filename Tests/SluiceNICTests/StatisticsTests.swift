@@ -8,20 +8,14 @@ import XCTest
 /// counts rx_queue_N_xdp_packets only while an XDP program is attached, so
 /// the test attaches a two-instruction XDP_PASS program, steers the peer's
 /// transmit queue with XPS and checks the queue that got the packets.
-final class StatisticsTests: XCTestCase {
-    var lab: VethLab!
+final class StatisticsTests: VethTestCase {
     var programFD: Int32 = -1
     var attachedIndex: Int32 = 0
-
-    override func setUpWithError() throws {
-        try Privilege.require()
-        lab = try VethLab()
-    }
 
     override func tearDown() {
         if attachedIndex != 0 { _ = bpf_xdp_detach(attachedIndex, 0, nil) }
         if programFD >= 0 { close(programFD) }
-        lab?.tearDown()
+        super.tearDown()
     }
 
     /// `r0 = XDP_PASS; exit`, loaded with libbpf.

@@ -67,3 +67,18 @@ final class VethLab {
         return result
     }
 }
+
+/// A test case with a fresh ``VethLab`` per test (privileged).
+class VethTestCase: XCTestCase {
+    var lab: VethLab!
+
+    override func setUpWithError() throws {
+        try Privilege.require()
+        lab = try VethLab()
+    }
+
+    override func tearDown() {
+        lab?.tearDown()
+        lab = nil
+    }
+}
