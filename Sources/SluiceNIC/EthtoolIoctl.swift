@@ -98,8 +98,6 @@ public final class EthtoolIoctl: @unchecked Sendable {
     public func setRings(_ interface: String, _ change: RingsChange) throws {
         let next = change.applied(to: try rings(interface))
         var raw = ethtool_ringparam()
-        raw.cmd = UInt32(ETHTOOL_GRINGPARAM)
-        try withUnsafeMutableBytes(of: &raw) { try call(.ringsSet, interface, $0.baseAddress!) }
         raw.cmd = UInt32(ETHTOOL_SRINGPARAM)
         raw.rx_pending = next.rx; raw.rx_mini_pending = next.rxMini
         raw.rx_jumbo_pending = next.rxJumbo; raw.tx_pending = next.tx

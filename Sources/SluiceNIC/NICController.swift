@@ -60,6 +60,20 @@ public struct SteeringResult: Codable, Equatable, Sendable {
     public var backend: EthtoolBackend
 }
 
+/// What `nic.show` reports for one interface.
+public struct InterfaceDetails: Codable, Equatable, Sendable {
+    public var interface: InterfaceInfo
+    public var channels: Served<Channels>?
+    public var rings: Served<Rings>?
+    public var features: Served<Features>?
+    /// Why a part is missing ("veth does not support ring parameters (ethtool -g) on ...").
+    public var problems: [String]
+    /// Sluice's journaled changes on this interface, oldest first.
+    public var changes: [JournalEntry]
+    /// Values Sluice set that someone else changed since (needs monitoring).
+    public var outsideChanges: [String]
+}
+
 /// The NIC facade the daemon uses: reads pass through to ``Ethtool``; every
 /// change is journaled (original value, durably, with the boot id) before it
 /// is applied, and can be restored. Blocking and thread-safe: call it from
@@ -95,6 +109,22 @@ public final class NICController: @unchecked Sendable {
     public func interfaces() -> [InterfaceInfo] { NICDiscovery.interfaces(ethtool: ethtool) }
     public func interface(_ name: String) throws -> InterfaceInfo { try NICDiscovery.interface(name, ethtool: ethtool) }
     public func channels(_ name: String) throws -> Served<Channels> { try ethtool.channels(name) }
+
+    /// Everything `nic.show` needs; parts the driver lacks are listed in
+    /// `problems` instead of failing the whole answer.
+    public func details(_ name: String) throws -> InterfaceDetails {
+        let info = try interface(name)
+        var problems: [String] = []
+        func part<T>(_ read: () throws -> T) -> T? {
+            do { return try read() } catch { problems.append("\(error)"); return nil }
+        }
+        let channels = part { try ethtool.channels(name) }
+        let rings = part { try ethtool.rings(name) }
+        let features = part { try ethtool.features(name) }
+        return InterfaceDetails(
+            interface: info, channels: channels, rings: rings, features: features, problems: problems,
+            changes: journalEntries.filter { $0.interface == name }, outsideChanges: outsideChanges(name))
+    }
     public func rings(_ name: String) throws -> Served<Rings> { try ethtool.rings(name) }
     public func features(_ name: String) throws -> Served<Features> { try ethtool.features(name) }
     public func privateFlags(_ name: String) throws -> Served<[PrivateFlag]> { try ethtool.privateFlags(name) }
@@ -402,7 +432,10 @@ public final class NICController: @unchecked Sendable {
             guard let present = try? ethtool.ioctl.ruleBytes(name, location: location) else {
                 return "\(name) ntuple rule at loc \(location) was deleted"
             }
-            if NtupleRule(flowSpecBytes: present) == NtupleRule(flowSpecBytes: try rule.flowSpecBytes(location: location)) {
+            // Drivers may hand back masks and unused fields normalised
+            // differently from what was inserted; flow type and action are
+            // what every driver returns as given.
+            if let found = NtupleRule(flowSpecBytes: present), found.flowType == rule.flowType, found.action == rule.action {
                 return nil
             }
             return "\(name) ntuple rule at loc \(location) is not the one Sluice added"

@@ -32,6 +32,10 @@ final class JournalTests: VethTestCase {
         }
         XCTAssertEqual(try lab.ethtoolChannels()["rx"], 2)
         XCTAssertEqual(try lab.ethtoolFeatures()["generic-receive-offload"], !groBefore)
+        let shown = try NICController(stateDirectory: stateDirectory).details(lab.device)
+        XCTAssertEqual(shown.changes.count, 2, "nic.show lists the pending changes")
+        XCTAssertEqual(shown.channels?.value.rx, 2)
+        XCTAssertEqual(shown.problems, [NICError.unsupported(interface: lab.device, driver: "veth", operation: .ringsGet).description])
         let journal = try String(contentsOfFile: journalPath, encoding: .utf8)
         XCTAssertTrue(journal.contains(try XCTUnwrap(KernelFiles.bootID())), "journal records the boot id")
 
