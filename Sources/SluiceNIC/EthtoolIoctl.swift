@@ -43,6 +43,11 @@ public final class EthtoolIoctl: @unchecked Sendable {
         }
     }
 
+    /// The ioctl on a fixed-size structure (ethtool_channels, ...).
+    func call<T>(_ operation: NICOperation, _ interface: String, on value: inout T) throws {
+        try withUnsafeMutableBytes(of: &value) { _ = try call(operation, interface, $0.baseAddress!) }
+    }
+
     func withBuffer<R>(_ size: Int, _ body: (UnsafeMutableRawPointer) throws -> R) rethrows -> R {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(size, 8), alignment: 8)
         buffer.initializeMemory(as: UInt8.self, repeating: 0, count: max(size, 8))
@@ -55,7 +60,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
     public func driverInfo(_ interface: String) throws -> DriverInfo {
         var info = ethtool_drvinfo()
         info.cmd = UInt32(ETHTOOL_GDRVINFO)
-        try withUnsafeMutableBytes(of: &info) { try call(.driverInfo, interface, $0.baseAddress!) }
+        try call(.driverInfo, interface, on: &info)
         func text<T>(_ field: T) -> String {
             withUnsafeBytes(of: field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         }
@@ -70,7 +75,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
     public func channels(_ interface: String) throws -> Channels {
         var raw = ethtool_channels()
         raw.cmd = UInt32(ETHTOOL_GCHANNELS)
-        try withUnsafeMutableBytes(of: &raw) { try call(.channelsGet, interface, $0.baseAddress!) }
+        try call(.channelsGet, interface, on: &raw)
         return Channels(maxRX: raw.max_rx, maxTX: raw.max_tx, maxOther: raw.max_other,
                         maxCombined: raw.max_combined, rx: raw.rx_count, tx: raw.tx_count,
                         other: raw.other_count, combined: raw.combined_count)
@@ -82,13 +87,13 @@ public final class EthtoolIoctl: @unchecked Sendable {
         raw.cmd = UInt32(ETHTOOL_SCHANNELS)
         raw.rx_count = next.rx; raw.tx_count = next.tx
         raw.other_count = next.other; raw.combined_count = next.combined
-        try withUnsafeMutableBytes(of: &raw) { try call(.channelsSet, interface, $0.baseAddress!) }
+        try call(.channelsSet, interface, on: &raw)
     }
 
     public func rings(_ interface: String) throws -> Rings {
         var raw = ethtool_ringparam()
         raw.cmd = UInt32(ETHTOOL_GRINGPARAM)
-        try withUnsafeMutableBytes(of: &raw) { try call(.ringsGet, interface, $0.baseAddress!) }
+        try call(.ringsGet, interface, on: &raw)
         return Rings(rxMax: raw.rx_max_pending, rxMiniMax: raw.rx_mini_max_pending,
                      rxJumboMax: raw.rx_jumbo_max_pending, txMax: raw.tx_max_pending,
                      rx: raw.rx_pending, rxMini: raw.rx_mini_pending,
@@ -101,7 +106,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
         raw.cmd = UInt32(ETHTOOL_SRINGPARAM)
         raw.rx_pending = next.rx; raw.rx_mini_pending = next.rxMini
         raw.rx_jumbo_pending = next.rxJumbo; raw.tx_pending = next.tx
-        try withUnsafeMutableBytes(of: &raw) { try call(.ringsSet, interface, $0.baseAddress!) }
+        try call(.ringsSet, interface, on: &raw)
     }
 
     // MARK: String sets, features, statistics

@@ -90,7 +90,7 @@ public final class EthtoolNetlink: @unchecked Sendable {
         as _: Change.Type
     ) throws -> Change.Value {
         var result: Change.Value?
-        try request(operation, interface, command: command, header: header) { attrs in
+        try request(operation, interface, command: command, header: header, reply: { attrs in
             let a = try Attributes(genl: attrs, max: max)
             var value = initial
             for field in Change.fields {
@@ -99,7 +99,7 @@ public final class EthtoolNetlink: @unchecked Sendable {
                 value[keyPath: field.maximum] = a.u32(ids.maximum)
             }
             result = value
-        }
+        })
         return try unwrap(result, operation, interface)
     }
 
@@ -128,7 +128,7 @@ public final class EthtoolNetlink: @unchecked Sendable {
                         try putU32(msg, ETHTOOL_A_STRINGSET_ID, set)
                         nla_nest_end(msg, one)
                         nla_nest_end(msg, sets)
-                    }) { attrs in
+                    }, reply: { attrs in
             let top = try Attributes(genl: attrs, max: ETHTOOL_A_STRSET_MAX)
             for stringSet in top.nested(ETHTOOL_A_STRSET_STRINGSETS) {
                 let s = try Attributes(nested: stringSet, max: ETHTOOL_A_STRINGSET_MAX)
@@ -141,7 +141,7 @@ public final class EthtoolNetlink: @unchecked Sendable {
                     if index < names.count { names[index] = e.string(ETHTOOL_A_STRING_VALUE) ?? "" }
                 }
             }
-        }
+        })
         return names
     }
 
@@ -149,13 +149,13 @@ public final class EthtoolNetlink: @unchecked Sendable {
         let names = try strings(interface, set: UInt32(ETH_SS_FEATURES.rawValue), operation: .featuresGet)
         var hw = Bitset(), wanted = Bitset(), active = Bitset(), nochange = Bitset()
         try request(.featuresGet, interface, command: ETHTOOL_MSG_FEATURES_GET, header: ETHTOOL_A_FEATURES_HEADER,
-                    flags: UInt32(ETHTOOL_FLAG_COMPACT_BITSETS)) { attrs in
+                    flags: UInt32(ETHTOOL_FLAG_COMPACT_BITSETS), reply: { attrs in
             let a = try Attributes(genl: attrs, max: ETHTOOL_A_FEATURES_MAX)
             hw = try Bitset(a[ETHTOOL_A_FEATURES_HW])
             wanted = try Bitset(a[ETHTOOL_A_FEATURES_WANTED])
             active = try Bitset(a[ETHTOOL_A_FEATURES_ACTIVE])
             nochange = try Bitset(a[ETHTOOL_A_FEATURES_NOCHANGE])
-        }
+        })
         let features = names.enumerated().compactMap { index, name -> Feature? in
             guard !name.isEmpty else { return nil }
             return Feature(name: name, active: active[index], requested: wanted[index],
@@ -187,11 +187,11 @@ public final class EthtoolNetlink: @unchecked Sendable {
     public func privateFlags(_ interface: String) throws -> [PrivateFlag] {
         var flags: [PrivateFlag] = []
         try request(.privateFlagsGet, interface, command: ETHTOOL_MSG_PRIVFLAGS_GET,
-                    header: ETHTOOL_A_PRIVFLAGS_HEADER) { attrs in
+                    header: ETHTOOL_A_PRIVFLAGS_HEADER, reply: { attrs in
             let a = try Attributes(genl: attrs, max: ETHTOOL_A_PRIVFLAGS_MAX)
             let bitset = try Bitset(a[ETHTOOL_A_PRIVFLAGS_FLAGS])
             flags = bitset.names.sorted { $0.key < $1.key }.map { PrivateFlag(name: $0.value, enabled: bitset[$0.key]) }
-        }
+        })
         return flags
     }
 
