@@ -4,6 +4,8 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import SluiceControl
+import SluiceNIC
+import SluicePluginHost
 import SluiceSystem
 import UnixSignals
 
@@ -20,17 +22,36 @@ public final class Daemon: Sendable {
     let logger: Logger
     let registry = CommandRegistry()
     let server: ControlServer
+    /// Every NIC change goes through here: journaled before it is applied.
+    let nic: NICController
+    /// Driver-quirk plugins: the only place queue ids are computed.
+    let plugins: PluginHost
     let startedAt = ContinuousClock.now
     let startedWallClock = time(nil)
     private let current: NIOLockedValueBox<SluiceConfig>
     private let shutdownTrigger = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
 
-    public init(configPath: String, config: SluiceConfig) {
+    /// Opens the NIC backends and loads the plugins; fails (with a message
+    /// naming what) when the state directory or netlink cannot be used.
+    public init(configPath: String, config: SluiceConfig) throws {
         self.configPath = configPath
         self.current = NIOLockedValueBox(config)
         var logger = Logger(label: "sluiced")
         logger.logLevel = config.daemon.logLevel
         self.logger = logger
+        do {
+            self.nic = try NICController(
+                stateDirectory: config.daemon.stateDirectory,
+                backend: BackendChoice(rawValue: config.nic.backend.rawValue) ?? .auto, logger: logger)
+        } catch {
+            throw DaemonError(description: "cannot open the NIC control backends: \(error)")
+        }
+        self.plugins = PluginHost(directory: config.plugins.directory, logger: logger)
+        for record in plugins.list() where record.status != .loaded {
+            logger.warning("plugin rejected", metadata: [
+                "path": "\(record.path)", "reason": "\(record.reason ?? "")",
+            ])
+        }
         self.server = ControlServer(
             configuration: ControlServerConfiguration(config.control), registry: registry, logger: logger)
         registerCommands()
@@ -56,8 +77,50 @@ public final class Daemon: Sendable {
         logger.info("sluiced starting", metadata: [
             "version": "\(ControlProtocol.sluiceVersion)", "config": "\(configPath)", "pid": "\(getpid())",
         ])
-        try await group.run()
+        // Before any client can change a NIC: undo what a crashed run left.
+        let nic = self.nic
+        let recovery = try await blocking { nic.recoverAtStartup() }
+        logRecovery(recovery)
+        do {
+            try await group.run()
+        } catch {
+            await restoreNICs()
+            throw error
+        }
+        await restoreNICs()
         logger.info("sluiced stopped")
+    }
+
+    private func logRecovery(_ report: RecoveryReport) {
+        switch report.kind {
+        case .nothing:
+            logger.debug("NIC journal: nothing to recover")
+        case .restored:
+            logger.notice("restored NIC changes left by a previous run that did not stop cleanly", metadata: [
+                "report": "\(report.message)",
+                "outcomes": "\(report.restore?.outcomes.map { "\($0.interface): \($0.status.rawValue): \($0.message)" } ?? [])",
+            ])
+        default:
+            logger.warning("NIC journal", metadata: ["report": "\(report.message)"])
+        }
+    }
+
+    /// Graceful stop: every NIC change Sluice made goes back, unless someone
+    /// changed the value since (then it is reported and left alone).
+    private func restoreNICs() async {
+        let nic = self.nic
+        guard !nic.journalEntries.isEmpty else { return }
+        guard let report = try? await blocking({ nic.restoreAll() }) else {
+            logger.error("NIC restore could not run; the journal stays for the next start")
+            return
+        }
+        // The controller logs each outcome; this is the summary line.
+        logger.notice("NIC changes restored on stop", metadata: [
+            "restored": "\(report.with(.restored).count)",
+            "changed_outside": "\(report.with(.changedOutside).count)",
+            "interface_gone": "\(report.with(.interfaceGone).count)",
+            "failed": "\(report.failures.count)",
+        ])
     }
 
     /// Starts a graceful shutdown, as SIGTERM would.
@@ -101,6 +164,10 @@ public final class Daemon: Sendable {
         let control = (try? JSONValue(encoding: server.statistics)) ?? .null
         return ["uptime_seconds": .double(uptimeSeconds.rounded(toPlaces: 3)), "control": control]
     }
+}
+
+public struct DaemonError: Error, CustomStringConvertible {
+    public var description: String
 }
 
 /// What a reload changed, and which of the changes wait for a restart.

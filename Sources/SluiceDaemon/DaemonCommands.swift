@@ -8,6 +8,8 @@ extension Daemon {
     /// The daemon's own commands; the NIC, plugin and pipeline commands are
     /// registered by their own files beside this one.
     func registerCommands() {
+        registerNICCommands()
+        registerPluginCommands()
         registry.register(CommandSpec("status", level: .read, "Daemon version, pid, uptime, socket and clients")) {
             [weak self] context, _ in
             guard let self else { throw ControlError.internal("daemon is shutting down") }

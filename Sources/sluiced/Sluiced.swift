@@ -33,8 +33,8 @@ struct Sluiced: AsyncParsableCommand {
             print("\(config): OK")
             return
         }
-        let daemon = Daemon(configPath: config, config: loaded)
         do {
+            let daemon = try Daemon(configPath: config, config: loaded)
             try await daemon.run()
         } catch {
             printError("sluiced: \(error)")

@@ -1,0 +1,68 @@
+import SluiceControl
+import SluiceNIC
+import SluicePluginHost
+import SluiceSystem
+
+/// `plugins.list|reload|explain`.
+extension Daemon {
+    func registerPluginCommands() {
+        let plugins = self.plugins
+        let nic = self.nic
+        let directory = config.plugins.directory
+        register("plugins.list", .read, "Plugin files: loaded, or rejected with the reason") { _ in
+            try WireEncoding.encode(PluginListing(directory: directory, plugins: plugins.list()))
+        }
+        register("plugins.reload", .admin, "Rescan the plugin directory; busy while a pipeline uses a plugin") { _ in
+            let records = try await blocking { () throws -> [PluginRecord] in
+                do { return try plugins.reload() } catch let error as PluginHostError { throw error.controlError }
+            }
+            return try WireEncoding.encode(PluginListing(directory: directory, plugins: records))
+        }
+        register("plugins.explain", .read, """
+            Which plugin handles an interface and why, its facts, and per channel the bind queue, steer queue \
+            and XSKMAP key. Without iface: what-if for synthetic facts (driver, kernel_release, channels, sysfs_rx_queues)
+            """, [
+                ArgumentSpec("iface", .string, "interface to explain"),
+                ArgumentSpec("driver", .string, "what-if: driver name, e.g. mlx5_core"),
+                ArgumentSpec("kernel_release", .string, "what-if: kernel release, e.g. 5.15.0-91-generic"),
+                ArgumentSpec("channels", .integer, "what-if: combined channel count"),
+                ArgumentSpec("sysfs_rx_queues", .integer, "what-if: rx-* entries in sysfs (0: unknown)"),
+                ArgumentSpec("channel", .integer, "explain only this channel"),
+                ArgumentSpec("plugin", .string, "force this plugin instead of the best score"),
+            ]
+        ) { arguments in
+            let whatIfKeys = ["driver", "kernel_release", "channels", "sysfs_rx_queues"]
+            let forced = try arguments.string("plugin")
+            let channel = try arguments.integer("channel", as: UInt32.self)
+            let explanation: PluginExplanation
+            if arguments.has("iface") {
+                if let extra = whatIfKeys.first(where: arguments.has) {
+                    throw ControlError.invalidArgument("\(extra) is for what-if explanations; leave out iface, or leave out \(extra)")
+                }
+                let name = try Self.interfaceName(arguments)
+                explanation = try await blocking { () throws -> PluginExplanation in
+                    let facts = try Self.facts(for: name, nic: nic)
+                    return try plugins.explain(facts, channels: channel.map { [$0] }, forced: forced)
+                }
+            } else {
+                let facts = DriverFacts.synthetic(
+                    driver: try arguments.string("driver") ?? "",
+                    kernelRelease: try arguments.string("kernel_release") ?? KernelFiles.kernelRelease(),
+                    channels: try arguments.requiredInteger("channels", as: UInt32.self, in: 1...65_536),
+                    sysfsRxQueues: try arguments.integer("sysfs_rx_queues", as: UInt32.self, in: 0...65_536) ?? 0)
+                guard !facts.driver.isEmpty else {
+                    throw ControlError.invalidArgument("plugins.explain needs iface, or driver and channels for a what-if")
+                }
+                explanation = try await blocking { () throws -> PluginExplanation in
+                    try plugins.explain(facts, channels: channel.map { [$0] }, forced: forced)
+                }
+            }
+            return try WireEncoding.encode(explanation)
+        }
+    }
+}
+
+struct PluginListing: Encodable {
+    var directory: String
+    var plugins: [PluginRecord]
+}

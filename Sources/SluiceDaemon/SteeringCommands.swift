@@ -1,0 +1,104 @@
+import SluiceControl
+import SluiceNIC
+import SluicePluginHost
+
+/// `steer.add|del|list`: ntuple rules. With `channel` instead of `queue`,
+/// the driver plugin names the queue (on old mlx5, channel 2 of 4 is queue 6):
+/// no other code computes queue ids.
+extension Daemon {
+    func registerSteeringCommands() {
+        let nic = self.nic
+        let plugins = self.plugins
+        register("steer.add", .admin, "Add an ntuple rule (ethtool -N IF flow-type ...); dry_run shows the rule and the ethtool line", [
+            Self.ifaceArgument,
+            ArgumentSpec("flow_type", .string, required: true, "tcp4, udp4, tcp6, udp6, ip4, ip6, ether"),
+            ArgumentSpec("src_ip", .string, "source address"), ArgumentSpec("src_ip_mask", .string, "source address mask (bits that must match)"),
+            ArgumentSpec("dst_ip", .string, "destination address"), ArgumentSpec("dst_ip_mask", .string, "destination address mask"),
+            ArgumentSpec("src_port", .integer, "source port"), ArgumentSpec("src_port_mask", .integer, "source port mask"),
+            ArgumentSpec("dst_port", .integer, "destination port"), ArgumentSpec("dst_port_mask", .integer, "destination port mask"),
+            ArgumentSpec("src_mac", .string, "ether: source MAC"), ArgumentSpec("dst_mac", .string, "ether: destination MAC"),
+            ArgumentSpec("ether_type", .integer, "ether: EtherType"),
+            ArgumentSpec("vlan", .integer, "VLAN TCI"), ArgumentSpec("vlan_mask", .integer, "VLAN TCI mask"),
+            ArgumentSpec("queue", .integer, "deliver to this queue id (as ethtool's action)"),
+            ArgumentSpec("channel", .integer, "deliver to this channel: the driver plugin picks the queue id"),
+            ArgumentSpec("drop", .boolean, "drop matching packets"),
+            ArgumentSpec("plugin", .string, "force this driver plugin for the channel mapping"),
+            ArgumentSpec("location", .integer, "rule slot (default: chosen as ethtool does)"),
+            ArgumentSpec("dry_run", .boolean, "change nothing; show the rule and the ethtool line"),
+        ]) { arguments in
+            let name = try Self.interfaceName(arguments)
+            let requested = try Self.rule(from: arguments)
+            let channel = try arguments.integer("channel", as: UInt32.self)
+            let forced = try arguments.string("plugin")
+            let dryRun = try arguments.bool("dry_run") ?? false
+            let outcome = try await blocking { () throws -> (SteeringResult, QueueMapping?) in
+                var rule = requested
+                var mapping: QueueMapping?
+                if let channel {
+                    let facts = try Self.facts(for: name, nic: nic)
+                    mapping = try plugins.explain(facts, channels: [channel], forced: forced).mappings.first
+                    rule.action = .queue(mapping?.steerQueue ?? channel)
+                }
+                return (try nic.addRule(name, rule, dryRun: dryRun), mapping)
+            }
+            var result = try WireEncoding.encode(outcome.0)
+            if case .object(var object) = result, let mapping = outcome.1 {
+                object["channel"] = JSONValue(mapping.channel)
+                object["queue"] = JSONValue(mapping.steerQueue)
+                object["mapping"] = try WireEncoding.encode(mapping)
+                result = .object(object)
+            }
+            return result
+        }
+        register("steer.del", .admin, "Delete the ntuple rule at a location (ethtool -N IF delete LOC)", [
+            Self.ifaceArgument, ArgumentSpec("location", .integer, required: true, "rule slot"),
+        ]) { arguments in
+            let name = try Self.interfaceName(arguments)
+            let location = try arguments.requiredInteger("location", as: UInt32.self)
+            try await blocking { try nic.deleteRule(name, location: location) }
+            return ["deleted": JSONValue(location), "iface": .string(name)]
+        }
+        register("steer.list", .read, "The interface's ntuple rules (ethtool -n)", [Self.ifaceArgument]) { arguments in
+            let name = try Self.interfaceName(arguments)
+            return try WireEncoding.encode(try await blocking { try nic.rules(name) })
+        }
+    }
+
+    /// An ntuple rule from request arguments; exactly one of queue, channel
+    /// (mapped later) and drop.
+    static func rule(from arguments: Arguments) throws -> NtupleRule {
+        let typeName = try arguments.requiredString("flow_type")
+        guard let flowType = NtupleFlowType(rawValue: typeName) else {
+            throw ControlError.invalidArgument(
+                "flow_type \"\(typeName.prefix(32))\" is not one of \(NtupleFlowType.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let queue = try arguments.integer("queue", as: UInt32.self)
+        let channel = try arguments.integer("channel", as: UInt32.self)
+        let drop = try arguments.bool("drop") ?? false
+        let targets = [queue != nil, channel != nil, drop].filter { $0 }.count
+        guard targets == 1 else {
+            throw ControlError.invalidArgument("steer.add needs exactly one of queue, channel or drop: true")
+        }
+        var rule = NtupleRule(flowType: flowType, action: drop ? .drop : .queue(queue ?? channel ?? 0))
+        rule.sourceAddress = try arguments.string("src_ip")
+        rule.sourceAddressMask = try arguments.string("src_ip_mask")
+        rule.destinationAddress = try arguments.string("dst_ip")
+        rule.destinationAddressMask = try arguments.string("dst_ip_mask")
+        rule.sourcePort = try arguments.integer("src_port", as: UInt16.self)
+        rule.sourcePortMask = try arguments.integer("src_port_mask", as: UInt16.self)
+        rule.destinationPort = try arguments.integer("dst_port", as: UInt16.self)
+        rule.destinationPortMask = try arguments.integer("dst_port_mask", as: UInt16.self)
+        rule.sourceMAC = try arguments.string("src_mac")
+        rule.destinationMAC = try arguments.string("dst_mac")
+        rule.etherType = try arguments.integer("ether_type", as: UInt16.self)
+        rule.vlan = try arguments.integer("vlan", as: UInt16.self)
+        rule.vlanMask = try arguments.integer("vlan_mask", as: UInt16.self)
+        rule.location = try arguments.integer("location", as: UInt32.self)
+        do {
+            try rule.validate()
+        } catch let error as NICError {
+            throw error.controlError
+        }
+        return rule
+    }
+}
