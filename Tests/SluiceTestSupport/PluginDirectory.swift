@@ -1,7 +1,4 @@
 import Foundation
-import Logging
-import SluicePluginHost
-import SluiceTestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -11,16 +8,16 @@ import Glibc
 /// A temporary plugin directory holding real plugin files: the plugins this
 /// package builds, copied from the products directory, and plugins compiled
 /// from C source with `cc` the way an operator would build one.
-final class PluginDirectory {
-    let path: String
+public final class PluginDirectory {
+    public let path: String
     private let buildPath: String
 
-    init() throws {
+    public init() throws {
         path = try Self.makeTemporaryDirectory("sluice-plugins")
         buildPath = try Self.makeTemporaryDirectory("sluice-plugin-build")
     }
 
-    func remove() {
+    public func remove() {
         for dir in [path, buildPath] {
             // A test may have made the directory world-writable or read-only.
             chmod(dir, 0o700)
@@ -28,10 +25,10 @@ final class PluginDirectory {
         }
     }
 
-    func file(_ name: String) -> String { "\(path)/\(name)" }
+    public func file(_ name: String) -> String { "\(path)/\(name)" }
 
     /// Copies built plugins (e.g. "libsluice_generic.so") into the directory.
-    func installBuilt(_ names: String...) throws {
+    public func installBuilt(_ names: String...) throws {
         for name in names {
             let source = productsDirectory.appendingPathComponent(name).path
             guard FileManager.default.fileExists(atPath: source) else {
@@ -44,12 +41,12 @@ final class PluginDirectory {
 
     /// Compiles `source` with `cc -shared -fPIC -I<ABI include dir>` and the
     /// given `-D` definitions into `fileName` in the plugin directory.
-    func compile(_ source: String, as fileName: String, defines: [String] = []) throws {
+    public func compile(_ source: String, as fileName: String, defines: [String] = []) throws {
         let sourcePath = "\(buildPath)/\(fileName).c"
         try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
         let include = repositoryRoot.appendingPathComponent("Sources/CSluiceDriverABI/include").path
         let objectPath = "\(buildPath)/\(fileName)"
-        try run(
+        try runCommand(
             ["cc", "-shared", "-fPIC", "-Wall", "-Werror", "-I\(include)"] + defines.map { "-D\($0)" }
                 + ["-o", objectPath, sourcePath],
             check: true)
@@ -58,10 +55,6 @@ final class PluginDirectory {
         guard rename(objectPath, file(fileName)) == 0 else {
             throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
         }
-    }
-
-    func host() -> PluginHost {
-        PluginHost(directory: path, logger: Logger(label: "test.plugins"))
     }
 
     private static func makeTemporaryDirectory(_ prefix: String) throws -> String {
@@ -75,7 +68,7 @@ final class PluginDirectory {
 
 /// A configurable test plugin: scores 50 for driver "veth" and maps channel i
 /// to queue i + QUEUE_OFFSET. The -D switches produce the broken variants.
-let testPluginSource = #"""
+public let testPluginSource = #"""
 #include <stdio.h>
 #include <string.h>
 #include "sluice/driver_plugin.h"
@@ -137,11 +130,3 @@ const struct sluice_driver_plugin *sluice_driver_plugin_v1(void)
 const struct sluice_driver_plugin *some_other_symbol(void) { return &test_plugin; }
 #endif
 """#
-
-/// Facts for a veth with 4 rx queues (veth reports rx/tx channels, no combined).
-func vethFacts(rxQueues: UInt32 = 4) -> DriverFacts {
-    DriverFacts(
-        interface: "sl-veth0", driver: "veth", driverVersion: "1.0", kernelRelease: "6.18.0",
-        channels: ChannelCounts(rx: rxQueues, tx: rxQueues), maxChannels: ChannelCounts(rx: 16, tx: 16),
-        sysfsRxQueues: rxQueues, sysfsTxQueues: rxQueues)
-}
