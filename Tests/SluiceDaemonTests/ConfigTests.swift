@@ -406,6 +406,40 @@ final class ConfigParsingTests: XCTestCase {
         }
     }
 
+    func testManyErrorsAreCountedButDescribedBriefly() {
+        let text = ownGroup + (1...500).map { "unknown_\($0) = 1" }.joined(separator: "\n")
+        do {
+            _ = try SluiceConfig.parse(text: text, file: "t")
+            XCTFail("accepted 500 unknown keys")
+        } catch {
+            XCTAssertEqual(error.errors.count, 500)
+            let lines = error.description.split(separator: "\n")
+            XCTAssertEqual(lines.count, ConfigErrors.describedLimit + 1)
+            XCTAssertEqual(lines.last, "(and 450 more errors)")
+        }
+    }
+
+    /// Pathological but well-formed shapes near the 1 MiB file limit must
+    /// finish, and not overflow toml++'s recursion (found by testing).
+    func testLargePathologicalDocumentsFinish() {
+        let parts = { (count: Int) in Array(repeating: "a", count: count).joined(separator: ".") }
+        for text in [
+            "x." + parts(200_000) + " = 1\n", "[control]\n" + parts(64) + " = 1", "[" + parts(65) + "]",
+            "[[a]]\n[" + parts(64) + "]", "a = {" + Array(repeating: "b = {", count: 65).joined() + "}",
+            "\n a." + parts(32) + " = {" + parts(32) + " = 1}",
+        ] {
+            let error = onlyConfigError(text)
+            XCTAssertEqual(error?.message, "syntax error: keys may nest at most 64 deep", String(text.prefix(20)))
+        }
+        XCTAssertEqual(onlyConfigError("\n a." + parts(32) + " = {" + parts(32) + " = 1}")?.column, 71)
+        XCTAssertEqual(onlyConfigError(ownGroup + parts(62) + " = 1")?.message.hasPrefix("unknown"), true)
+    }
+
+    func testManyKeysFinish() {
+        let keys = (0..<20_000).map { "k\($0) = \"\(String(repeating: "v", count: 10))\"" }.joined(separator: "\n")
+        XCTAssertEqual(configErrors("[control]\nsocket_group = \"\"\n" + keys).count, 20_000)
+    }
+
     func testLinesStayRightAfterMultiLineValues() {
         let text = """
             [control]

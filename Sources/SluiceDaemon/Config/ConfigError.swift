@@ -39,7 +39,16 @@ public struct ConfigErrors: Error, Equatable, Sendable, CustomStringConvertible 
         self.errors = errors.sorted { ($0.line ?? .max, $0.column ?? 0) < ($1.line ?? .max, $1.column ?? 0) }
     }
 
+    /// At most this many lines in ``description``: a binary file fed as
+    /// configuration must not produce a megabyte of errors (a control reply
+    /// carries the description).
+    public static let describedLimit = 50
+
     public var description: String {
-        errors.map(\.description).joined(separator: "\n")
+        var lines = errors.prefix(Self.describedLimit).map(\.description)
+        if errors.count > Self.describedLimit {
+            lines.append("(and \(errors.count - Self.describedLimit) more errors)")
+        }
+        return lines.joined(separator: "\n")
     }
 }

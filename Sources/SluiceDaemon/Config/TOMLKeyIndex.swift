@@ -99,6 +99,8 @@ private struct Scanner {
     // Deeper than toml++ allows (TOML_MAX_NESTED_VALUES, 256), so every trap
     // toml++ could reach is found before the scanner gives up.
     static let maximumDepth = 300
+    static let maximumRecordedDepth = 16
+    static let maximumKeyDepth = 64
 
     init(bytes: [UInt8]) {
         self.bytes = bytes
@@ -130,8 +132,10 @@ private struct Scanner {
     }
 
     /// Records every prefix too: `[a.b.c]` and `a.b.c = 1` define `a` and `a.b`.
+    /// Only the first ``maximumRecordedDepth`` components: a 100 000-part
+    /// dotted key must not cost 100 000² (deeper keys report their ancestor's line).
     mutating func recordWithAncestors(_ path: [TOMLPathComponent], line: Int) {
-        for end in path.indices { record(Array(path[...end]), line: line) }
+        for end in path.indices.prefix(Scanner.maximumRecordedDepth) { record(Array(path[...end]), line: line) }
     }
 
     // MARK: Document structure
@@ -160,12 +164,14 @@ private struct Scanner {
            byte != UInt8(ascii: "\""), byte != UInt8(ascii: "'"), byte != UInt8(ascii: "]") {
             noteTrap("a table header must start with a key name", defusedBy: UInt8(ascii: "]"))
         }
+        let keyStart = mark
         let key = scanKey()
         skipWhitespace()
         if current == UInt8(ascii: "]") { advance(isArray ? 2 : 1) }
         skipToEndOfLine()
         guard !key.isEmpty else { return table }
         let path = resolveHeader(key, isArray: isArray)
+        checkDepth(path, at: keyStart, defusedBy: UInt8(ascii: "]"))
         recordWithAncestors(path, line: headerLine)
         // An array of tables is also known by its unindexed name, so the
         // schema can name `[[interface]]` as a whole.
@@ -194,6 +200,7 @@ private struct Scanner {
 
     mutating func scanKeyValue(prefix: [TOMLPathComponent]) {
         let keyLine = line
+        let keyStart = mark
         let key = scanKey()
         skipWhitespace()
         guard !key.isEmpty, current == UInt8(ascii: "=") else {
@@ -202,6 +209,7 @@ private struct Scanner {
         }
         advance()
         let path = prefix + key
+        checkDepth(path, at: keyStart, defusedBy: UInt8(ascii: "="))
         recordWithAncestors(path, line: keyLine)
         skipWhitespace()
         scanValue(path: path)
@@ -364,10 +372,12 @@ private struct Scanner {
     mutating func scanInlineTable(path: [TOMLPathComponent]) {
         scanItems(closing: UInt8(ascii: "}")) { scanner, _, _ in
             let keyLine = scanner.line
+            let keyStart = scanner.mark
             let key = scanner.scanKey()
             scanner.skipWhitespace()
             guard !key.isEmpty, scanner.current == UInt8(ascii: "=") else { return }
             scanner.advance()
+            scanner.checkDepth(path + key, at: keyStart, defusedBy: UInt8(ascii: "="))
             scanner.recordWithAncestors(path + key, line: keyLine)
             scanner.skipWhitespace()
             scanner.scanValue(path: path + key)
@@ -403,14 +413,33 @@ private struct Scanner {
         }
     }
 
-    mutating func noteTrap(_ message: String, defusedBy replacement: UInt8) {
-        guard parserTrap == nil, position < bytes.count else { return }
-        var end = position + 1
+    /// A place in the text, to report a trap where its cause starts.
+    struct Mark {
+        var position: Int
+        var line: Int
+        var lineStart: Int
+    }
+
+    var mark: Mark { Mark(position: position, line: line, lineStart: lineStart) }
+
+    mutating func noteTrap(_ message: String, defusedBy replacement: UInt8, at place: Mark? = nil) {
+        let place = place ?? mark
+        guard parserTrap == nil, place.position < bytes.count else { return }
+        var end = place.position + 1
         while end < bytes.count, bytes[end] & 0xC0 == 0x80 { end += 1 }
         // Continuation bytes (10xxxxxx) do not start a scalar.
-        let scalars = bytes[lineStart..<position].lazy.filter { $0 & 0xC0 != 0x80 }.count
+        let scalars = bytes[place.lineStart..<place.position].lazy.filter { $0 & 0xC0 != 0x80 }.count
         parserTrap = TOMLParserTrap(
-            line: line, column: scalars + 1, bytes: position..<end, message: message, defused: replacement)
+            line: place.line, column: scalars + 1, bytes: place.position..<end, message: message,
+            defused: replacement)
+    }
+
+    /// toml++ recurses once per nested table when it finishes a document, so
+    /// a key 200 000 parts deep overflows the stack. No configuration needs
+    /// more than a few.
+    mutating func checkDepth(_ path: [TOMLPathComponent], at keyStart: Mark, defusedBy replacement: UInt8) {
+        guard path.count > Scanner.maximumKeyDepth else { return }
+        noteTrap("keys may nest at most \(Scanner.maximumKeyDepth) deep", defusedBy: replacement, at: keyStart)
     }
 
     /// `}` and the Unicode line separators U+0085, U+2028, U+2029, which
