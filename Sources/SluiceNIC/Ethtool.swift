@@ -54,10 +54,9 @@ public final class Ethtool: @unchecked Sendable {
         try route(.featuresGet, interface, netlink: { try $0.features(interface) }, ioctl: { try $0.features(interface) })
     }
 
-    /// Private flags have no ioctl path here (ETHTOOL_GPFLAGS needs the names
-    /// from GSTRINGS too); netlink only, so an old kernel reports unsupported.
     public func privateFlags(_ interface: String) throws -> Served<[PrivateFlag]> {
-        try route(.privateFlagsGet, interface, netlink: { try $0.privateFlags(interface) }, ioctl: nil)
+        try route(.privateFlagsGet, interface, netlink: { try $0.privateFlags(interface) },
+                  ioctl: { try $0.privateFlags(interface) })
     }
 
     public func statistics(_ interface: String) throws -> Served<DriverStatistics> {

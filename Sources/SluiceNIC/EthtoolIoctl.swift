@@ -183,6 +183,18 @@ public final class EthtoolIoctl: @unchecked Sendable {
         }
     }
 
+    /// ETHTOOL_GPFLAGS with names from GSTRINGS(ETH_SS_PRIV_FLAGS). The
+    /// flags are one 32-bit word, so at most 32 of them.
+    public func privateFlags(_ interface: String) throws -> [PrivateFlag] {
+        let set = UInt32(ETH_SS_PRIV_FLAGS.rawValue)
+        let count = min(try stringSetCount(interface, set: set, operation: .privateFlagsGet), 32)
+        let names = try strings(interface, set: set, count: count, operation: .privateFlagsGet)
+        var value = ethtool_value()
+        value.cmd = UInt32(ETHTOOL_GPFLAGS)
+        try call(.privateFlagsGet, interface, on: &value)
+        return names.enumerated().map { PrivateFlag(name: $1, enabled: value.data & (1 << UInt32($0)) != 0) }
+    }
+
     public func statistics(_ interface: String) throws -> DriverStatistics {
         let set = UInt32(ETH_SS_STATS.rawValue)
         let count = try stringSetCount(interface, set: set, operation: .statistics)

@@ -123,9 +123,11 @@ final class BackendTests: VethTestCase {
 
     func testPrivateFlagsAreUnsupportedOnVethLikeEthtoolSays() throws {
         XCTAssertFalse(try SluiceTestSupport.run(["ethtool", "--show-priv-flags", lab.device]).succeeded)
-        XCTAssertThrowsError(try Ethtool(backend: .netlink).privateFlags(lab.device)) { error in
-            XCTAssertEqual(error as? NICError,
-                           .unsupported(interface: lab.device, driver: "veth", operation: .privateFlagsGet))
+        for backend in BackendChoice.allCases {
+            XCTAssertThrowsError(try Ethtool(backend: backend).privateFlags(lab.device)) { error in
+                XCTAssertEqual(error as? NICError,
+                               .unsupported(interface: lab.device, driver: "veth", operation: .privateFlagsGet))
+            }
         }
     }
 }
