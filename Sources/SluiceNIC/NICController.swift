@@ -533,7 +533,7 @@ public final class NICController: @unchecked Sendable {
             if let index = next.entries.firstIndex(where: { $0.interface == name && $0.change.isSameSetting(as: change) }) {
                 next.entries[index].change = next.entries[index].change.coalesced(with: change)
                 if next.entries[index].change.isNoOp { next.entries.remove(at: index) }
-            } else {
+            } else if !change.isNoOp {
                 next.entries.append(JournalEntry(sequence: next.nextSequence, interface: name, change: change))
                 next.nextSequence += 1
             }
