@@ -81,12 +81,21 @@ public final class Daemon: Sendable {
         let nic = self.nic
         let recovery = try await blocking { nic.recoverAtStartup() }
         logRecovery(recovery)
+        // Outside changes to values Sluice set are logged and shown in
+        // nic.show; Sluice runs without the watch if netlink refuses it.
+        do {
+            try nic.startMonitoring()
+        } catch {
+            logger.warning("not watching for outside NIC changes", metadata: ["error": "\(error)"])
+        }
         do {
             try await group.run()
         } catch {
+            nic.stopMonitoring()
             await restoreNICs()
             throw error
         }
+        nic.stopMonitoring()
         await restoreNICs()
         logger.info("sluiced stopped")
     }

@@ -90,6 +90,18 @@ final class NICDaemonTests: XCTestCase {
         XCTAssertTrue(daemon.log().contains("changed_outside=1") || daemon.log().contains("changed outside"), daemon.log())
     }
 
+    func testOutsideChangeIsReportedWhileRunning() throws {
+        try daemon.start()
+        _ = ok(try daemon.call("channels.set", ["iface": .string(app), "rx": 2]))
+        try runCommand(["ethtool", "-L", app, "rx", "3"], check: true)
+        let reported = try waitFor("nic.show to report the outside change") { () -> [JSONValue]? in
+            let changes = try daemon.call("nic.show", ["iface": .string(app)])["result"]?["outside_changes"]?.arrayValue
+            return (changes?.isEmpty ?? true) ? nil : changes
+        }
+        XCTAssertTrue(reported.first?.stringValue?.contains(app) ?? false, "\(reported)")
+        XCTAssertTrue(daemon.log().contains(app), daemon.log())
+    }
+
     func testErrorsNameTheInterfaceTheDriverAndTheLimit() throws {
         try daemon.start()
         let missing = try daemon.call("channels.get", ["iface": "nosuch0"])
