@@ -29,7 +29,10 @@ public final class DaemonProcess {
         socketPath = directory + "/sluiced.sock"
         stateDirectory = directory + "/state"
         logPath = directory + "/sluiced.log"
-        var controlLines = ["socket = \"\(socketPath)\"", "socket_group = \"\"", "admin_group = \"\""]
+        // Run as root, the test is admin by uid; otherwise by its own group,
+        // so that shutdown and reload work in unprivileged runs too.
+        let adminGroup = geteuid() == 0 ? "" : (getgrgid(getegid()).map { String(cString: $0.pointee.gr_name) } ?? "")
+        var controlLines = ["socket = \"\(socketPath)\"", "socket_group = \"\"", "admin_group = \"\(adminGroup)\""]
         for line in control {
             let key = line.split(separator: "=").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
             controlLines.removeAll { $0.hasPrefix(key + " ") }
