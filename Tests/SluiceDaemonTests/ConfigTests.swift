@@ -170,9 +170,10 @@ final class ConfigParsingTests: XCTestCase {
     }
 
     /// Also found by fuzzing: toml++ 3.4 asserts on a date, a space and a
-    /// single digit (a time cut short).
+    /// single digit (a time cut short), and on a date, a T and no digit.
     func testDateWithTruncatedTimeIsASyntaxErrorNotACrash() {
-        for text in ["d = 1979-05-27 0\n", "d = [1979-05-27 7]", "d = 30-c----up 1 ", "d = 1_979-05-27 1,", "d = 30_\u{FEBF}c----up 1 \" u"] {
+        for text in ["d = 1979-05-27 0\n", "d = [1979-05-27 7]", "d = 30-c----up 1 ", "d = 1_979-05-27 1,", "d = 30_\u{FEBF}c----up 1 \" u",
+            "d = 1979-05-27true32:00Z{}", "d = 1979-05-27Tx1:00:00", "d = 1979-05-27t 07:00:00"] {
             let error = onlyConfigError(text)
             XCTAssertEqual(error?.line, 1, text)
             XCTAssertEqual(error?.column, 5 + (text.contains("[") ? 1 : 0), text)

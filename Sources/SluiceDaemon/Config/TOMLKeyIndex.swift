@@ -316,7 +316,7 @@ private struct Scanner {
         case UInt8(ascii: "{"):
             scanInlineTable(path: path)
         default:
-            if looksLikeDateWithTruncatedTime() {
+            if looksLikeDateWithTruncatedTime() || looksLikeDateWithTimeNotStartingWithADigit() {
                 noteTrap("a date-time needs a time of the form HH:MM:SS", defusedBy: UInt8(ascii: "="))
             }
             // Numbers, booleans, dates: up to a delimiter.
@@ -346,6 +346,20 @@ private struct Scanner {
             && characters[4] == UInt8(ascii: "-") && characters[7] == UInt8(ascii: "-")
             && index + 2 < bytes.count && bytes[index] == UInt8(ascii: " ")
             && isDigit(index + 1) && !isDigit(index + 2)
+    }
+
+    /// `1979-05-27T` (or `t`) followed by anything but a digit: toml++ 3.4
+    /// asserts that a time starts with a digit. Never valid TOML either.
+    func looksLikeDateWithTimeNotStartingWithADigit() -> Bool {
+        let digit = UInt8(ascii: "0")...UInt8(ascii: "9"), dash = UInt8(ascii: "-")
+        let shape: [ClosedRange<UInt8>] = [digit, digit, digit, digit, dash...dash, digit, digit, dash...dash, digit, digit]
+        guard position + shape.count + 1 < bytes.count else { return false }
+        for (offset, allowed) in shape.enumerated() where !allowed.contains(bytes[position + offset]) {
+            return false
+        }
+        let separator = bytes[position + shape.count]
+        return (separator == UInt8(ascii: "T") || separator == UInt8(ascii: "t"))
+            && !digit.contains(bytes[position + shape.count + 1])
     }
 
     func isValueDelimiter(_ byte: UInt8) -> Bool {
