@@ -56,7 +56,10 @@ let package = Package(
             ]),
         .target(
             name: "SluiceModules",
-            dependencies: ["SluiceSystem"]),
+            dependencies: [
+                "SluiceSystem",
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]),
         .target(
             name: "SluiceDataPath",
             dependencies: [
@@ -115,6 +118,7 @@ let package = Package(
         .testTarget(
             name: "SluiceDataPathTests",
             dependencies: ["SluiceDataPath", "SluiceModules", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceModulesTests", dependencies: ["SluiceModules", "SluiceTestSupport"]),
         .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceTestSupport"]),
         .testTarget(
             name: "IntegrationTests",

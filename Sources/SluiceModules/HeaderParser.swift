@@ -1,0 +1,236 @@
+/// Parses Ethernet (with up to two 802.1Q/802.1ad tags), IPv4 (with options),
+/// IPv6 (with extension headers), UDP and TCP into ``PacketHeaders``.
+///
+/// Every read is checked against the frame length first, and every length
+/// field is checked against the bytes that are really there, so a hostile
+/// frame yields a ``PacketHeaders/Malformation`` and never an out-of-bounds
+/// read. The parser keeps no state and allocates nothing.
+public enum HeaderParser {
+    /// VLAN tags accepted in a row (802.1ad outer + 802.1Q inner).
+    public static let maximumVLANTags = 2
+    /// IPv6 extension headers walked before the frame counts as malformed:
+    /// a bound that defeats chains crafted to loop or to exhaust the parser.
+    public static let maximumExtensionHeaders = 8
+    /// Frames longer than this are parsed up to this length: offsets are
+    /// 16-bit, and no AF_XDP frame is this large.
+    public static let maximumParsedLength = Int(UInt16.max)
+
+    /// Parses every frame of `batch`, writing `batch.headers[i]` and setting
+    /// `batch.descriptors[i].malformed`. Returns the number of malformed frames.
+    @discardableResult
+    public static func parse(_ batch: PacketBatch) -> Int {
+        var malformed = 0
+        for index in 0..<batch.count {
+            let descriptor = batch.descriptors[index]
+            let headers = parse(
+                frame: UnsafeRawPointer(batch.umem + Int(truncatingIfNeeded: descriptor.address)),
+                length: Int(descriptor.length))
+            batch.headers[index] = headers
+            let isMalformed = headers.malformation != .none
+            batch.descriptors[index].malformed = isMalformed
+            malformed &+= isMalformed ? 1 : 0
+        }
+        return malformed
+    }
+
+    /// Parses one frame of `length` bytes at `frame`.
+    public static func parse(frame: UnsafeRawPointer, length: Int) -> PacketHeaders {
+        var headers = PacketHeaders()
+        let frame = Frame(base: frame, length: min(max(length, 0), maximumParsedLength))
+        headers.malformation = parseEthernet(frame, into: &headers)
+        return headers
+    }
+
+    /// The bytes of one frame with bounds-checked big-endian reads. Callers
+    /// check `has(offset, count)` first; the readers trust that check.
+    @usableFromInline
+    struct Frame {
+        let base: UnsafeRawPointer
+        let length: Int
+
+        @inline(__always)
+        func has(_ offset: Int, _ count: Int) -> Bool {
+            offset >= 0 && count >= 0 && offset <= length && count <= length - offset
+        }
+
+        @inline(__always)
+        func u8(_ offset: Int) -> UInt8 {
+            base.load(fromByteOffset: offset, as: UInt8.self)
+        }
+
+        @inline(__always)
+        func u16(_ offset: Int) -> UInt16 {
+            UInt16(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+        }
+
+        @inline(__always)
+        func u32(_ offset: Int) -> UInt32 {
+            UInt32(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+        }
+
+        @inline(__always)
+        func u64(_ offset: Int) -> UInt64 {
+            UInt64(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        }
+    }
+
+    static let etherTypeIPv4: UInt16 = 0x0800
+    static let etherTypeIPv6: UInt16 = 0x86DD
+    static let etherTypeVLAN: UInt16 = 0x8100  // 802.1Q
+    static let etherTypeQinQ: UInt16 = 0x88A8  // 802.1ad service tag
+    static let etherTypeQinQLegacy: UInt16 = 0x9100  // pre-standard QinQ, still common
+
+    @inline(__always)
+    static func isVLANTag(_ etherType: UInt16) -> Bool {
+        etherType == etherTypeVLAN || etherType == etherTypeQinQ || etherType == etherTypeQinQLegacy
+    }
+
+    static func parseEthernet(_ frame: Frame, into headers: inout PacketHeaders) -> PacketHeaders.Malformation {
+        guard frame.has(0, 14) else { return .truncatedEthernet }
+        var etherType = frame.u16(12)
+        var offset = 14
+        var tags = 0
+        while isVLANTag(etherType) {
+            guard tags < maximumVLANTags else { return .tooManyVLANTags }
+            guard frame.has(offset, 4) else { return .truncatedVLAN }
+            let vlanID = frame.u16(offset) & 0x0FFF
+            if tags == 0 { headers.vlanID = vlanID } else { headers.innerVLANID = vlanID }
+            etherType = frame.u16(offset + 2)
+            offset += 4
+            tags += 1
+        }
+        headers.etherType = etherType
+        switch etherType {
+        case etherTypeIPv4:
+            return parseIPv4(frame, at: offset, into: &headers)
+        case etherTypeIPv6:
+            return parseIPv6(frame, at: offset, into: &headers)
+        default:
+            // ARP, LLDP, …: not IP, not malformed.
+            return .none
+        }
+    }
+
+    static func parseIPv4(_ frame: Frame, at offset: Int, into headers: inout PacketHeaders) -> PacketHeaders.Malformation {
+        headers.ipVersion = 4
+        headers.l3Offset = UInt16(truncatingIfNeeded: offset)
+        guard frame.has(offset, 20) else { return .truncatedIPv4 }
+        let versionAndLength = frame.u8(offset)
+        guard versionAndLength >> 4 == 4 else { return .badIPVersion }
+        let headerLength = Int(versionAndLength & 0x0F) * 4
+        guard headerLength >= 20 else { return .badIPv4HeaderLength }
+        let totalLength = Int(frame.u16(offset + 2))
+        guard totalLength >= 20 else { return .badIPv4TotalLength }
+        guard headerLength <= totalLength else { return .badIPv4HeaderLength }
+        // Shorter than the header says: cut off on the wire or by a snaplen.
+        guard frame.has(offset, totalLength) else { return .truncatedIPv4 }
+        let end = offset + totalLength
+        headers.l3End = UInt16(truncatingIfNeeded: end)
+        let proto = frame.u8(offset + 9)
+        headers.ipProtocol = proto
+        headers.sourceAddressHigh = UInt64(frame.u32(offset + 12)) << 32
+        headers.destinationAddressHigh = UInt64(frame.u32(offset + 16)) << 32
+        let fragmentField = frame.u16(offset + 6)
+        let fragmentOffset = fragmentField & 0x1FFF
+        let moreFragments = fragmentField & 0x2000 != 0
+        let l4 = offset + headerLength
+        headers.l4Offset = UInt16(truncatingIfNeeded: l4)
+        if fragmentOffset != 0 {
+            headers.fragment = .later
+            headers.payloadOffset = UInt16(truncatingIfNeeded: l4)
+            return .none
+        }
+        if moreFragments { headers.fragment = .first }
+        return parseTransport(frame, protocol: proto, at: l4, end: end, into: &headers)
+    }
+
+    static func parseIPv6(_ frame: Frame, at offset: Int, into headers: inout PacketHeaders) -> PacketHeaders.Malformation {
+        headers.ipVersion = 6
+        headers.l3Offset = UInt16(truncatingIfNeeded: offset)
+        guard frame.has(offset, 40) else { return .truncatedIPv6 }
+        guard frame.u8(offset) >> 4 == 6 else { return .badIPVersion }
+        let payloadLength = Int(frame.u16(offset + 4))
+        var next = frame.u8(offset + 6)
+        headers.sourceAddressHigh = frame.u64(offset + 8)
+        headers.sourceAddressLow = frame.u64(offset + 16)
+        headers.destinationAddressHigh = frame.u64(offset + 24)
+        headers.destinationAddressLow = frame.u64(offset + 32)
+        // A zero payload length means a jumbogram (RFC 2675): the length is
+        // in a hop-by-hop option. Such frames cannot exceed an AF_XDP frame,
+        // so the frame's own length bounds the packet.
+        let end: Int
+        if payloadLength == 0 && next == 0 {
+            end = frame.length
+        } else {
+            guard frame.has(offset + 40, payloadLength) else { return .truncatedIPv6 }
+            end = offset + 40 + payloadLength
+        }
+        headers.l3End = UInt16(truncatingIfNeeded: end)
+        let within = Frame(base: frame.base, length: end)
+        var cursor = offset + 40
+        var count = 0
+        while true {
+            headers.ipProtocol = next
+            switch next {
+            case 0, 43, 60, 51, 44:  // hop-by-hop, routing, destination options, AH, fragment
+                guard count < maximumExtensionHeaders else { return .tooManyExtensionHeaders }
+                // RFC 8200 §4.1: hop-by-hop only directly after the IPv6 header.
+                guard next != 0 || count == 0 else { return .misplacedHopByHop }
+                count += 1
+                headers.extensionHeaderCount = UInt8(truncatingIfNeeded: count)
+                let length: Int
+                if next == 44 {
+                    guard within.has(cursor, 8) else { return .truncatedExtensionHeader }
+                    length = 8
+                    let fragmentField = within.u16(cursor + 2)
+                    if fragmentField >> 3 != 0 {
+                        headers.fragment = .later
+                        headers.ipProtocol = within.u8(cursor)
+                        headers.l4Offset = UInt16(truncatingIfNeeded: cursor + 8)
+                        headers.payloadOffset = headers.l4Offset
+                        return .none
+                    }
+                    if fragmentField & 1 != 0 { headers.fragment = .first }
+                } else {
+                    guard within.has(cursor, 2) else { return .truncatedExtensionHeader }
+                    let lengthField = Int(within.u8(cursor + 1))
+                    length = next == 51 ? (lengthField + 2) * 4 : (lengthField + 1) * 8
+                }
+                guard within.has(cursor, length) else { return .truncatedExtensionHeader }
+                next = within.u8(cursor)
+                cursor += length
+            default:
+                headers.l4Offset = UInt16(truncatingIfNeeded: cursor)
+                return parseTransport(within, protocol: next, at: cursor, end: end, into: &headers)
+            }
+        }
+    }
+
+    static func parseTransport(
+        _ frame: Frame, protocol proto: UInt8, at offset: Int, end: Int, into headers: inout PacketHeaders
+    ) -> PacketHeaders.Malformation {
+        let available = end - offset
+        switch proto {
+        case 6:  // TCP
+            guard available >= 20, frame.has(offset, 20) else { return .truncatedTCP }
+            let dataOffset = Int(frame.u8(offset + 12) >> 4) * 4
+            guard dataOffset >= 20, dataOffset <= available else { return .badTCPDataOffset }
+            headers.sourcePort = frame.u16(offset)
+            headers.destinationPort = frame.u16(offset + 2)
+            headers.payloadOffset = UInt16(truncatingIfNeeded: offset + dataOffset)
+        case 17:  // UDP
+            guard available >= 8, frame.has(offset, 8) else { return .truncatedUDP }
+            let udpLength = Int(frame.u16(offset + 4))
+            // A first fragment carries only part of the datagram the length describes.
+            let lengthFits = headers.fragment == .first ? udpLength >= 8 : (udpLength >= 8 && udpLength <= available)
+            guard lengthFits else { return .badUDPLength }
+            headers.sourcePort = frame.u16(offset)
+            headers.destinationPort = frame.u16(offset + 2)
+            headers.payloadOffset = UInt16(truncatingIfNeeded: offset + 8)
+        default:
+            // ICMP, ICMPv6, ESP, SCTP, …: the protocol number is enough; no ports.
+            headers.payloadOffset = UInt16(truncatingIfNeeded: offset)
+        }
+        return .none
+    }
+}
