@@ -28,7 +28,7 @@ enum Render {
                 case .object(let nested) where !nested.isEmpty:
                     return label + "\n" + keyValues(child, indent: indent + "  ")
                 case .array(let items) where items.contains(where: { $0.objectValue != nil }):
-                    return label + "\n" + items.map { keyValues($0, indent: indent + "  - ") }.joined(separator: "\n")
+                    return label + "\n" + items.map { listItem($0, indent: indent + "  ") }.joined(separator: "\n")
                 default:
                     return label.padding(toLength: indent.count + width + 2, withPad: " ", startingAt: 0)
                         + scalar(child)
@@ -37,6 +37,14 @@ enum Render {
         default:
             return indent + scalar(value)
         }
+    }
+
+    /// One element of a list, YAML style: the dash marks where an element
+    /// starts, so only its first line carries it ("- name: a" then "  path: b").
+    static func listItem(_ item: JSONValue, indent: String) -> String {
+        guard let object = item.objectValue, !object.isEmpty else { return indent + "- " + scalar(item) }
+        let text = keyValues(item, indent: indent + "  ")
+        return indent + "- " + text.dropFirst(indent.count + 2)
     }
 
     static func scalar(_ value: JSONValue) -> String {

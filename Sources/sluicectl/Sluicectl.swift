@@ -68,6 +68,8 @@ struct Sluicectl: ParsableCommand {
         discussion: "Exit status: 0 ok, 1 command failed, 2 usage error, 3 cannot reach the daemon.",
         subcommands: [
             Status.self, Commands.self, Stats.self, Reload.self, Shutdown.self, Call.self,
+            NICCommand.self, ChannelsCommand.self, FeaturesCommand.self, RingsCommand.self,
+            SteerCommand.self, FlowHashCommand.self, RSSCommand.self, PluginsCommand.self,
         ])
 }
 

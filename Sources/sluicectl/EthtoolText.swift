@@ -1,0 +1,157 @@
+import SluiceControl
+
+/// The daemon's NIC results (snake_case JSON of the SluiceNIC types) printed
+/// the way `ethtool` prints the same facts, so its users can read them
+/// without learning a second layout.
+enum EthtoolText {
+    /// `ethtool -l` / `-g` print "n/a" for a count whose maximum is 0: the
+    /// kernel leaves such attributes out because the driver has no such queue.
+    static func countBlock(_ value: JSONValue, _ fields: [(label: String, current: String, maximum: String)]) -> [String] {
+        func line(_ label: String, _ key: String, maximumKey: String) -> String {
+            let maximum = value[maximumKey]?.integer(as: UInt64.self) ?? 0
+            let shown = maximum == 0 ? "n/a" : value[key].map(Render.scalar) ?? "n/a"
+            return label + ":" + (label.count + 1 < 8 ? "\t\t" : "\t") + shown
+        }
+        return ["Pre-set maximums:"] + fields.map { line($0.label, $0.maximum, maximumKey: $0.maximum) }
+            + ["Current hardware settings:"] + fields.map { line($0.label, $0.current, maximumKey: $0.maximum) }
+    }
+
+    static let channelFields = [
+        (label: "RX", current: "rx", maximum: "max_rx"), (label: "TX", current: "tx", maximum: "max_tx"),
+        (label: "Other", current: "other", maximum: "max_other"),
+        (label: "Combined", current: "combined", maximum: "max_combined"),
+    ]
+
+    static let ringFields = [
+        (label: "RX", current: "rx", maximum: "rx_max"), (label: "RX Mini", current: "rx_mini", maximum: "rx_mini_max"),
+        (label: "RX Jumbo", current: "rx_jumbo", maximum: "rx_jumbo_max"), (label: "TX", current: "tx", maximum: "tx_max"),
+    ]
+
+    /// "(via netlink)": which ethtool interface the daemon used.
+    static func backendLine(_ served: JSONValue) -> String {
+        "(via \(served["backend"]?.stringValue ?? "unknown backend"))"
+    }
+
+    /// `ethtool -l IF`
+    static func channels(_ served: JSONValue, interface: String) -> String {
+        (["Channel parameters for \(interface):"] + countBlock(served["value"] ?? .null, channelFields)
+            + [backendLine(served)]).joined(separator: "\n")
+    }
+
+    /// `ethtool -g IF`
+    static func rings(_ served: JSONValue, interface: String) -> String {
+        (["Ring parameters for \(interface):"] + countBlock(served["value"] ?? .null, ringFields)
+            + [backendLine(served)]).joined(separator: "\n")
+    }
+
+    /// One line of `ethtool -k`: "name: on [fixed]" or "name: off [requested on]".
+    static func featureLine(_ feature: JSONValue) -> String {
+        let active = feature["active"]?.boolValue ?? false
+        let requested = feature["requested"]?.boolValue ?? active
+        var line = "\(feature["name"]?.stringValue ?? "?"): \(onOff(active))"
+        if feature["changeable"]?.boolValue == false {
+            line += " [fixed]"
+        } else if requested != active {
+            line += " [requested \(onOff(requested))]"
+        }
+        return line
+    }
+
+    static func features(_ served: JSONValue, interface: String) -> String {
+        let list = served["value"]?["features"]?.arrayValue ?? []
+        return (["Features for \(interface):"] + list.map(featureLine) + [backendLine(served)]).joined(separator: "\n")
+    }
+
+    static func onOff(_ value: Bool) -> String { value ? "on" : "off" }
+
+    /// `ethtool -S IF`, then the per-queue counters grouped by queue.
+    static func statistics(_ served: JSONValue) -> String {
+        let value = served["value"] ?? .null
+        var lines = ["NIC statistics:"]
+        for counter in value["counters"]?.arrayValue ?? [] {
+            lines.append("     \(counter["name"]?.stringValue ?? "?"): \(counter["value"].map(Render.scalar) ?? "?")")
+        }
+        let queues = value["queues"]?.arrayValue ?? []
+        if !queues.isEmpty {
+            lines.append("Per-queue statistics:")
+            for queue in queues {
+                lines.append("     \(queue["direction"]?.stringValue ?? "?") queue \(queue["queue"].map(Render.scalar) ?? "?"):")
+                let counters = queue["counters"]?.objectValue ?? [:]
+                for name in counters.keys.sorted() {
+                    lines.append("          \(name): \(Render.scalar(counters[name]!))")
+                }
+            }
+        }
+        lines.append(backendLine(served))
+        return lines.joined(separator: "\n")
+    }
+
+    // MARK: Flow hashing and RSS
+
+    /// ethtool's names for the flow types of `rx-flow-hash`.
+    static func hashFlowTypeName(_ type: String) -> String {
+        switch type {
+        case "tcp4": return "TCP over IPV4"
+        case "udp4": return "UDP over IPV4"
+        case "sctp4": return "SCTP over IPV4"
+        case "ah4", "esp4": return "IPSEC AH/ESP over IPV4"
+        case "tcp6": return "TCP over IPV6"
+        case "udp6": return "UDP over IPV6"
+        case "sctp6": return "SCTP over IPV6"
+        case "ah6", "esp6": return "IPSEC AH/ESP over IPV6"
+        case "ip4": return "IPV4"
+        case "ip6": return "IPV6"
+        default: return type
+        }
+    }
+
+    static let hashFieldNames: [(Character, String)] = [
+        ("m", "L2DA"), ("v", "VLAN tag"), ("t", "L3 proto"), ("s", "IP SA"), ("d", "IP DA"),
+        ("f", "L4 bytes 0 & 1 [TCP/UDP src port]"), ("n", "L4 bytes 2 & 3 [TCP/UDP dst port]"),
+    ]
+
+    /// `ethtool -n IF rx-flow-hash TYPE`
+    static func flowHash(_ served: JSONValue, flowType: String) -> String {
+        let letters = served["value"]?.stringValue ?? ""
+        var lines: [String]
+        if letters.contains("r") {
+            lines = ["All matching flows discarded on RX"]
+        } else {
+            lines = ["\(hashFlowTypeName(flowType)) flows use these fields for computing Hash flow key:"]
+            let fields = hashFieldNames.filter { letters.contains($0.0) }.map(\.1)
+            lines += fields.isEmpty ? ["None"] : fields
+        }
+        return (lines + [backendLine(served)]).joined(separator: "\n")
+    }
+
+    /// `ethtool -x IF`: eight entries a line, each line led by its first index.
+    static func rss(_ served: JSONValue, interface: String, rxRings: UInt64?) -> String {
+        let value = served["value"] ?? .null
+        let table = (value["indirection_table"]?.arrayValue ?? []).map(Render.scalar)
+        let rings = rxRings.map { "with \($0) RX ring(s)" } ?? "of \(table.count) entries"
+        var lines = ["RX flow hash indirection table for \(interface) \(rings):"]
+        var start = 0
+        while start < table.count {
+            let row = table[start..<min(start + 8, table.count)]
+            lines.append(pad(String(start), 5) + ": " + row.map { pad($0, 5) }.joined(separator: " "))
+            start += 8
+        }
+        if table.isEmpty { lines.append("Operation not supported") }
+        lines.append("RSS hash key:")
+        let key = value["hash_key"]?.stringValue ?? ""
+        lines.append(key.isEmpty ? "Operation not supported" : key)
+        lines.append("RSS hash function:")
+        // ETH_RSS_HASH_TOP / XOR / CRC32 are bits 0, 1, 2 of hfunc.
+        let function = value["hash_function"]?.integer(as: UInt8.self) ?? 0
+        for (bit, name) in [(0, "toeplitz"), (1, "xor"), (2, "crc32")] {
+            lines.append("    \(name): \(onOff(function & (1 << bit) != 0))")
+        }
+        lines.append(backendLine(served))
+        return lines.joined(separator: "\n")
+    }
+
+    /// Right-aligned, as printf("%5u").
+    static func pad(_ text: String, _ width: Int) -> String {
+        String(repeating: " ", count: max(0, width - text.count)) + text
+    }
+}

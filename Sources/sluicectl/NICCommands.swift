@@ -1,0 +1,503 @@
+import ArgumentParser
+import SluiceControl
+
+/// Interface names as the kernel allows them (IFNAMSIZ 16 with the NUL):
+/// checked here so a typo is a usage error, not a daemon round trip.
+func validateInterfaceName(_ name: String) throws {
+    guard !name.isEmpty, name.utf8.count <= 15, !name.contains("/"), name != ".", name != "..",
+        !name.contains(where: { $0.isWhitespace })
+    else {
+        throw ValidationError("\"\(name.prefix(32))\" is not a valid interface name (1-15 characters, no '/' or spaces)")
+    }
+}
+
+extension ConnectionOptions {
+    /// Runs one command and prints `render(result)`; with --json the raw
+    /// reply is the output instead.
+    func show(_ command: String, _ arguments: [String: JSONValue] = [:], _ render: (JSONValue) -> String) throws {
+        let result = try call(command, arguments)
+        if !json { print(render(result)) }
+    }
+
+    /// ``show(_:_:_:)`` for a command about one interface.
+    func show(
+        _ command: String, interface: String, _ arguments: [String: JSONValue] = [:], _ render: (JSONValue) -> String
+    ) throws {
+        try show(command, arguments.merging(["iface": .string(interface)]) { _, new in new }, render)
+    }
+}
+
+/// The counts the user gave (`--rx 2`), as daemon arguments; the rest stay as they are.
+func presentCounts(_ counts: [(key: String, value: UInt32?)]) -> [String: JSONValue] {
+    var arguments: [String: JSONValue] = [:]
+    for (key, value) in counts { if let value { arguments[key] = JSONValue(value) } }
+    return arguments
+}
+
+// MARK: nic
+
+struct NICCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nic", abstract: "Interfaces: list, details, driver statistics, restore Sluice's changes.",
+        subcommands: [List.self, Show.self, Statistics.self, Restore.self])
+
+    /// `sluicectl --socket P nic list` moves --socket to after `nic`: accept it
+    /// here too (the subcommand reads the same parsed value).
+    @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List interfaces with driver, queues, link state and XDP.")
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            let result = try connection.call("nic.list")
+            if connection.json { return }
+            var rows = [["NAME", "INDEX", "DRIVER", "RXQ", "TXQ", "STATE", "XDP"]]
+            for interface in result["interfaces"]?.arrayValue ?? [] {
+                rows.append([
+                    text(interface["name"]), text(interface["index"]), text(interface["driver"]),
+                    text(interface["rx_queues"]), text(interface["tx_queues"]), text(interface["oper_state"]),
+                    xdpText(interface["xdp"]),
+                ])
+            }
+            print(Render.table(rows))
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One interface: driver, queues, channels, rings, features, Sluice's changes and outside changes.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+
+        func validate() throws { try validateInterfaceName(interface) }
+
+        func run() throws {
+            try connection.show("nic.show", interface: interface) { NICDetailsText.render($0, interface: interface) }
+        }
+    }
+
+    struct Statistics: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stats", abstract: "Driver statistics as ethtool -S, then grouped per queue.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+
+        func validate() throws { try validateInterfaceName(interface) }
+
+        func run() throws {
+            try connection.show("nic.stats", interface: interface) { EthtoolText.statistics($0) }
+        }
+    }
+
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Undo every NIC change Sluice made; values others changed since are left alone.")
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            let result = try connection.call("nic.restore")
+            if connection.json { return }
+            let outcomes = result["outcomes"]?.arrayValue ?? []
+            guard !outcomes.isEmpty else {
+                print("Nothing to restore: Sluice has no NIC changes on record.")
+                return
+            }
+            var rows = [["STATUS", "INTERFACE", "CHANGE", "MESSAGE"]]
+            for outcome in outcomes {
+                rows.append([
+                    text(outcome["status"]), text(outcome["interface"]),
+                    NICDetailsText.changeSummary(outcome["entry"]?["change"] ?? .null), text(outcome["message"]),
+                ])
+            }
+            print(Render.table(rows))
+            if outcomes.contains(where: { $0["status"]?.stringValue == "failed" }) {
+                throw CommandFailure(status: Exit.commandFailed, message: "nic.restore: some changes could not be restored")
+            }
+        }
+    }
+}
+
+/// A cell: strings as they are, numbers as digits, missing as "-".
+func text(_ value: JSONValue?) -> String {
+    guard let value, value != .null else { return "-" }
+    if let string = value.stringValue { return string.isEmpty ? "-" : string }
+    return Render.scalar(value)
+}
+
+/// "12 (native)" for an attached program, "-" for none.
+func xdpText(_ xdp: JSONValue?) -> String {
+    guard let xdp, xdp != .null else { return "-" }
+    return "\(text(xdp["program_id"])) (\(text(xdp["mode"])))"
+}
+
+/// `nic show`: the parts of `InterfaceDetails`, each in the layout its own
+/// command uses.
+enum NICDetailsText {
+    static func render(_ details: JSONValue, interface: String) -> String {
+        let info = details["interface"] ?? .null
+        var lines = [
+            "Interface \(text(info["name"])) (index \(text(info["index"])))",
+            "  driver:      \(text(info["driver"])) \(text(info["driver_version"]))",
+            "  firmware:    \(text(info["firmware_version"]))",
+            "  bus:         \(text(info["bus_info"]))",
+            "  link:        \(text(info["oper_state"]))\(info["up"]?.boolValue == true ? ", admin up" : ", admin down")",
+            "  mtu:         \(text(info["mtu"]))",
+            "  mac:         \(text(info["mac_address"]))",
+            "  queues:      rx \(text(info["rx_queues"])), tx \(text(info["tx_queues"])) (sysfs)",
+            "  xdp:         \(xdpText(info["xdp"]))",
+        ]
+        if let channels = details["channels"], channels != .null {
+            lines += ["", EthtoolText.channels(channels, interface: interface)]
+        }
+        if let rings = details["rings"], rings != .null {
+            lines += ["", EthtoolText.rings(rings, interface: interface)]
+        }
+        if let features = details["features"], features != .null {
+            lines += ["", EthtoolText.features(features, interface: interface)]
+        }
+        let problems = details["problems"]?.arrayValue ?? []
+        if !problems.isEmpty {
+            lines += ["", "Not available:"] + problems.map { "  - \(text($0))" }
+        }
+        let changes = details["changes"]?.arrayValue ?? []
+        lines += ["", changes.isEmpty ? "Sluice's changes: none" : "Sluice's changes (restored on stop):"]
+        lines += changes.map { "  #\(text($0["sequence"])) \(changeSummary($0["change"] ?? .null))" }
+        let outside = details["outside_changes"]?.arrayValue ?? []
+        if !outside.isEmpty {
+            lines += ["Changed by others since:"] + outside.map { "  - \(text($0))" }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// One journal entry's change in a line: "channels rx 4 -> 2",
+    /// "feature rx-gro off -> on", "rule added at loc 1023: udp4 ...".
+    static func changeSummary(_ change: JSONValue) -> String {
+        guard let (kind, body) = change.objectValue?.first else { return Render.scalar(change) }
+        switch kind {
+        case "channels", "rings":
+            let original = body["original"]?.objectValue ?? [:]
+            let applied = body["applied"]?.objectValue ?? [:]
+            let parts = applied.keys.sorted().map { "\($0) \(text(original[$0])) -> \(text(applied[$0]))" }
+            return "\(kind) \(parts.joined(separator: ", "))"
+        case "feature":
+            return "feature \(text(body["name"])) \(onOff(body["original"])) -> \(onOff(body["applied"]))"
+        case "flow_hash":
+            return "rx-flow-hash \(text(body["flow_type"])) \(text(body["original"])) -> \(text(body["applied"]))"
+        case "rss":
+            return "RSS indirection table (\(body["applied"]?.arrayValue?.count ?? 0) entries)"
+        case "rule_added", "rule_deleted":
+            let verb = kind == "rule_added" ? "added" : "deleted"
+            return "rule \(verb) at loc \(text(body["location"])): \(RuleText.summary(body["rule"] ?? .null))"
+        default:
+            return "\(kind) \(body.serialized())"
+        }
+    }
+
+    private static func onOff(_ value: JSONValue?) -> String {
+        value?.boolValue.map(EthtoolText.onOff) ?? "?"
+    }
+}
+
+// MARK: channels, rings
+
+struct ChannelsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "channels", abstract: "Channel counts, as ethtool -l / -L.", subcommands: [Get.self, Set.self])
+
+    /// Accepts --socket/--json before the subcommand, as ``NICCommand/connection``.
+    @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show channel counts and maximums (ethtool -l).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+
+        func validate() throws { try validateInterfaceName(interface) }
+
+        func run() throws {
+            try connection.show("channels.get", interface: interface) { EthtoolText.channels($0, interface: interface) }
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set channel counts (ethtool -L); the driver plugin may refuse while AF_XDP sockets depend on them.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Option(help: "RX channels.") var rx: UInt32?
+        @Option(help: "TX channels.") var tx: UInt32?
+        @Option(help: "Other channels.") var other: UInt32?
+        @Option(help: "Combined channels.") var combined: UInt32?
+
+        func validate() throws {
+            try validateInterfaceName(interface)
+            guard rx != nil || tx != nil || other != nil || combined != nil else {
+                throw ValidationError("give at least one of --rx, --tx, --other, --combined")
+            }
+        }
+
+        func run() throws {
+            let counts = presentCounts([("rx", rx), ("tx", tx), ("other", other), ("combined", combined)])
+            try connection.show("channels.set", interface: interface, counts) { EthtoolText.channels($0, interface: interface) }
+        }
+    }
+}
+
+struct RingsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rings", abstract: "Ring sizes, as ethtool -g / -G.", subcommands: [Get.self, Set.self])
+
+    /// Accepts --socket/--json before the subcommand, as ``NICCommand/connection``.
+    @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show ring sizes and maximums (ethtool -g).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+
+        func validate() throws { try validateInterfaceName(interface) }
+
+        func run() throws {
+            try connection.show("rings.get", interface: interface) { EthtoolText.rings($0, interface: interface) }
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set ring sizes (ethtool -G).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Option(help: "RX ring entries.") var rx: UInt32?
+        @Option(name: .customLong("rx-mini"), help: "RX mini ring entries.") var rxMini: UInt32?
+        @Option(name: .customLong("rx-jumbo"), help: "RX jumbo ring entries.") var rxJumbo: UInt32?
+        @Option(help: "TX ring entries.") var tx: UInt32?
+
+        func validate() throws {
+            try validateInterfaceName(interface)
+            guard rx != nil || rxMini != nil || rxJumbo != nil || tx != nil else {
+                throw ValidationError("give at least one of --rx, --rx-mini, --rx-jumbo, --tx")
+            }
+        }
+
+        func run() throws {
+            let counts = presentCounts([("rx", rx), ("rx_mini", rxMini), ("rx_jumbo", rxJumbo), ("tx", tx)])
+            try connection.show("rings.set", interface: interface, counts) { EthtoolText.rings($0, interface: interface) }
+        }
+    }
+}
+
+// MARK: features
+
+struct FeaturesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "features", abstract: "Offload features, as ethtool -k / -K.", subcommands: [Get.self, Set.self])
+
+    /// Accepts --socket/--json before the subcommand, as ``NICCommand/connection``.
+    @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show offload features (ethtool -k), by their kernel names.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+
+        func validate() throws { try validateInterfaceName(interface) }
+
+        func run() throws {
+            try connection.show("features.get", interface: interface) { EthtoolText.features($0, interface: interface) }
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Turn features on or off, as ethtool -K: `features set eth0 gro on ntuple off`.",
+            discussion: """
+                Names are the kernel's (rx-gro) or ethtool's (gro, generic-receive-offload). \
+                Prints the features that changed.
+                """)
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "NAME on|off pairs.") var settings: [String] = []
+
+        /// At most as many pairs as the daemon takes (256).
+        func parsedSettings() throws -> [String: JSONValue] {
+            guard !settings.isEmpty, settings.count % 2 == 0 else {
+                throw ValidationError("give features as NAME on|off pairs, e.g. `gro on ntuple off`")
+            }
+            guard settings.count / 2 <= 256 else { throw ValidationError("at most 256 features at a time") }
+            var wanted: [String: JSONValue] = [:]
+            for index in stride(from: 0, to: settings.count, by: 2) {
+                let name = settings[index], state = settings[index + 1]
+                guard !name.isEmpty, name.utf8.count <= 64 else {
+                    throw ValidationError("feature name \"\(name.prefix(64))\" must be 1-64 characters")
+                }
+                guard state == "on" || state == "off" else {
+                    throw ValidationError("feature \(name): expected on or off, got \"\(state.prefix(32))\"")
+                }
+                guard wanted[name] == nil else { throw ValidationError("feature \(name) is given twice") }
+                wanted[name] = .bool(state == "on")
+            }
+            return wanted
+        }
+
+        func validate() throws {
+            try validateInterfaceName(interface)
+            _ = try parsedSettings()
+        }
+
+        func run() throws {
+            let wanted = try parsedSettings()
+            // Read first so the reply can say what actually changed (ethtool -K's "Actual changes").
+            let before = connection.json ? nil : try? connection.call("features.get", ["iface": .string(interface)])
+            let result = try connection.call(
+                "features.set", ["iface": .string(interface), "features": .object(wanted)])
+            if connection.json { return }
+            let previous = Dictionary(
+                (before?["value"]?["features"]?.arrayValue ?? []).map { (text($0["name"]), $0["active"]) },
+                uniquingKeysWith: { first, _ in first })
+            let changed = (result["value"]?["features"]?.arrayValue ?? []).filter { feature in
+                previous[text(feature["name"])] != feature["active"]
+            }
+            if changed.isEmpty {
+                print("No feature of \(interface) changed (already as requested).")
+            } else {
+                print((["Actual changes:"] + changed.map(EthtoolText.featureLine)).joined(separator: "\n"))
+            }
+            print(EthtoolText.backendLine(result))
+        }
+    }
+}
+
+// MARK: flowhash, rss
+
+struct FlowHashCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flowhash", abstract: "Fields hashed for RSS, as ethtool -n/-N IF rx-flow-hash TYPE.",
+        subcommands: [Get.self, Set.self])
+
+    /// Accepts --socket/--json before the subcommand, as ``NICCommand/connection``.
+    @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
+
+    static let flowTypes = ["tcp4", "udp4", "sctp4", "ah4", "esp4", "tcp6", "udp6", "sctp6", "ah6", "esp6", "ip4", "ip6"]
+
+    static func validateFlowType(_ type: String) throws {
+        guard flowTypes.contains(type) else {
+            throw ValidationError("flow type \"\(type.prefix(32))\" is not one of \(flowTypes.joined(separator: ", "))")
+        }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the hashed fields (ethtool -n IF rx-flow-hash TYPE).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "Flow type: tcp4, udp4, tcp6, udp6, ...") var flowType: String
+
+        func validate() throws {
+            try validateInterfaceName(interface)
+            try FlowHashCommand.validateFlowType(flowType)
+        }
+
+        func run() throws {
+            try connection.show("flowhash.get", interface: interface, ["flow_type": .string(flowType)]) {
+                EthtoolText.flowHash($0, flowType: flowType)
+            }
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set the hashed fields (ethtool -N IF rx-flow-hash TYPE FIELDS), e.g. `flowhash set eth0 udp4 sdfn`.",
+            discussion: """
+                Letters: m L2 destination, v VLAN, t L3 protocol, s/d IP source/destination, \
+                f/n L4 bytes 0-1/2-3, r discard.
+                """)
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "Flow type: tcp4, udp4, tcp6, udp6, ...") var flowType: String
+        @Argument(help: "ethtool letters, e.g. sdfn.") var fields: String
+
+        func validate() throws {
+            try validateInterfaceName(interface)
+            try FlowHashCommand.validateFlowType(flowType)
+            guard !fields.isEmpty, fields.count <= 8, fields.allSatisfy({ "mvtsdfnr".contains($0) }) else {
+                throw ValidationError("fields \"\(fields.prefix(32))\" must be letters from m v t s d f n r, e.g. sdfn")
+            }
+        }
+
+        func run() throws {
+            try connection.show(
+                "flowhash.set", interface: interface, ["flow_type": .string(flowType), "fields": .string(fields)]
+            ) { EthtoolText.flowHash($0, flowType: flowType) }
+        }
+    }
+}
+
+struct RSSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rss", abstract: "RSS indirection table and hash key, as ethtool -x / -X.",
+        subcommands: [Get.self, Set.self])
+
+    /// Accepts --socket/--json before the subcommand, as ``NICCommand/connection``.
+    @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
+
+    /// ethtool -x prints the RX ring count, which the table alone does not
+    /// tell: take it from the channels, and leave it out when unknown.
+    static func rxRings(_ connection: ConnectionOptions, _ interface: String) -> UInt64? {
+        var quiet = connection
+        quiet.json = false
+        guard let channels = try? quiet.call("channels.get", ["iface": .string(interface)])["value"] else { return nil }
+        let count = (channels["rx"]?.integer(as: UInt64.self) ?? 0) + (channels["combined"]?.integer(as: UInt64.self) ?? 0)
+        return count == 0 ? nil : count
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the indirection table and hash key (ethtool -x).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+
+        func validate() throws { try validateInterfaceName(interface) }
+
+        func run() throws {
+            try connection.show("rss.get", interface: interface) {
+                EthtoolText.rss($0, interface: interface, rxRings: RSSCommand.rxRings(connection, interface))
+            }
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set the indirection table (ethtool -X): spread over N queues, or give every entry.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Option(help: "Spread over queues 0..N-1, as ethtool -X IF equal N.") var equal: UInt32?
+        @Option(help: "Every entry, comma-separated (as long as the current table), e.g. 0,1,0,1.") var table: String?
+
+        /// Bounded like the daemon (65536 entries) so a huge argument is a usage error.
+        func parsedTable() throws -> [JSONValue]? {
+            guard let table else { return nil }
+            let parts = table.split(separator: ",", omittingEmptySubsequences: false)
+            guard parts.count <= 65_536 else { throw ValidationError("--table has more than 65536 entries") }
+            return try parts.enumerated().map { index, part in
+                guard let queue = UInt32(part) else {
+                    throw ValidationError("--table entry \(index) \"\(part.prefix(16))\" is not a queue number")
+                }
+                return JSONValue(queue)
+            }
+        }
+
+        func validate() throws {
+            try validateInterfaceName(interface)
+            guard (equal == nil) != (table == nil) else { throw ValidationError("give either --equal N or --table LIST") }
+            if let equal, equal == 0 || equal > 65_535 { throw ValidationError("--equal must be 1...65535") }
+            _ = try parsedTable()
+        }
+
+        func run() throws {
+            var arguments = presentCounts([("equal", equal)])
+            if let entries = try parsedTable() { arguments["table"] = .array(entries) }
+            try connection.show("rss.set", interface: interface, arguments) {
+                EthtoolText.rss($0, interface: interface, rxRings: RSSCommand.rxRings(connection, interface))
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+import ArgumentParser
+import SluiceControl
+
+struct PluginsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plugins", abstract: "Driver-quirk plugins: list, reload, explain the choice and queue mapping.",
+        subcommands: [List.self, Reload.self, Explain.self])
+
+    /// Accepts --socket/--json before the subcommand, as ``NICCommand/connection``.
+    @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
+
+    /// `plugins list` and `plugins reload` answer with the same listing.
+    static func listing(_ result: JSONValue) -> String {
+        var rows = [["NAME", "VERSION", "STATUS", "PATH", "REASON"]]
+        for record in result["plugins"]?.arrayValue ?? [] {
+            let plugin = record["plugin"] ?? .null
+            var status = text(record["status"])
+            if let leases = record["leases"]?.integer(as: Int.self), leases > 0 { status += " (\(leases) in use)" }
+            rows.append([text(plugin["name"]), text(plugin["version"]), status, text(record["path"]), text(record["reason"])])
+        }
+        return "Plugin directory: \(text(result["directory"]))\n" + Render.table(rows)
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Plugin files: loaded, or rejected with the reason.")
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            try connection.show("plugins.list") { PluginsCommand.listing($0) }
+        }
+    }
+
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rescan the plugin directory (refused while a pipeline uses a plugin).")
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            try connection.show("plugins.reload") { PluginsCommand.listing($0) }
+        }
+    }
+
+    struct Explain: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Which plugin handles an interface and why, and per channel the bind queue, steer queue and XSKMAP key.",
+            discussion: """
+                Give an interface, or a what-if machine: `plugins explain --driver mlx5_core --kernel 5.15.0 \
+                --channels 4 --sysfs-rx-queues 8 --channel 2`.
+                """)
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Interface to explain (leave out for a what-if).") var interface: String?
+        @Option(help: "What-if: driver name, e.g. mlx5_core.") var driver: String?
+        @Option(help: "What-if: kernel release, e.g. 5.15.0-91-generic (default: this kernel).") var kernel: String?
+        @Option(help: "What-if: combined channel count.") var channels: UInt32?
+        @Option(name: .customLong("sysfs-rx-queues"), help: "What-if: rx-* entries in sysfs (0: unknown).")
+        var sysfsRxQueues: UInt32?
+        @Option(help: "Explain only this channel.") var channel: UInt32?
+        @Option(help: "Force this plugin instead of the best score.") var plugin: String?
+
+        func validate() throws {
+            let whatIf = driver != nil || kernel != nil || channels != nil || sysfsRxQueues != nil
+            if let interface {
+                try validateInterfaceName(interface)
+                guard !whatIf else {
+                    throw ValidationError(
+                        "--driver, --kernel, --channels and --sysfs-rx-queues are for a what-if; leave out the interface")
+                }
+            } else {
+                guard let driver, !driver.isEmpty, let channels else {
+                    throw ValidationError("give an interface, or --driver and --channels for a what-if")
+                }
+                guard driver.utf8.count <= 64 else { throw ValidationError("--driver must be at most 64 characters") }
+                guard (1...65_536).contains(channels) else { throw ValidationError("--channels must be 1...65536") }
+            }
+            if let kernel, kernel.isEmpty || kernel.utf8.count > 64 {
+                throw ValidationError("--kernel must be a release of 1-64 characters, e.g. 5.15.0")
+            }
+            if let sysfsRxQueues, sysfsRxQueues > 65_536 { throw ValidationError("--sysfs-rx-queues must be 0...65536") }
+            if let plugin, plugin.isEmpty || plugin.utf8.count > 64 {
+                throw ValidationError("--plugin must be a plugin name of 1-64 characters")
+            }
+        }
+
+        func run() throws {
+            var arguments: [String: JSONValue] = [:]
+            if let interface { arguments["iface"] = .string(interface) }
+            if let driver { arguments["driver"] = .string(driver) }
+            if let kernel { arguments["kernel_release"] = .string(kernel) }
+            if let channels { arguments["channels"] = JSONValue(channels) }
+            if let sysfsRxQueues { arguments["sysfs_rx_queues"] = JSONValue(sysfsRxQueues) }
+            if let channel { arguments["channel"] = JSONValue(channel) }
+            if let plugin { arguments["plugin"] = .string(plugin) }
+            try connection.show("plugins.explain", arguments) { ExplanationText.render($0) }
+        }
+    }
+}
+
+/// `plugins explain`: the choice, the scores, the facts, the mapping and the
+/// requirements, each under its own heading.
+enum ExplanationText {
+    static func render(_ explanation: JSONValue) -> String {
+        let facts = explanation["facts"] ?? .null
+        let selection = explanation["selection"] ?? .null
+        let chosen = selection["plugin"] ?? .null
+        let subject = facts["synthetic"]?.boolValue == true
+            ? "what-if \(text(facts["driver"])) on kernel \(text(facts["kernel_release"]))"
+            : "\(text(facts["interface"])) (driver \(text(facts["driver"])))"
+        var lines = [
+            "Plugin for \(subject): \(text(chosen["name"])) \(text(chosen["version"]))"
+                + (selection["forced"]?.boolValue == true ? " (forced)" : ""),
+            "  path: \(text(chosen["path"]))",
+            "  why:  \(text(selection["why"]))",
+            "",
+            "Scores:",
+        ]
+        var scores = [["PLUGIN", "SCORE", "REASON"]]
+        for score in selection["scores"]?.arrayValue ?? [] {
+            scores.append([text(score["plugin"]), text(score["score"]), text(score["reason"])])
+        }
+        lines.append(indented(Render.table(scores)))
+        lines += ["", "Facts:", Render.keyValues(facts, indent: "  ")]
+        lines += ["", "Mapping:"]
+        var mapping = [["CHANNEL", "BIND-QUEUE", "STEER-QUEUE", "XSKMAP-KEY", "MESSAGE"]]
+        for entry in explanation["mappings"]?.arrayValue ?? [] {
+            mapping.append([
+                text(entry["channel"]), text(entry["bind_queue"]), text(entry["steer_queue"]),
+                text(entry["xskmap_key"]), entry["message"]?.stringValue ?? "",
+            ])
+        }
+        lines.append(indented(Render.table(mapping)))
+        lines += ["", "Requirements:"] + requirements(explanation["preparation"] ?? .null).map { "  " + $0 }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The plugin's prepare() answer in words; "none" when it asks for nothing.
+    static func requirements(_ preparation: JSONValue) -> [String] {
+        let flags: [(String, String)] = [
+            ("needs_ntuple", "turn on rx-ntuple-filter (ntuple)"),
+            ("steering_required", "only steered traffic reaches the AF_XDP queues: add steer rules"),
+            ("exclude_from_rss", "keep the AF_XDP channels out of RSS, or pass other traffic in XDP"),
+            ("combined_channels", "AF_XDP queues come from combined channels only"),
+            ("copy_mode_only", "no zero-copy: sockets run in copy mode"),
+        ]
+        var lines = flags.filter { preparation[$0.0]?.boolValue == true }.map(\.1)
+        if let entries = preparation["min_xskmap_entries"]?.integer(as: UInt32.self), entries > 0 {
+            lines.append("XSKMAP with at least \(entries) entries")
+        }
+        if let unknown = preparation["unknown_flags"]?.integer(as: UInt64.self), unknown != 0 {
+            lines.append("requirement bits this Sluice does not know: 0x\(String(unknown, radix: 16))")
+        }
+        if let message = preparation["message"]?.stringValue, !message.isEmpty { lines.append(message) }
+        return lines.isEmpty ? ["none"] : lines
+    }
+
+    static func indented(_ block: String) -> String {
+        block.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n")
+    }
+}
