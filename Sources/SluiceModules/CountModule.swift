@@ -8,7 +8,8 @@ import Atomics
 /// separately and never enter the table.
 ///
 /// One instance belongs to one data-path thread (the writer); `snapshot()`
-/// may run concurrently on a control thread.
+/// may run concurrently on a control thread. With one instance per queue,
+/// ``snapshot(merging:)`` adds them up.
 public final class CountModule: PacketModule {
     public struct Options: Sendable, Equatable {
         /// Table slots, a power of two.
@@ -55,12 +56,11 @@ public final class CountModule: PacketModule {
     private let mask: Int
 
     private enum Counter: Int, CaseIterable {
-        case packets, bytes, flows, overflowPackets, overflowBytes, nonIP, malformed
+        case packets, bytes, overflowPackets, overflowBytes, nonIP, malformed
         var name: String {
             switch self {
             case .packets: return "packets"
             case .bytes: return "bytes"
-            case .flows: return "flows"
             case .overflowPackets: return "overflow_packets"
             case .overflowBytes: return "overflow_bytes"
             case .nonIP: return "non_ip"
@@ -90,7 +90,7 @@ public final class CountModule: PacketModule {
 
     public func process(_ batch: PacketBatch) {
         var packets: UInt64 = 0, bytes: UInt64 = 0, overflowPackets: UInt64 = 0, overflowBytes: UInt64 = 0
-        var nonIP: UInt64 = 0, malformed: UInt64 = 0, newFlows: UInt64 = 0
+        var nonIP: UInt64 = 0, malformed: UInt64 = 0
         for index in 0..<batch.count {
             let descriptor = batch.descriptors[index]
             guard descriptor.verdict == .pass else { continue }
@@ -105,16 +105,14 @@ public final class CountModule: PacketModule {
             case .overflow:
                 overflowPackets &+= 1
                 overflowBytes &+= length
-            case .counted(let isNew):
+            case .counted:
                 packets &+= 1
                 bytes &+= length
-                newFlows &+= isNew ? 1 : 0
             }
         }
         // One store per counter per batch, not per packet.
         counters.add(Counter.packets.rawValue, packets)
         counters.add(Counter.bytes.rawValue, bytes)
-        counters.add(Counter.flows.rawValue, newFlows)
         counters.add(Counter.overflowPackets.rawValue, overflowPackets)
         counters.add(Counter.overflowBytes.rawValue, overflowBytes)
         counters.add(Counter.nonIP.rawValue, nonIP)
@@ -122,8 +120,7 @@ public final class CountModule: PacketModule {
     }
 
     private enum Outcome {
-        case notIP, overflow
-        case counted(isNew: Bool)
+        case notIP, overflow, counted
     }
 
     @inline(__always)
@@ -149,7 +146,7 @@ public final class CountModule: PacketModule {
                 store(slot, Word.packets, 1)
                 store(slot, Word.bytes, length)
                 AtomicWord.atomicStore(key, at: slot + Word.key, ordering: .releasing)
-                return .counted(isNew: true)
+                return .counted
             }
             if stored == key && load(slot, Word.sourceHigh) == sourceHigh && load(slot, Word.sourceLow) == sourceLow
                 && load(slot, Word.destinationHigh) == destinationHigh
@@ -157,7 +154,7 @@ public final class CountModule: PacketModule {
             {
                 store(slot, Word.packets, load(slot, Word.packets) &+ 1)
                 store(slot, Word.bytes, load(slot, Word.bytes) &+ length)
-                return .counted(isNew: false)
+                return .counted
             }
             slotIndex = (slotIndex &+ 1) & mask
         }
@@ -195,6 +192,17 @@ public final class CountModule: PacketModule {
         public var destinationPort: UInt16
         public var packets: UInt64
         public var bytes: UInt64
+
+        /// The flow without its counters, to add up the same flow seen by several instances.
+        struct Key: Hashable {
+            var ipVersion: UInt8, ipProtocol: UInt8, source: String, destination: String
+            var sourcePort: UInt16, destinationPort: UInt16
+        }
+
+        var key: Key {
+            Key(ipVersion: ipVersion, ipProtocol: ipProtocol, source: source, destination: destination,
+                sourcePort: sourcePort, destinationPort: destinationPort)
+        }
     }
 
     /// Every flow in the table, read racily but safely while the data path
@@ -224,21 +232,44 @@ public final class CountModule: PacketModule {
     /// Counters, and the top flows by packets as rows with the keys
     /// `src`, `dst`, `proto`, `sport`, `dport`, `packets`, `bytes`.
     public func snapshot() -> ModuleSnapshot {
-        var values: [String: UInt64] = ["capacity": UInt64(options.capacity)]
-        for counter in Counter.allCases { values[counter.name] = counters.load(counter.rawValue) }
-        var rows: [[String: String]] = []
-        if options.top > 0 {
-            let top = flows().sorted {
-                ($0.packets, $0.bytes) > ($1.packets, $1.bytes)
-            }.prefix(options.top)
-            rows = top.map {
-                [
-                    "src": $0.source, "dst": $0.destination, "proto": String($0.ipProtocol),
-                    "sport": String($0.sourcePort), "dport": String($0.destinationPort),
-                    "packets": String($0.packets), "bytes": String($0.bytes),
-                ]
+        Self.snapshot(merging: [self])
+    }
+
+    /// One snapshot for several instances (one per data-path thread, e.g.
+    /// one per queue): counters added up, and a flow seen by several
+    /// instances counted once with its packets and bytes summed. The top-N
+    /// size is the largest of the instances'.
+    public static func snapshot(merging modules: [CountModule]) -> ModuleSnapshot {
+        var values: [String: UInt64] = ["capacity": 0]
+        for counter in Counter.allCases { values[counter.name] = 0 }
+        var merged: [Flow.Key: Flow] = [:]
+        var top = 0
+        for module in modules {
+            values["capacity"]! += UInt64(module.options.capacity)
+            for counter in Counter.allCases {
+                values[counter.name]! &+= module.counters.load(counter.rawValue)
+            }
+            top = max(top, module.options.top)
+            for flow in module.flows() {
+                if var known = merged[flow.key] {
+                    known.packets &+= flow.packets
+                    known.bytes &+= flow.bytes
+                    merged[flow.key] = known
+                } else {
+                    merged[flow.key] = flow
+                }
             }
         }
-        return ModuleSnapshot(kind: kind, counters: values, rows: rows)
+        values["flows"] = UInt64(merged.count)
+        let rows = merged.values.sorted {
+            ($0.packets, $0.bytes, $0.source, $0.sourcePort) > ($1.packets, $1.bytes, $1.source, $1.sourcePort)
+        }.prefix(top).map {
+            [
+                "src": $0.source, "dst": $0.destination, "proto": String($0.ipProtocol),
+                "sport": String($0.sourcePort), "dport": String($0.destinationPort),
+                "packets": String($0.packets), "bytes": String($0.bytes),
+            ]
+        }
+        return ModuleSnapshot(kind: "count", counters: values, rows: Array(rows))
     }
 }

@@ -318,28 +318,37 @@ public final class FilterModule: PacketModule {
 
     /// Counters `dropped`, `default_packets`/`default_bytes` (packets no
     /// rule matched, including `unparsed_*`: malformed and non-IP frames),
-    /// and one row per rule: `rule`, `action`, `packets`, `bytes`.
+    /// and one row per rule and one for the default: `index`, `rule`,
+    /// `action`, `packets`, `bytes`.
     public func snapshot() -> ModuleSnapshot {
+        Self.snapshot(merging: [self])
+    }
+
+    /// One snapshot for several instances built from the same options (one
+    /// per data-path thread), their counters added up.
+    public static func snapshot(merging modules: [FilterModule]) -> ModuleSnapshot {
+        guard let first = modules.first else { return ModuleSnapshot(kind: "filter", counters: [:]) }
+        precondition(modules.allSatisfy { $0.options == first.options }, "merging filters with different rules")
+        func sum(_ index: Int) -> UInt64 { modules.reduce(0) { $0 &+ $1.counters.load(index) } }
+        let ruleCount = first.ruleCount
         let values: [String: UInt64] = [
             "rules": UInt64(ruleCount),
-            "dropped": counters.load(droppedIndex * 2),
-            "default_packets": counters.load(defaultIndex * 2),
-            "default_bytes": counters.load(defaultIndex * 2 + 1),
-            "unparsed_packets": counters.load(unparsedIndex * 2),
-            "unparsed_bytes": counters.load(unparsedIndex * 2 + 1),
+            "dropped": sum(first.droppedIndex * 2),
+            "default_packets": sum(first.defaultIndex * 2),
+            "default_bytes": sum(first.defaultIndex * 2 + 1),
+            "unparsed_packets": sum(first.unparsedIndex * 2),
+            "unparsed_bytes": sum(first.unparsedIndex * 2 + 1),
         ]
         var rows: [[String: String]] = []
-        for (index, rule) in options.rules.enumerated() {
+        for index in 0...ruleCount {
+            let rule = index < ruleCount ? first.options.rules[index].description : "default"
+            let action = index < ruleCount ? first.options.rules[index].action : first.options.defaultAction
             rows.append([
-                "index": String(index), "rule": rule.description, "action": rule.action.rawValue,
-                "packets": String(counters.load(index * 2)), "bytes": String(counters.load(index * 2 + 1)),
+                "index": index < ruleCount ? String(index) : "default", "rule": rule, "action": action.rawValue,
+                "packets": String(sum(index * 2)), "bytes": String(sum(index * 2 + 1)),
             ])
         }
-        rows.append([
-            "index": "default", "rule": "default", "action": options.defaultAction.rawValue,
-            "packets": String(counters.load(defaultIndex * 2)), "bytes": String(counters.load(defaultIndex * 2 + 1)),
-        ])
-        return ModuleSnapshot(kind: kind, counters: values, rows: rows)
+        return ModuleSnapshot(kind: "filter", counters: values, rows: rows)
     }
 
     /// Packets and bytes matched by rule `index` (the default is `rules.count`).

@@ -78,6 +78,26 @@ final class CountModuleTests: XCTestCase {
         XCTAssertTrue(snapshot.rows.allSatisfy { $0["packets"] == "3" })
     }
 
+    /// One instance per queue, as the data path runs them: the merged
+    /// snapshot sums each flow over the queues.
+    func testSnapshotMergingSumsFlowsOverInstances() {
+        let queue0 = CountModule(options: .init(capacity: 64, top: 10))
+        let queue1 = CountModule(options: .init(capacity: 32, top: 10))
+        let shared = udp4("10.0.0.1", "10.0.0.2", 5, 6)
+        let only1 = udp6("fd00::1", "fd00::2", 7, 8)
+        _ = TestUMEM().run(Array(repeating: shared, count: 7), through: [queue0])
+        _ = TestUMEM().run(Array(repeating: shared, count: 5) + Array(repeating: only1, count: 2), through: [queue1])
+        let merged = CountModule.snapshot(merging: [queue0, queue1])
+        XCTAssertEqual(merged.counters["packets"], 14)
+        XCTAssertEqual(merged.counters["flows"], 2)
+        XCTAssertEqual(merged.counters["capacity"], 96)
+        XCTAssertEqual(merged.counters["bytes"], UInt64(12 * shared.count + 2 * only1.count))
+        XCTAssertEqual(merged.rows.map { [$0["src"], $0["packets"], $0["bytes"]] }, [
+            ["10.0.0.1", "12", String(12 * shared.count)], ["fd00::1", "2", String(2 * only1.count)],
+        ])
+        XCTAssertEqual(queue0.snapshot().counters["packets"], 7)
+    }
+
     func testMalformedNonIPAndDecidedFramesStayOutOfTheTable() {
         let count = CountModule(options: .init(capacity: 16, top: 10))
         let umem = TestUMEM()
@@ -134,6 +154,18 @@ final class FilterModuleTests: XCTestCase {
         XCTAssertEqual(snapshot.rows.count, 5)
         XCTAssertEqual(snapshot.rows[0]["rule"], "drop ipv4 proto 17 src 10.0.0.0/8 dport 53")
         XCTAssertEqual(snapshot.rows[3]["rule"], "drop ipv6 src fd00::/16")
+    }
+
+    func testSnapshotMergingAddsPerRuleCounters() throws {
+        let rules: [[String: ModuleOptionValue]] = [["action": .string("drop"), "dport": .integer(53), "proto": .string("udp")]]
+        let queue0 = try makeFilter(rules), queue1 = try makeFilter(rules)
+        _ = TestUMEM().run([udp4("1.1.1.1", "2.2.2.2", 1, 53), udp4("1.1.1.1", "2.2.2.2", 1, 54)], through: [queue0])
+        _ = TestUMEM().run([udp4("1.1.1.1", "2.2.2.2", 1, 53)], through: [queue1])
+        let merged = FilterModule.snapshot(merging: [queue0, queue1])
+        XCTAssertEqual(merged.counters["dropped"], 2)
+        XCTAssertEqual(merged.counters["default_packets"], 1)
+        XCTAssertEqual(merged.rows.map { $0["packets"] }, ["2", "1"])
+        XCTAssertEqual(merged.rows.map { $0["index"] }, ["0", "default"])
     }
 
     func testDefaultDropAndMalformedFrames() throws {

@@ -289,6 +289,15 @@ final class HeaderParserTests: XCTestCase {
         XCTAssertGreaterThan(outcomes.count, 8, "malformations seen: \(outcomes.sorted())")
     }
 
+    /// The contract with the data path: a batch's headers are one flat,
+    /// reference-free array, one cache line per frame.
+    func testPacketHeadersIsPlainData() {
+        XCTAssertTrue(_isPOD(PacketHeaders.self))
+        XCTAssertLessThanOrEqual(MemoryLayout<PacketHeaders>.stride, 64)
+        XCTAssertTrue(_isPOD(PacketDescriptor.self))
+        XCTAssertEqual(MemoryLayout<PacketDescriptor>.stride, 16)
+    }
+
     func testBatchParseMarksMalformedDescriptors() {
         let umem = TestUMEM()
         let good = FrameBuilder(network: FrameBuilder.ipv4(), transport: .udp(source: 1, destination: 2)).build()
