@@ -190,17 +190,17 @@ public final class FilterModule: PacketModule {
             return prefix
         }
 
-        /// A port as an integer, or a range as "LOW-HIGH".
+        /// A port as an integer, or a port or range ("LOW-HIGH") as a string.
         static func ports(_ reader: OptionReader, _ key: String) throws -> PortRange {
             switch reader.table[key] {
             case nil:
                 return .any
             case .string(let text)?:
                 let bounds = text.split(separator: "-", omittingEmptySubsequences: false)
-                guard bounds.count == 2, bounds.allSatisfy({ $0.utf8.count <= 5 }),
-                    let lower = UInt16(bounds[0]), let upper = UInt16(bounds[1]), lower <= upper
+                guard bounds.count <= 2, bounds.allSatisfy({ $0.utf8.count <= 5 }),
+                    let lower = UInt16(bounds[0]), let upper = UInt16(bounds[bounds.count - 1]), lower <= upper
                 else {
-                    throw reader.error(key, "'\(text)' is not a port range LOW-HIGH within 0-65535")
+                    throw reader.error(key, "'\(text)' is not a port or port range LOW-HIGH within 0-65535")
                 }
                 return PortRange(lower, upper)
             case .some:

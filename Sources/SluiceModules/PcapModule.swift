@@ -118,7 +118,14 @@ public final class PcapModule: PacketModule {
             throw ModuleConfigurationError(kind: "pcap", option: problem.option, reason: problem.reason)
         }
         // Open before allocating anything, so a failure leaks nothing.
-        let fd = try Self.create(options.path)
+        let fd: Int32
+        do {
+            fd = try Self.create(options.path)
+        } catch let error as SystemCallError {
+            throw ModuleConfigurationError(
+                kind: "pcap", option: "path",
+                reason: "cannot create '\(options.path)': \(error.errno.description) (errno \(error.errno.rawValue))")
+        }
         self.options = options
         buffer = .allocate(byteCount: options.bufferBytes, alignment: 16)
         counters = CounterArray(count: Counter.allCases.count)

@@ -127,12 +127,12 @@ final class FilterModuleTests: XCTestCase {
         let filter = try makeFilter([
             ["action": .string("drop"), "proto": .string("udp"), "src": .string("10.0.0.0/8"), "dport": .integer(53)],
             ["action": .string("pass"), "dst": .string("10.9.9.9")],
-            ["action": .string("drop"), "proto": .integer(17), "sport": .string("1000-1999")],
+            ["action": .string("drop"), "proto": .integer(17), "sport": .string("1000-1999"), "dport": .string("54")],
             ["action": .string("drop"), "src": .string("fd00::/16")],
         ])
         let frames: [[UInt8]] = [
             udp4("10.1.2.3", "10.9.9.9", 1500, 53),  // rule 0 (also 1 and 2)
-            udp4("11.1.2.3", "10.9.9.9", 1500, 53),  // rule 1 (also 2)
+            udp4("11.1.2.3", "10.9.9.9", 1500, 53),  // rule 1
             udp4("11.1.2.3", "10.8.8.8", 1500, 54),  // rule 2
             udp4("11.1.2.3", "10.8.8.8", 2000, 54),  // default
             udp6("fd00::5", "fe80::1", 1, 2),  // rule 3
@@ -153,6 +153,7 @@ final class FilterModuleTests: XCTestCase {
         XCTAssertEqual(snapshot.counters["default_packets"], 3)
         XCTAssertEqual(snapshot.rows.count, 5)
         XCTAssertEqual(snapshot.rows[0]["rule"], "drop ipv4 proto 17 src 10.0.0.0/8 dport 53")
+        XCTAssertEqual(snapshot.rows[2]["rule"], "drop proto 17 sport 1000-1999 dport 54")
         XCTAssertEqual(snapshot.rows[3]["rule"], "drop ipv6 src fd00::/16")
     }
 
@@ -208,7 +209,9 @@ final class FilterModuleTests: XCTestCase {
         XCTAssertEqual(error(rule(["action": .string("drop"), "dport": .integer(70000)])),
                        "module 'filter', option 'rules[0].dport': 70000 is out of range 0...65535")
         XCTAssertEqual(error(rule(["action": .string("drop"), "sport": .string("9-1")])),
-                       "module 'filter', option 'rules[0].sport': '9-1' is not a port range LOW-HIGH within 0-65535")
+                       "module 'filter', option 'rules[0].sport': '9-1' is not a port or port range LOW-HIGH within 0-65535")
+        XCTAssertEqual(error(rule(["action": .string("drop"), "sport": .string("1-2-3")])),
+                       "module 'filter', option 'rules[0].sport': '1-2-3' is not a port or port range LOW-HIGH within 0-65535")
         XCTAssertEqual(error(rule(["action": .string("drop"), "proto": .string("icmp"), "dport": .integer(1)])),
                        "module 'filter', option 'rules[0].dport': ports need proto tcp or udp")
         XCTAssertEqual(error(rule(["action": .string("drop"), "proto": .string("gre")])),
@@ -342,7 +345,8 @@ final class ModuleFactoryTests: XCTestCase {
         XCTAssertEqual(error("pcap", ["path": .string("/tmp/x.pcap"), "snaplen": .integer(65535), "buffer_bytes": .integer(8192)]),
                        "module 'pcap', option 'buffer_bytes': 8192 cannot hold one 65535-byte record plus headers")
         let missing = "/nonexistent-\(uniqueName("dir"))/cap.pcap"
-        XCTAssertEqual(error("pcap", ["path": .string(missing)]), "open \(missing): No such file or directory (errno 2)")
+        XCTAssertEqual(error("pcap", ["path": .string(missing)]),
+                       "module 'pcap', option 'path': cannot create '\(missing)': No such file or directory (errno 2)")
     }
 }
 
