@@ -131,12 +131,67 @@ final class SluicectlNICTests: XCTestCase {
         }
     }
 
+    func testStatsMatchEthtoolAndShowAndRestoreReportSluicesChanges() throws {
+        // Without XDP nothing moves these counters: both reads see the same values.
+        let stats = succeeded(try sluicectl("nic", "stats", app))
+        let ethtool = try runCommand(["ethtool", "-S", app], check: true).stdout
+            .split(separator: "\n").map(String.init)
+        XCTAssertEqual(Array(stats.prefix(ethtool.count)), ethtool)
+        XCTAssertTrue(stats.contains("     rx queue 3:"), stats.joined(separator: "\n"))
+
+        _ = succeeded(try sluicectl("channels", "set", app, "--rx", "2"))
+        let show = succeeded(try sluicectl("nic", "show", app)).joined(separator: "\n")
+        XCTAssertTrue(show.hasPrefix("Interface \(app) (index \(if_nametoindex(app)))"), show)
+        XCTAssertTrue(show.contains("Channel parameters for \(app):"), show)
+        XCTAssertTrue(show.contains("veth does not support ring parameters"), show)
+        XCTAssertTrue(show.contains("channels rx 4 -> 2"), show)
+
+        let restore = succeeded(try sluicectl("nic", "restore"))
+        let row = restore.first { $0.hasPrefix("restored ") }?.split(separator: " ", omittingEmptySubsequences: true)
+        XCTAssertEqual(row?.dropFirst().first.map(String.init), app, restore.joined(separator: "\n"))
+        let after = try runCommand(["ethtool", "-l", app], check: true).stdout
+        XCTAssertEqual(count("RX", in: after, section: "Current hardware settings:"), "4", after)
+        XCTAssertEqual(succeeded(try sluicectl("nic", "restore")).first,
+                       "Nothing to restore: Sluice has no NIC changes on record.")
+    }
+
+    func testJSONPrintsTheRawReplyOnly() throws {
+        let result = try sluicectl("channels", "get", app, "--json")
+        XCTAssertEqual(result.status, 0, result.description)
+        let lines = result.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, result.stdout)
+        XCTAssertTrue(lines.first?.hasPrefix("{") ?? false, result.stdout)
+        XCTAssertTrue(result.stdout.contains("\"max_rx\":4"), result.stdout)
+    }
+
+    func testListItemsCarryOneDashEach() throws {
+        let lines = succeeded(try sluicectl("call", "plugins.list"))
+        let items = lines.filter { $0.hasPrefix("  - ") }
+        XCTAssertEqual(items.count, 2, lines.joined(separator: "\n"))
+        XCTAssertTrue(items.allSatisfy { $0.hasPrefix("  - leases:") }, lines.joined(separator: "\n"))
+        XCTAssertTrue(lines.contains { $0.hasPrefix("    path:") }, lines.joined(separator: "\n"))
+        XCTAssertFalse(lines.contains { $0.hasPrefix("  - path:") || $0.hasPrefix("  - status:") },
+                       lines.joined(separator: "\n"))
+    }
+
     func testRingsOnVethFailsNamingVethAndRingParameters() throws {
         let result = try sluicectl("rings", "get", app)
         XCTAssertEqual(result.status, 1, result.description)
         XCTAssertTrue(result.stderr.contains("veth"), result.stderr)
         XCTAssertTrue(result.stderr.contains("ring parameters"), result.stderr)
         XCTAssertTrue(result.stdout.isEmpty, result.stdout)
+        let unsupportedOnVeth = [
+            (["rss", "get", app], "RSS indirection table"), (["flowhash", "get", app, "udp4"], "rx flow hash"),
+            (["steer", "list", app], "ntuple"),
+        ]
+        for (argv, what) in unsupportedOnVeth {
+            let unsupported = try runCommand([DaemonProcess.sluicectlPath] + argv + ["--socket", daemon.socketPath])
+            XCTAssertEqual(unsupported.status, 1, unsupported.description)
+            XCTAssertTrue(unsupported.stderr.contains("veth") && unsupported.stderr.contains(what), unsupported.stderr)
+        }
+        let badName = try sluicectl("rings", "get", "no/such/interface")
+        XCTAssertEqual(badName.status, 2, badName.description)
+        XCTAssertTrue(badName.stderr.contains("not a valid interface name"), badName.stderr)
     }
 
     func testWhatIfExplainForOldMlx5ShowsQueueSix() throws {
