@@ -22,11 +22,15 @@ public enum HeaderParser {
         var malformed = 0
         for index in 0..<batch.count {
             let descriptor = batch.descriptors[index]
-            let headers = parse(
-                frame: UnsafeRawPointer(batch.umem + Int(truncatingIfNeeded: descriptor.address)),
-                length: Int(descriptor.length))
-            batch.headers[index] = headers
-            let isMalformed = headers.malformation != .none
+            // In place: no 64-byte temporary per frame.
+            let headers = batch.headers + index
+            headers.pointee = PacketHeaders()
+            let frame = Frame(
+                base: UnsafeRawPointer(batch.umem + Int(truncatingIfNeeded: descriptor.address)),
+                length: min(Int(descriptor.length), maximumParsedLength))
+            let malformation = parseEthernet(frame, into: &headers.pointee)
+            headers.pointee.malformation = malformation
+            let isMalformed = malformation != .none
             batch.descriptors[index].malformed = isMalformed
             malformed &+= isMalformed ? 1 : 0
         }
