@@ -156,7 +156,7 @@ final class GuardedMemory {
         let length = length ?? bytes.count
         precondition(length <= usable && length <= bytes.count)
         let start = base + usable - length
-        bytes.withUnsafeBytes { start.copyMemory(from: $0.baseAddress!, byteCount: length) }
+        if length > 0 { bytes.withUnsafeBytes { start.copyMemory(from: $0.baseAddress!, byteCount: length) } }
         return HeaderParser.parse(frame: UnsafeRawPointer(start), length: length)
     }
 }
@@ -192,7 +192,7 @@ final class TestUMEM {
     func add(_ frame: [UInt8], queue: UInt16 = 0) -> Int {
         precondition(count < frames && frame.count <= Self.frameSize)
         let address = count * Self.frameSize
-        frame.withUnsafeBytes { (umem + address).copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
+        if !frame.isEmpty { frame.withUnsafeBytes { (umem + address).copyMemory(from: $0.baseAddress!, byteCount: frame.count) } }
         descriptors[count] = PacketDescriptor(address: UInt64(address), length: UInt32(frame.count), queue: queue)
         count += 1
         return count - 1

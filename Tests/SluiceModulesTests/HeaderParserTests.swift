@@ -254,7 +254,10 @@ final class HeaderParserTests: XCTestCase {
     /// Random bytes, biased towards the EtherTypes and protocol numbers the
     /// parser follows, never crash it or make it read past the frame.
     func testRandomFramesNeverCrash() {
-        var generator = SystemRandomNumberGenerator()
+        // Seeded so that a failure can be replayed: SLUICE_TEST_SEED=<seed>.
+        let seed = ProcessInfo.processInfo.environment["SLUICE_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        var generator = SplitMix64(seed: seed)
+        print("testRandomFramesNeverCrash: SLUICE_TEST_SEED=\(seed)")  // a crash ends the process before any assertion
         let etherTypes: [[UInt8]] = [[0x08, 0x00], [0x86, 0xDD], [0x81, 0x00], [0x88, 0xA8], [0x08, 0x06]]
         let seeds: [[UInt8]] = [
             FrameBuilder(network: FrameBuilder.ipv4(), transport: .tcp(source: 1, destination: 2)).build(),
@@ -282,11 +285,11 @@ final class HeaderParserTests: XCTestCase {
             }
             let headers = memory.parse(frame)
             outcomes.insert(headers.malformation.rawValue)
-            XCTAssertLessThanOrEqual(Int(headers.l4Offset), frame.count)
-            XCTAssertLessThanOrEqual(Int(headers.payloadOffset), frame.count)
+            XCTAssertLessThanOrEqual(Int(headers.l4Offset), frame.count, "seed \(seed), iteration \(iteration)")
+            XCTAssertLessThanOrEqual(Int(headers.payloadOffset), frame.count, "seed \(seed), iteration \(iteration)")
         }
         // The corpus reached well beyond the Ethernet header.
-        XCTAssertGreaterThan(outcomes.count, 8, "malformations seen: \(outcomes.sorted())")
+        XCTAssertGreaterThan(outcomes.count, 8, "malformations seen: \(outcomes.sorted()), seed \(seed)")
     }
 
     /// The contract with the data path: a batch's headers are one flat,
@@ -311,5 +314,20 @@ final class HeaderParserTests: XCTestCase {
         XCTAssertEqual(umem.headers[0].destinationPort, 2)
         XCTAssertEqual(umem.headers[1].malformation, .truncatedIPv4)
         XCTAssertEqual(umem.headers[3].malformation, .truncatedEthernet)
+    }
+}
+
+/// A small seeded generator (SplitMix64) for replayable random tests.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
