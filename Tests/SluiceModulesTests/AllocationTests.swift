@@ -14,7 +14,11 @@ import XCTest
 ///   in-use figures cannot see. Swift allocates objects, arrays and strings
 ///   through malloc, so this also counts Swift heap objects.
 final class AllocationTests: XCTestCase {
+    #if arch(arm64)
+    static let mallocDebugLibrary = "/lib/aarch64-linux-gnu/libc_malloc_debug.so.0"
+    #else
     static let mallocDebugLibrary = "/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
+    #endif
     static let traceVariable = "SLUICE_TEST_MALLOC_TRACE"
 
     /// Parser + count + filter + reflect over one reused 64-frame batch.
