@@ -1,5 +1,0 @@
-import XCTest
-
-final class SluiceDataPathTestsPlaceholder: XCTestCase {
-    func testPlaceholder() {}
-}
