@@ -176,14 +176,59 @@ final class NICDaemonTests: XCTestCase {
         XCTAssertEqual(Set(names), ["generic", "mlx5"])
     }
 
-    func testRejectedPluginIsListedAndTheDaemonCarriesOn() throws {
-        try plugins.compile(testPluginSource, as: "libsluice_badabi.so", defines: ["PLUGIN_ABI=2", "PLUGIN_NAME=\"badabi\""])
+    func testRejectedPluginsAreListedWithTheirReasonsAndTheDaemonCarriesOn() throws {
+        // One good test plugin and the broken variants, each compiled with cc.
+        try plugins.compile(testPluginSource, as: "libsluice_veth_test.so")
+        let variants: [(file: String, defines: [String], reason: String)] = [
+            ("libsluice_badabi.so", ["PLUGIN_ABI=2", "PLUGIN_NAME=\"badabi\""], "abi_version 2 is not supported"),
+            ("libsluice_small.so", ["PLUGIN_SZ=8", "PLUGIN_NAME=\"small\""], "smaller than the v1 size"),
+            ("libsluice_noentry.so", ["NO_ENTRY", "PLUGIN_NAME=\"noentry\""], "no symbol sluice_driver_plugin_v1"),
+            ("libsluice_zdup.so", ["PLUGIN_NAME=\"generic\""], "duplicate name 'generic'"),
+        ]
+        for variant in variants {
+            try plugins.compile(testPluginSource, as: variant.file, defines: variant.defines)
+        }
         try daemon.start()
         let listed = ok(try daemon.call("plugins.list"))
-        let rejected = listed["plugins"]?.arrayValue?.first { $0["path"]?.stringValue?.hasSuffix("libsluice_badabi.so") ?? false }
-        XCTAssertEqual(rejected?["status"], "rejected")
-        XCTAssertTrue(rejected?["reason"]?.stringValue?.contains("abi_version 2") ?? false, listed.serialized())
-        let explain = ok(try daemon.call("plugins.explain", ["iface": .string(app)]))
-        XCTAssertEqual(explain["selection"]?["plugin"]?["name"], "generic")
+        let records = listed["plugins"]?.arrayValue ?? []
+        for variant in variants {
+            let record = records.first { $0["path"]?.stringValue?.hasSuffix("/" + variant.file) ?? false }
+            XCTAssertEqual(record?["status"], "rejected", variant.file)
+            XCTAssertTrue(record?["reason"]?.stringValue?.contains(variant.reason) ?? false,
+                          "\(variant.file): \(record?.serialized() ?? "missing")")
+        }
+        let loaded = Set(records.filter { $0["status"] == "loaded" }.compactMap { $0["plugin"]?["name"]?.stringValue })
+        XCTAssertEqual(loaded, ["generic", "mlx5", "veth_test"])
+        // The good test plugin outscores generic on the lab's veth.
+        let explain = ok(try daemon.call("plugins.explain", ["iface": .string(app), "channel": 0]))
+        XCTAssertEqual(explain["selection"]?["plugin"]?["name"], "veth_test")
+        let scores = explain["selection"]?["scores"]?.arrayValue ?? []
+        XCTAssertTrue(scores.contains { $0["plugin"] == "generic" && $0["score"] == 1 }, "\(scores)")
+
+        // Without it (removed, then reloaded), generic is chosen again.
+        unlink(plugins.file("libsluice_veth_test.so"))
+        XCTAssertEqual(try daemon.call("plugins.reload")["ok"], true)
+        let fallback = ok(try daemon.call("plugins.explain", ["iface": .string(app), "channel": 0]))
+        XCTAssertEqual(fallback["selection"]?["plugin"]?["name"], "generic")
+        XCTAssertTrue(daemon.isRunning)
+    }
+
+    func testWorldWritablePluginDirectoryIsRefusedWithItsReason() throws {
+        chmod(plugins.path, 0o777)
+        try daemon.start()
+        let listed = ok(try daemon.call("plugins.list"))
+        let records = listed["plugins"]?.arrayValue ?? []
+        XCTAssertFalse(records.isEmpty)
+        for record in records {
+            XCTAssertEqual(record["status"], "rejected")
+            XCTAssertTrue(record["reason"]?.stringValue?.contains("world-writable") ?? false, record.serialized())
+        }
+        // Nothing to choose from: a clear not_found, and the daemon stays up.
+        let explain = try daemon.call("plugins.explain", ["iface": .string(app)])
+        XCTAssertEqual(explain["error"]?["code"], "not_found", explain.serialized())
+        chmod(plugins.path, 0o755)
+        XCTAssertEqual(try daemon.call("plugins.reload")["ok"], true)
+        XCTAssertEqual(ok(try daemon.call("plugins.explain", ["iface": .string(app), "channel": 0]))["selection"]?["plugin"]?["name"],
+                       "generic")
     }
 }
