@@ -10,7 +10,8 @@ extension Daemon {
         let nic = self.nic
         let directory = config.plugins.directory
         register("plugins.list", .read, "Plugin files: loaded, or rejected with the reason") { _ in
-            try WireEncoding.encode(PluginListing(directory: directory, plugins: plugins.list()))
+            // The host's lock is held across dlopen during a reload: wait for it off the cooperative pool.
+            try WireEncoding.encode(PluginListing(directory: directory, plugins: try await blocking { plugins.list() }))
         }
         register("plugins.reload", .admin, "Rescan the plugin directory; busy while a pipeline uses a plugin") { _ in
             let records = try await blocking { () throws -> [PluginRecord] in

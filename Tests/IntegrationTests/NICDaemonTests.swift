@@ -9,27 +9,8 @@ import Glibc
 
 /// NIC control through the real daemon on a real lab veth, with `ethtool`
 /// as the oracle: journal, crash recovery, restore, outside changes, errors.
-final class NICDaemonTests: XCTestCase {
-    var lab: Lab!
-    var daemon: DaemonProcess!
-    var plugins: PluginDirectory!
-
-    override func setUpWithError() throws {
-        try Privilege.require()
-        lab = try Lab.up(queues: 4, prefix: "snic")
-        plugins = try PluginDirectory()
-        try plugins.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
-        chmod(plugins.path, 0o755)
-        daemon = try DaemonProcess(extraConfig: "[plugins]\ndir = \"\(plugins.path)\"\n")
-    }
-
-    override func tearDown() {
-        daemon?.stop()
-        try? lab?.down()
-        plugins?.remove()
-    }
-
-    private var app: String { lab.appInterface }
+final class NICDaemonTests: LabDaemonTestCase {
+    override class var labPrefix: String { "snic" }
 
     private func ethtoolChannels() throws -> (rx: Int, tx: Int) {
         let text = try runCommand(["ethtool", "-l", app], check: true).stdout

@@ -8,29 +8,13 @@ import Glibc
 
 /// `sluicectl` NIC and plugin commands against the real daemon on a real
 /// lab veth, with `ethtool` as the oracle for what changed.
-final class SluicectlNICTests: XCTestCase {
-    var lab: Lab!
-    var daemon: DaemonProcess!
-    var plugins: PluginDirectory!
+final class SluicectlNICTests: LabDaemonTestCase {
+    override class var labPrefix: String { "sctl" }
 
     override func setUpWithError() throws {
-        try Privilege.require()
-        lab = try Lab.up(queues: 4, prefix: "sctl")
-        plugins = try PluginDirectory()
-        try plugins.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
-        for name in ["libsluice_generic.so", "libsluice_mlx5.so"] { chmod(plugins.file(name), 0o755) }
-        chmod(plugins.path, 0o755)
-        daemon = try DaemonProcess(extraConfig: "[plugins]\ndir = \"\(plugins.path)\"\n")
+        try super.setUpWithError()
         try daemon.start()
     }
-
-    override func tearDown() {
-        daemon?.stop()
-        try? lab?.down()
-        plugins?.remove()
-    }
-
-    private var app: String { lab.appInterface }
 
     /// Runs sluicectl against the test daemon.
     private func sluicectl(_ arguments: String...) throws -> CommandResult {

@@ -1,0 +1,36 @@
+import Foundation
+import SluiceTestSupport
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A lab veth with 4 queues, a plugin directory holding the built plugins, and
+/// a daemon configured to use it (not started: tests add plugins first or
+/// start at once). Everything is removed in tearDown, also after a failure.
+class LabDaemonTestCase: XCTestCase {
+    var lab: Lab!
+    var daemon: DaemonProcess!
+    var plugins: PluginDirectory!
+
+    /// The lab name prefix, so a leftover lab says which test made it.
+    class var labPrefix: String { "slab" }
+
+    override func setUpWithError() throws {
+        try Privilege.require()
+        lab = try Lab.up(queues: 4, prefix: Self.labPrefix)
+        plugins = try PluginDirectory()
+        try plugins.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
+        chmod(plugins.path, 0o755)
+        daemon = try DaemonProcess(extraConfig: "[plugins]\ndir = \"\(plugins.path)\"\n")
+    }
+
+    override func tearDown() {
+        daemon?.stop()
+        try? lab?.down()
+        plugins?.remove()
+    }
+
+    var app: String { lab.appInterface }
+}
