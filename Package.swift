@@ -66,7 +66,12 @@ let package = Package(
                 "SluiceSystem", "SluiceModules", "CXDP", "CSluiceShims",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            // BPF C is compiled (and embedded) by BPFCompilerPlugin, not by SwiftPM.
+            exclude: ["BPF"],
+            plugins: ["BPFCompilerPlugin"]),
+        // Runs the toolchain's clang with -target bpf on a target's BPF/*.bpf.c.
+        .plugin(name: "BPFCompilerPlugin", capability: .buildTool(), path: "Sources/BPFCompilerPlugin"),
         .target(
             name: "SluiceControl",
             dependencies: [

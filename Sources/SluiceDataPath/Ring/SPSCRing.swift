@@ -9,8 +9,10 @@ public struct RingCapacityError: Error, CustomStringConvertible, Equatable, Send
     }
 }
 
-/// A bounded single-producer single-consumer lock-free ring of trivial values,
-/// moved in batches.
+/// A bounded single-producer single-consumer lock-free ring, moved in batches.
+/// Meant for trivial values (descriptors, addresses: copying them is a
+/// memcpy), but correct for any type: slots are initialized on enqueue and
+/// moved out on dequeue.
 ///
 /// Exactly one thread may call the producer side (``enqueue(from:)``,
 /// ``takeWakeupRequest()``) and exactly one the consumer side
@@ -26,7 +28,7 @@ public struct RingCapacityError: Error, CustomStringConvertible, Equatable, Send
 /// flag, checks the ring once more and then blocks on a ``Doorbell``; the
 /// producer rings the doorbell only when it finds the flag raised, so a busy
 /// ring costs no system call per batch.
-public final class SPSCRing<Element: BitwiseCopyable>: @unchecked Sendable {
+public final class SPSCRing<Element>: @unchecked Sendable {
     public let capacity: Int
     private let mask: Int
     private let slots: UnsafeMutablePointer<Element>
@@ -62,6 +64,12 @@ public final class SPSCRing<Element: BitwiseCopyable>: @unchecked Sendable {
     }
 
     deinit {
+        var index = consumerIndex.load(ordering: .acquiring)
+        let end = producerIndex.load(ordering: .acquiring)
+        while index != end {
+            (slots + (index & mask)).deinitialize(count: 1)
+            index += 1
+        }
         slots.deallocate()
         control.deallocate()
     }
@@ -83,8 +91,8 @@ public final class SPSCRing<Element: BitwiseCopyable>: @unchecked Sendable {
         guard count > 0, let source = elements.baseAddress else { return 0 }
         let start = head & mask
         let first = min(count, capacity - start)
-        (slots + start).update(from: source, count: first)
-        if first < count { slots.update(from: source + first, count: count - first) }
+        (slots + start).initialize(from: source, count: first)
+        if first < count { slots.initialize(from: source + first, count: count - first) }
         producerIndex.store(head + count, ordering: .releasing)
         return count
     }
@@ -116,8 +124,8 @@ public final class SPSCRing<Element: BitwiseCopyable>: @unchecked Sendable {
         guard count > 0, let destination = buffer.baseAddress else { return 0 }
         let start = tail & mask
         let first = min(count, capacity - start)
-        destination.update(from: slots + start, count: first)
-        if first < count { (destination + first).update(from: slots, count: count - first) }
+        destination.moveUpdate(from: slots + start, count: first)
+        if first < count { (destination + first).moveUpdate(from: slots, count: count - first) }
         consumerIndex.store(tail + count, ordering: .releasing)
         return count
     }

@@ -1,0 +1,320 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Atomics
+import CSluiceShims
+import CXDP
+import Foundation
+import SluiceModules
+
+/// Counters one socket's threads write (relaxed, once per batch) and control
+/// threads read at any time.
+final class QueueCounters: @unchecked Sendable {
+    enum Name: Int, CaseIterable {
+        case rxPackets, rxBytes, handoffDrops, passed, dropped, transmitted, transmitFailed, malformed
+    }
+    private let values = (0..<Name.allCases.count).map { _ in ManagedAtomic<UInt64>(0) }
+
+    @inline(__always)
+    func add(_ name: Name, _ amount: Int) {
+        if amount != 0 { values[name.rawValue].wrappingIncrement(by: UInt64(amount), ordering: .relaxed) }
+    }
+
+    subscript(_ name: Name) -> UInt64 { values[name.rawValue].load(ordering: .relaxed) }
+}
+
+/// The module chain and the per-batch scratch storage it runs over, owned by
+/// one thread (the RX thread inline, the worker when pipelined).
+final class BatchProcessor {
+    private let modules: ContiguousArray<PacketModule>
+    private let umem: UnsafeMutableRawPointer
+    let capacity: Int
+    let descriptors: UnsafeMutablePointer<PacketDescriptor>
+    private let headers: UnsafeMutablePointer<PacketHeaders>
+
+    init(modules: [PacketModule], umem: UnsafeMutableRawPointer, capacity: Int) {
+        self.modules = ContiguousArray(modules)
+        self.umem = umem
+        self.capacity = capacity
+        descriptors = .allocate(capacity: capacity)
+        descriptors.initialize(repeating: PacketDescriptor(address: 0, length: 0, queue: 0), count: capacity)
+        headers = .allocate(capacity: capacity)
+        headers.initialize(repeating: PacketHeaders(), count: capacity)
+    }
+
+    deinit {
+        descriptors.deallocate()
+        headers.deallocate()
+    }
+
+    /// Parses and runs every module over `descriptors[0..<count]`; returns the malformed count.
+    @inline(__always)
+    func run(count: Int) -> Int {
+        guard count > 0 else { return 0 }
+        let batch = PacketBatch(umem: umem, descriptors: descriptors, headers: headers, count: count)
+        let malformed = HeaderParser.parse(batch)
+        for module in modules { module.process(batch) }
+        return malformed
+    }
+}
+
+/// One bound queue: its socket, its RX thread and (pipelined) its worker.
+final class QueueRunner: @unchecked Sendable {
+    let binding: ChannelBinding
+    let socket: XSKSocket
+    let counters = QueueCounters()
+    private let config: DataPathConfig
+    private let batchSize: Int
+    private let frameMask: UInt64
+    /// Frames not in any ring: the RX thread's private stack.
+    private let freeFrames: UnsafeMutablePointer<UInt64>
+    private var freeCount: Int
+    private let rxProcessor: BatchProcessor?
+    private let workerProcessor: BatchProcessor?
+    private let toWorker: SPSCRing<PacketDescriptor>?
+    private let fromWorker: SPSCRing<PacketDescriptor>?
+    private let workerBell: Doorbell?
+    private let returnBell: Doorbell?
+    private let stopBell: Doorbell
+    private let stopping = ManagedAtomic<Bool>(false)
+    private var threads: [Thread] = []
+    private let exited = DispatchGroup()
+    private let workerExited = DispatchSemaphore(value: 0)
+
+    init(binding: ChannelBinding, socket: XSKSocket, config: DataPathConfig, modules: [PacketModule]) throws {
+        self.binding = binding
+        self.socket = socket
+        self.config = config
+        batchSize = config.batchSize
+        frameMask = ~UInt64(socket.geometry.frameSize - 1)
+        let frames = Int(socket.geometry.frameCount)
+        freeFrames = .allocate(capacity: frames)
+        for index in 0..<frames { freeFrames[index] = UInt64(index) * UInt64(socket.geometry.frameSize) }
+        freeCount = frames
+        stopBell = try Doorbell()
+        switch config.mode {
+        case .inline:
+            rxProcessor = BatchProcessor(modules: modules, umem: socket.area, capacity: batchSize)
+            workerProcessor = nil
+            toWorker = nil; fromWorker = nil; workerBell = nil; returnBell = nil
+        case .pipelined:
+            rxProcessor = BatchProcessor(modules: [], umem: socket.area, capacity: batchSize)
+            workerProcessor = BatchProcessor(modules: modules, umem: socket.area, capacity: batchSize)
+            toWorker = try SPSCRing(capacity: config.handoffRingSize)
+            // Every frame can be in flight back at once: this ring never fills.
+            fromWorker = try SPSCRing(capacity: max(2, frames.nextPowerOfTwo))
+            workerBell = try Doorbell()
+            returnBell = try Doorbell()
+        }
+        refillFillRing()
+    }
+
+    deinit { freeFrames.deallocate() }
+
+    func start(rxCPU: Int?, workerCPU: Int?) {
+        let label = "sluice-rx-\(socket.interface)-\(binding.bindQueue)"
+        threads.append(makeThread(name: label, cpu: rxCPU) { [self] in rxLoop() })
+        if config.mode == .pipelined {
+            threads.append(makeThread(name: "sluice-wk-\(binding.bindQueue)", cpu: workerCPU) { [self] in workerLoop() })
+        }
+        for thread in threads { exited.enter(); thread.start() }
+    }
+
+    private func makeThread(name: String, cpu: Int?, _ body: @escaping () -> Void) -> Thread {
+        let thread = Thread { [exited] in
+            if let cpu { _ = sluice_pin_current_thread(Int32(cpu)) }
+            body()
+            exited.leave()
+        }
+        thread.name = String(name.prefix(15))
+        return thread
+    }
+
+    /// Asks the threads to finish and waits for them (bounded by `timeout`).
+    func stop(timeout: Double = 5) -> Bool {
+        stopping.store(true, ordering: .releasing)
+        stopBell.ring()
+        workerBell?.ring()
+        returnBell?.ring()
+        return exited.wait(timeout: .now() + timeout) == .success
+    }
+
+    // MARK: RX thread
+
+    private func rxLoop() {
+        var returned = [PacketDescriptor](repeating: PacketDescriptor(address: 0, length: 0, queue: 0), count: batchSize)
+        returned.withUnsafeMutableBufferPointer { returnBuffer in
+            while !stopping.load(ordering: .relaxed) {
+                var progress = false
+                reclaimCompletions()
+                if let fromWorker {
+                    let count = fromWorker.dequeue(into: returnBuffer)
+                    if count > 0 { finish(returnBuffer.baseAddress!, count: count); progress = true }
+                }
+                refillFillRing()
+                if receiveBatch() > 0 { progress = true }
+                if !progress { idle() }
+            }
+        }
+        drainAfterStop()
+    }
+
+    /// Peeks up to a batch from the RX ring; inline runs the modules here,
+    /// pipelined hands the descriptors to the worker.
+    private func receiveBatch() -> Int {
+        var index: UInt32 = 0
+        let count = Int(xsk_ring_cons__peek(socket.rx, UInt32(batchSize), &index))
+        guard count > 0, let processor = rxProcessor else { return 0 }
+        let queue = UInt16(truncatingIfNeeded: binding.bindQueue)
+        var bytes = 0
+        for offset in 0..<count {
+            let descriptor = xsk_ring_cons__rx_desc(socket.rx, index &+ UInt32(offset))!.pointee
+            processor.descriptors[offset] = PacketDescriptor(address: descriptor.addr, length: descriptor.len, queue: queue)
+            bytes &+= Int(descriptor.len)
+        }
+        xsk_ring_cons__release(socket.rx, UInt32(count))
+        counters.add(.rxPackets, count)
+        counters.add(.rxBytes, bytes)
+        if let toWorker, let workerBell {
+            let handed = toWorker.enqueue(from: UnsafeBufferPointer(start: processor.descriptors, count: count))
+            if handed > 0, toWorker.takeWakeupRequest() { workerBell.ring() }
+            if handed < count {
+                // The worker is behind: these frames are dropped here, counted, and recycled.
+                counters.add(.handoffDrops, count - handed)
+                for offset in handed..<count { recycle(processor.descriptors[offset].address) }
+            }
+        } else {
+            counters.add(.malformed, processor.run(count: count))
+            finish(processor.descriptors, count: count)
+        }
+        return count
+    }
+
+    /// Applies the verdicts of a processed batch: recycle, or transmit.
+    private func finish(_ descriptors: UnsafeMutablePointer<PacketDescriptor>, count: Int) {
+        var passed = 0, dropped = 0, transmit = 0
+        for offset in 0..<count {
+            switch descriptors[offset].verdict {
+            case .pass: passed += 1; recycle(descriptors[offset].address)
+            case .drop: dropped += 1; recycle(descriptors[offset].address)
+            case .transmit: transmit += 1
+            }
+        }
+        counters.add(.passed, passed)
+        counters.add(.dropped, dropped)
+        if transmit > 0 { self.transmit(descriptors, count: count, wanted: transmit) }
+    }
+
+    private func transmit(_ descriptors: UnsafeMutablePointer<PacketDescriptor>, count: Int, wanted: Int) {
+        var index: UInt32 = 0
+        let reserved = Int(xsk_ring_prod__reserve(socket.tx, UInt32(wanted), &index))
+        var placed = 0
+        for offset in 0..<count where descriptors[offset].verdict == .transmit {
+            if placed < reserved {
+                let slot = xsk_ring_prod__tx_desc(socket.tx, index &+ UInt32(placed))!
+                slot.pointee.addr = descriptors[offset].address
+                slot.pointee.len = descriptors[offset].length
+                slot.pointee.options = 0
+                placed += 1
+            } else {
+                recycle(descriptors[offset].address)
+            }
+        }
+        if reserved > 0 {
+            xsk_ring_prod__submit(socket.tx, UInt32(reserved))
+            if xsk_ring_prod__needs_wakeup(socket.tx) != 0 { _ = sendto(socket.fileDescriptor, nil, 0, Int32(MSG_DONTWAIT), nil, 0) }
+        }
+        counters.add(.transmitted, reserved)
+        counters.add(.transmitFailed, wanted - reserved)
+    }
+
+    private func reclaimCompletions() {
+        var index: UInt32 = 0
+        let count = Int(xsk_ring_cons__peek(socket.completion, UInt32(batchSize), &index))
+        guard count > 0 else { return }
+        for offset in 0..<count {
+            recycle(xsk_ring_cons__comp_addr(socket.completion, index &+ UInt32(offset))!.pointee)
+        }
+        xsk_ring_cons__release(socket.completion, UInt32(count))
+    }
+
+    @inline(__always)
+    private func recycle(_ address: UInt64) {
+        freeFrames[freeCount] = address & frameMask
+        freeCount += 1
+    }
+
+    private func refillFillRing() {
+        guard freeCount > 0 else { return }
+        var index: UInt32 = 0
+        let want = UInt32(min(freeCount, Int(socket.geometry.fillRingSize)))
+        let reserved = xsk_ring_prod__reserve(socket.fill, want, &index)
+        guard reserved > 0 else { return }
+        for offset in 0..<reserved {
+            freeCount -= 1
+            xsk_ring_prod__fill_addr(socket.fill, index &+ offset)!.pointee = freeFrames[freeCount]
+        }
+        xsk_ring_prod__submit(socket.fill, reserved)
+    }
+
+    /// Nothing to do: sleep in poll() on the socket (the kernel wakes us via
+    /// need-wakeup), the worker's return doorbell and the stop bell.
+    private func idle() {
+        var mayWaitForWorker = true
+        if let fromWorker { mayWaitForWorker = fromWorker.prepareToSleep() }
+        if mayWaitForWorker {
+            var descriptors = [
+                pollfd(fd: socket.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: stopBell.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: returnBell?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0),
+            ]
+            _ = poll(&descriptors, nfds_t(descriptors.count), config.pollTimeoutMilliseconds)
+            if descriptors[2].revents != 0 { returnBell?.reset() }
+        }
+        fromWorker?.cancelSleep()
+    }
+
+    /// After stop: take back what the worker still holds so counts add up.
+    private func drainAfterStop() {
+        guard let fromWorker else { return }
+        // The worker may still be finishing a batch: its frames come back after it exits.
+        _ = workerExited.wait(timeout: .now() + 5)
+        var buffer = [PacketDescriptor](repeating: PacketDescriptor(address: 0, length: 0, queue: 0), count: batchSize)
+        buffer.withUnsafeMutableBufferPointer { buffer in
+            while true {
+                let count = fromWorker.dequeue(into: buffer)
+                if count == 0 { break }
+                finish(buffer.baseAddress!, count: count)
+            }
+        }
+    }
+
+    // MARK: Worker thread
+
+    private func workerLoop() {
+        defer { workerExited.signal() }
+        guard let toWorker, let fromWorker, let workerBell, let returnBell, let processor = workerProcessor else { return }
+        let buffer = UnsafeMutableBufferPointer(start: processor.descriptors, count: processor.capacity)
+        while true {
+            let count = toWorker.dequeue(into: buffer)
+            if count == 0 {
+                if stopping.load(ordering: .acquiring) { break }
+                if toWorker.prepareToSleep() { workerBell.wait(timeoutMilliseconds: config.pollTimeoutMilliseconds) }
+                toWorker.cancelSleep()
+                continue
+            }
+            counters.add(.malformed, processor.run(count: count))
+            // Cannot come back short: the ring holds every frame of the UMEM.
+            let returned = fromWorker.enqueue(from: UnsafeBufferPointer(start: processor.descriptors, count: count))
+            precondition(returned == count, "return ring sized below the frame count")
+            if fromWorker.takeWakeupRequest() { returnBell.ring() }
+        }
+    }
+}
+
+extension Int {
+    var nextPowerOfTwo: Int {
+        guard self > 1 else { return 1 }
+        return 1 << (Int.bitWidth - (self - 1).leadingZeroBitCount)
+    }
+}

@@ -1,0 +1,262 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CXDP
+import Foundation
+import SystemPackage
+
+/// Where the XDP program runs: in the driver (`native`) or after the kernel
+/// has built an skb (`skb`, generic XDP; works everywhere, slower).
+public enum XDPAttachMode: String, Sendable, Codable, CaseIterable {
+    case native, skb
+
+    var flags: UInt32 {
+        switch self {
+        case .native: return UInt32(XDP_FLAGS_DRV_MODE)
+        case .skb: return UInt32(XDP_FLAGS_SKB_MODE)
+        }
+    }
+}
+
+/// Which traffic the XDP program hands to Sluice; the rest goes to the kernel.
+public struct Prefilter: Sendable, Codable, Equatable {
+    public enum TransportProtocol: String, Sendable, Codable, CaseIterable {
+        case udp, tcp, icmp
+        var bit: UInt32 {
+            switch self {
+            case .udp: return 1
+            case .tcp: return 2
+            case .icmp: return 4
+            }
+        }
+    }
+
+    public static let maximumPortRanges = 8
+
+    public var protocols: Set<TransportProtocol>
+    /// UDP/TCP destination ports; empty means any.
+    public var destinationPorts: [ClosedRange<UInt16>]
+
+    public init(protocols: Set<TransportProtocol>, destinationPorts: [ClosedRange<UInt16>] = []) {
+        self.protocols = protocols
+        self.destinationPorts = destinationPorts
+    }
+}
+
+/// Counters the XDP program keeps per rx queue, summed over CPUs.
+public struct XDPQueueCounters: Sendable, Codable, Equatable {
+    public var queue: Int
+    /// Handed to the socket at the queue's XSKMAP key.
+    public var redirected: UInt64
+    /// Outside the prefilter (or on a queue Sluice does not own): to the kernel.
+    public var passed: UInt64
+    /// Matched, but no socket at the key: to the kernel.
+    public var redirectFailed: UInt64
+}
+
+/// Sluice's XDP program on one interface, attached through a BPF link: the
+/// kernel detaches it when the link's last descriptor closes, so a process
+/// that dies (even by SIGKILL) leaves no program behind, and the attach fails
+/// with EBUSY rather than replacing a program someone else attached.
+public final class XDPProgram {
+    public let interface: String
+    public let interfaceIndex: Int32
+    public let mode: XDPAttachMode
+    /// Entries in each per-queue map (the XSKMAP's max_entries).
+    public let mapEntries: Int
+    /// The kernel's id for the loaded program (as `ip link` and bpftool show it).
+    public private(set) var programID: UInt32 = 0
+
+    private var object: OpaquePointer?
+    private var linkDescriptor: Int32 = -1
+    private var xskMap: Int32 = -1
+    private var queueToKeyMap: Int32 = -1
+    private var prefilterMap: Int32 = -1
+    private var countersMap: Int32 = -1
+
+    static let noKey = UInt32.max
+    static let maximumMapEntries = 4096
+
+    /// Loads the program with maps of `mapEntries` entries (at least the
+    /// interface's rx-queue count and every key used), fills `queueToKey`
+    /// (rx queue → XSKMAP key; other queues pass) and the prefilter, and
+    /// attaches it.
+    public init(
+        interface: String, mode: XDPAttachMode, mapEntries: Int,
+        queueToKey: [UInt32: UInt32], prefilter: Prefilter?
+    ) throws {
+        self.interface = interface
+        self.mode = mode
+        interfaceIndex = try InterfaceFacts.index(interface)
+        guard mapEntries >= 1, mapEntries <= XDPProgram.maximumMapEntries else {
+            throw DataPathError("XSKMAP size \(mapEntries) for \(interface) is outside 1...\(XDPProgram.maximumMapEntries)")
+        }
+        for (queue, key) in queueToKey where Int(queue) >= mapEntries || Int(key) >= mapEntries {
+            throw DataPathError(
+                "queue \(queue) → XSKMAP key \(key) on \(interface) does not fit maps of \(mapEntries) entries")
+        }
+        self.mapEntries = mapEntries
+        if let prefilter, prefilter.destinationPorts.count > Prefilter.maximumPortRanges {
+            throw DataPathError("prefilter for \(interface) has \(prefilter.destinationPorts.count) port ranges; at most \(Prefilter.maximumPortRanges)")
+        }
+
+        guard let bytes = Data(base64Encoded: EmbeddedBPF.sluice_xdp) else {
+            throw DataPathError("the embedded XDP object is not valid base64 (build problem)")
+        }
+        let object: OpaquePointer = try bytes.withUnsafeBytes { raw in
+            var options = bpf_object_open_opts()
+            options.sz = MemoryLayout<bpf_object_open_opts>.size
+            return try "sluice_xdp".withCString { name in
+                options.object_name = name
+                guard let object = bpf_object__open_mem(raw.baseAddress, raw.count, &options) else {
+                    throw DataPathError("opening Sluice's XDP object", errno: Errno(rawValue: Glibc.errno))
+                }
+                return object
+            }
+        }
+        self.object = object
+        func map(_ name: String) throws -> OpaquePointer {
+            guard let map = bpf_object__find_map_by_name(object, name) else {
+                throw DataPathError("Sluice's XDP object has no map \(name) (build problem)")
+            }
+            return map
+        }
+        do {
+            let maps = try ["xsks_map", "queue_to_key", "queue_counters"].map(map)
+            for map in maps {
+                let result = bpf_map__set_max_entries(map, UInt32(mapEntries))
+                guard result == 0 else { throw DataPathError("sizing XDP map to \(mapEntries)", negativeErrno: result) }
+            }
+            let loaded = bpf_object__load(object)
+            guard loaded == 0 else {
+                throw DataPathError(
+                    "loading Sluice's XDP program for \(interface) (needs CAP_BPF and CAP_NET_ADMIN; the libbpf log above says more)",
+                    negativeErrno: loaded)
+            }
+            xskMap = bpf_map__fd(maps[0])
+            queueToKeyMap = bpf_map__fd(maps[1])
+            countersMap = bpf_map__fd(maps[2])
+            prefilterMap = bpf_map__fd(try map("prefilter"))
+            try writeQueueMapping(queueToKey)
+            try writePrefilter(prefilter)
+            try attach()
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    private func writeQueueMapping(_ queueToKey: [UInt32: UInt32]) throws {
+        for queue in 0..<UInt32(mapEntries) {
+            var queue = queue
+            var key = queueToKey[queue] ?? XDPProgram.noKey
+            let result = bpf_map_update_elem(queueToKeyMap, &queue, &key, UInt64(BPF_ANY))
+            guard result == 0 else { throw DataPathError("setting XSKMAP key for queue \(queue) of \(interface)", negativeErrno: result) }
+        }
+    }
+
+    /// Mirrors `struct sluice_prefilter` in sluice_xdp.bpf.c.
+    private func writePrefilter(_ prefilter: Prefilter?) throws {
+        var words = [UInt32](repeating: 0, count: 4 + Prefilter.maximumPortRanges)
+        if let prefilter {
+            words[0] = 1
+            words[1] = prefilter.protocols.reduce(0) { $0 | $1.bit }
+            words[2] = UInt32(prefilter.destinationPorts.count)
+            for (index, range) in prefilter.destinationPorts.enumerated() {
+                // Two __u16 in memory order: first, last (little- or big-endian alike).
+                withUnsafeMutableBytes(of: &words[4 + index]) { raw in
+                    raw.storeBytes(of: range.lowerBound, toByteOffset: 0, as: UInt16.self)
+                    raw.storeBytes(of: range.upperBound, toByteOffset: 2, as: UInt16.self)
+                }
+            }
+        }
+        var zero: UInt32 = 0
+        let result = words.withUnsafeMutableBytes { bpf_map_update_elem(prefilterMap, &zero, $0.baseAddress, UInt64(BPF_ANY)) }
+        guard result == 0 else { throw DataPathError("writing the prefilter of \(interface)", negativeErrno: result) }
+    }
+
+    private func attach() throws {
+        guard let program = bpf_object__find_program_by_name(object, "sluice_xdp") else {
+            throw DataPathError("Sluice's XDP object has no program sluice_xdp (build problem)")
+        }
+        var options = bpf_link_create_opts()
+        options.sz = MemoryLayout<bpf_link_create_opts>.size
+        options.flags = mode.flags
+        let link = bpf_link_create(bpf_program__fd(program), interfaceIndex, BPF_XDP, &options)
+        guard link >= 0 else {
+            let errno = Errno(rawValue: -link)
+            if errno == .resourceBusy || errno == .fileExists {
+                throw DataPathError(foreignProgramMessage(), errno: errno)
+            }
+            throw DataPathError("attaching Sluice's XDP program to \(interface) in \(mode.rawValue) mode", errno: errno)
+        }
+        linkDescriptor = link
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        if bpf_obj_get_info_by_fd(bpf_program__fd(program), &info, &length) == 0 { programID = info.id }
+    }
+
+    private func foreignProgramMessage() -> String {
+        let id = XDPProgram.attachedProgramID(interfaceIndex: interfaceIndex)
+        let which = id.map { " (id \($0))" } ?? ""
+        return "\(interface) already has an XDP program\(which) that Sluice did not attach; "
+            + "remove it with `ip link set dev \(interface) xdp off`"
+    }
+
+    /// The id of any XDP program on the interface (any mode), or nil.
+    public static func attachedProgramID(interfaceIndex: Int32) -> UInt32? {
+        var options = bpf_xdp_query_opts()
+        options.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        guard bpf_xdp_query(interfaceIndex, 0, &options) == 0, options.attach_mode != UInt8(XDP_ATTACHED_NONE) else {
+            return nil
+        }
+        return [options.prog_id, options.drv_prog_id, options.skb_prog_id, options.hw_prog_id].first { $0 != 0 }
+    }
+
+    /// Puts an AF_XDP socket at `key` of the XSKMAP.
+    public func register(socketDescriptor: Int32, key: UInt32) throws {
+        guard Int(key) < mapEntries else { throw DataPathError("XSKMAP key \(key) on \(interface) beyond \(mapEntries) entries") }
+        var key = key
+        var descriptor = socketDescriptor
+        let result = bpf_map_update_elem(xskMap, &key, &descriptor, UInt64(BPF_ANY))
+        guard result == 0 else { throw DataPathError("adding the socket at XSKMAP key \(key) of \(interface)", negativeErrno: result) }
+    }
+
+    public func unregister(key: UInt32) {
+        var key = key
+        _ = bpf_map_delete_elem(xskMap, &key)
+    }
+
+    /// The per-queue counters, summed over all possible CPUs.
+    public func counters() -> [XDPQueueCounters] {
+        let cpus = Int(max(1, libbpf_num_possible_cpus()))
+        var values = [UInt64](repeating: 0, count: 3 * cpus)  // 24 bytes per CPU, already 8-aligned
+        return (0..<mapEntries).map { queue in
+            var key = UInt32(queue)
+            let found = values.withUnsafeMutableBytes { bpf_map_lookup_elem(countersMap, &key, $0.baseAddress) } == 0
+            var sums = (UInt64(0), UInt64(0), UInt64(0))
+            if found {
+                for cpu in 0..<cpus {
+                    sums.0 &+= values[3 * cpu]
+                    sums.1 &+= values[3 * cpu + 1]
+                    sums.2 &+= values[3 * cpu + 2]
+                }
+            }
+            return XDPQueueCounters(queue: queue, redirected: sums.0, passed: sums.1, redirectFailed: sums.2)
+        }
+    }
+
+    /// Detaches (closing the link) and frees the program and its maps.
+    public func close() {
+        if linkDescriptor >= 0 {
+            Glibc.close(linkDescriptor)
+            linkDescriptor = -1
+        }
+        if let object {
+            bpf_object__close(object)
+            self.object = nil
+        }
+    }
+}

@@ -1,0 +1,170 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CXDP
+import SystemPackage
+
+/// How an AF_XDP socket binds: zero-copy (the driver DMAs into the UMEM),
+/// copy (the kernel copies), or `auto` (zero-copy, else copy).
+public enum XSKBindMode: String, Sendable, Codable, CaseIterable {
+    case auto, zerocopy, copy
+}
+
+/// Frame and ring geometry of one UMEM and its socket.
+public struct XSKGeometry: Sendable, Codable, Equatable {
+    public var frameSize: UInt32 = 4096
+    public var frameCount: UInt32 = 4096
+    public var fillRingSize: UInt32 = 2048
+    public var completionRingSize: UInt32 = 2048
+    public var rxRingSize: UInt32 = 2048
+    public var txRingSize: UInt32 = 2048
+
+    public init() {}
+
+    func validate() throws {
+        guard frameSize == 2048 || frameSize == 4096 else {
+            throw DataPathError("frame size \(frameSize) is not supported; use 2048 or 4096")
+        }
+        guard frameCount >= 64, frameCount <= 1 << 20 else {
+            throw DataPathError("frame count \(frameCount) is outside 64...\(1 << 20)")
+        }
+        for (name, size) in [("fill", fillRingSize), ("completion", completionRingSize),
+                             ("rx", rxRingSize), ("tx", txRingSize)] {
+            guard size >= 64, size <= 1 << 16, size & (size - 1) == 0 else {
+                throw DataPathError("\(name) ring size \(size) is not a power of two in 64...65536")
+            }
+        }
+    }
+}
+
+/// The way a socket ended up bound, and why.
+public struct XSKBinding: Sendable, Codable, Equatable {
+    public var zeroCopy: Bool
+    /// Why `auto` fell back to copy mode (nil when it did not).
+    public var fallbackReason: String?
+}
+
+/// One UMEM and one AF_XDP socket on (interface, queue), through libxdp.
+/// The rings libxdp fills in live at fixed addresses (libxdp keeps pointers
+/// to the fill and completion rings).
+final class XSKSocket {
+    let interface: String
+    let queue: UInt32
+    let geometry: XSKGeometry
+    let area: UnsafeMutableRawPointer
+    let areaSize: Int
+    let fill = UnsafeMutablePointer<xsk_ring_prod>.allocate(capacity: 1)
+    let completion = UnsafeMutablePointer<xsk_ring_cons>.allocate(capacity: 1)
+    let rx = UnsafeMutablePointer<xsk_ring_cons>.allocate(capacity: 1)
+    let tx = UnsafeMutablePointer<xsk_ring_prod>.allocate(capacity: 1)
+    private var umem: OpaquePointer?
+    private var socket: OpaquePointer?
+    private(set) var binding = XSKBinding(zeroCopy: false)
+    var fileDescriptor: Int32 { xsk_socket__fd(socket) }
+
+    init(interface: String, queue: UInt32, geometry: XSKGeometry, bindMode: XSKBindMode, driver: String) throws {
+        try geometry.validate()
+        self.interface = interface
+        self.queue = queue
+        self.geometry = geometry
+        areaSize = Int(geometry.frameSize) * Int(geometry.frameCount)
+        let mapped = mmap(nil, areaSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let mapped, mapped != MAP_FAILED else {
+            let errno = Errno(rawValue: Glibc.errno)
+            fill.deallocate(); completion.deallocate(); rx.deallocate(); tx.deallocate()
+            throw DataPathError("allocating a \(areaSize)-byte UMEM for \(interface) queue \(queue)", errno: errno)
+        }
+        area = mapped
+        do {
+            switch bindMode {
+            case .copy:
+                try create(zeroCopy: false)
+            case .zerocopy:
+                do {
+                    try create(zeroCopy: true)
+                } catch let error as DataPathError {
+                    throw DataPathError(
+                        "\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue)", errno: error.errno)
+                }
+            case .auto:
+                do {
+                    try create(zeroCopy: true)
+                } catch let error as DataPathError {
+                    destroy()
+                    try create(zeroCopy: false)
+                    binding.fallbackReason = "\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue) (\(error.errno.map { $0.symbolicName } ?? error.message)); bound in copy mode"
+                }
+            }
+        } catch {
+            destroy()
+            munmap(area, areaSize)
+            fill.deallocate(); completion.deallocate(); rx.deallocate(); tx.deallocate()
+            throw error
+        }
+    }
+
+    private func create(zeroCopy: Bool) throws {
+        var umemConfig = xsk_umem_config(
+            fill_size: geometry.fillRingSize, comp_size: geometry.completionRingSize,
+            frame_size: geometry.frameSize, frame_headroom: 0, flags: 0)
+        var umem: OpaquePointer?
+        let umemResult = xsk_umem__create(&umem, area, UInt64(areaSize), fill, completion, &umemConfig)
+        guard umemResult == 0, let umem else {
+            throw DataPathError(
+                "registering a \(areaSize)-byte UMEM for \(interface) queue \(queue) (needs CAP_IPC_LOCK or a memlock limit above it)",
+                negativeErrno: umemResult)
+        }
+        self.umem = umem
+        var config = xsk_socket_config()
+        config.rx_size = geometry.rxRingSize
+        config.tx_size = geometry.txRingSize
+        // Sluice loads its own program (XDPProgram); libxdp must not load its default one.
+        config.libxdp_flags = UInt32(XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD)
+        config.bind_flags = UInt16(XDP_USE_NEED_WAKEUP) | UInt16(zeroCopy ? XDP_ZEROCOPY : XDP_COPY)
+        var socket: OpaquePointer?
+        let result = xsk_socket__create(&socket, interface, queue, umem, rx, tx, &config)
+        guard result == 0, let socket else {
+            throw DataPathError(
+                "binding an AF_XDP socket to \(interface) queue \(queue) in \(zeroCopy ? "zero-copy" : "copy") mode",
+                negativeErrno: result)
+        }
+        self.socket = socket
+        binding.zeroCopy = zeroCopy
+    }
+
+    private func destroy() {
+        if let socket { xsk_socket__delete(socket) }
+        socket = nil
+        if let umem { _ = xsk_umem__delete(umem) }
+        umem = nil
+    }
+
+    /// The kernel's drop counters for this socket (`XDP_STATISTICS`).
+    func kernelStatistics() -> KernelSocketStatistics {
+        var statistics = xdp_statistics()
+        var length = socklen_t(MemoryLayout<xdp_statistics>.size)
+        guard getsockopt(fileDescriptor, 283 /* SOL_XDP */, XDP_STATISTICS, &statistics, &length) == 0 else {
+            return KernelSocketStatistics()
+        }
+        return KernelSocketStatistics(
+            rxDropped: statistics.rx_dropped, rxInvalidDescriptors: statistics.rx_invalid_descs,
+            txInvalidDescriptors: statistics.tx_invalid_descs, rxRingFull: statistics.rx_ring_full,
+            fillRingEmpty: statistics.rx_fill_ring_empty_descs, txRingEmpty: statistics.tx_ring_empty_descs)
+    }
+
+    deinit {
+        destroy()
+        munmap(area, areaSize)
+        fill.deallocate(); completion.deallocate(); rx.deallocate(); tx.deallocate()
+    }
+}
+
+/// `XDP_STATISTICS` of one socket.
+public struct KernelSocketStatistics: Sendable, Codable, Equatable {
+    public var rxDropped: UInt64 = 0
+    public var rxInvalidDescriptors: UInt64 = 0
+    public var txInvalidDescriptors: UInt64 = 0
+    public var rxRingFull: UInt64 = 0
+    public var fillRingEmpty: UInt64 = 0
+    public var txRingEmpty: UInt64 = 0
+}
