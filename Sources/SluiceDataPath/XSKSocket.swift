@@ -75,31 +75,27 @@ final class XSKSocket {
             throw DataPathError("allocating a \(areaSize)-byte UMEM for \(interface) queue \(queue)", errno: errno)
         }
         area = mapped
-        do {
-            switch bindMode {
-            case .copy:
-                try create(zeroCopy: false)
-            case .zerocopy:
-                do {
-                    try create(zeroCopy: true)
-                } catch let error as DataPathError {
-                    throw DataPathError(
-                        "\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue)", errno: error.errno)
-                }
-            case .auto:
-                do {
-                    try create(zeroCopy: true)
-                } catch let error as DataPathError {
-                    destroy()
-                    try create(zeroCopy: false)
-                    binding.fallbackReason = "\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue) (\(error.errno.map { $0.symbolicName } ?? error.message)); bound in copy mode"
-                }
+        // A throw from here on runs deinit (every property is set), which frees it all.
+        switch bindMode {
+        case .copy:
+            try create(zeroCopy: false)
+        case .zerocopy:
+            do {
+                try create(zeroCopy: true)
+            } catch let error as DataPathError {
+                throw DataPathError(
+                    "\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue)", errno: error.errno)
             }
-        } catch {
-            destroy()
-            munmap(area, areaSize)
-            fill.deallocate(); completion.deallocate(); rx.deallocate(); tx.deallocate()
-            throw error
+        case .auto:
+            do {
+                try create(zeroCopy: true)
+            } catch let error as DataPathError {
+                // A failed bind leaves the UMEM registered to no socket: start over.
+                destroy()
+                try create(zeroCopy: false)
+                binding.fallbackReason = "\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue) ("
+                    + (error.errno.map { "\($0.description), \($0.symbolicName)" } ?? error.message) + "); bound in copy mode"
+            }
         }
     }
 

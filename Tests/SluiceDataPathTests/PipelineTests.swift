@@ -1,0 +1,177 @@
+import Foundation
+import SluiceDataPath
+import SluiceModules
+import SluiceTestSupport
+import XCTest
+
+/// The data path against a real veth lab: Sluice's XDP program, AF_XDP
+/// sockets in copy mode, trafgen as the traffic source.
+final class PipelineTests: XCTestCase {
+    private var lab: Lab?
+
+    override func setUpWithError() throws {
+        try Privilege.require()
+        setenv("LIBXDP_SKIP_DISPATCHER", "1", 1)
+    }
+
+    override func tearDownWithError() throws {
+        try lab?.down()
+    }
+
+    private func makeLab(queues: Int = 2, xpsQueues: [Int]? = nil) throws -> Lab {
+        let lab = try Lab.up(queues: queues, xpsQueues: xpsQueues, prefix: "sdp")
+        self.lab = lab
+        return lab
+    }
+
+    private func config(_ lab: Lab, mode: ProcessingMode, bindMode: XSKBindMode = .copy) -> DataPathConfig {
+        var config = DataPathConfig(interface: lab.appInterface)
+        config.mode = mode
+        config.bindMode = bindMode
+        config.geometry.frameCount = 4096
+        config.geometry.frameSize = 2048
+        return config
+    }
+
+    func testInlineReceivesEveryPacketOnBothQueues() throws {
+        try receivesEveryPacket(mode: .inline)
+    }
+
+    func testPipelinedReceivesEveryPacketOnBothQueues() throws {
+        try receivesEveryPacket(mode: .pipelined)
+    }
+
+    /// Exactly N frames of two flows, half from each CPU (so half on each
+    /// queue): the module sees N, per queue and per flow, and the sockets'
+    /// received + kernel-counted drops add up to N.
+    private func receivesEveryPacket(mode: ProcessingMode) throws {
+        let lab = try makeLab()
+        let tally = TallyModule()
+        let pipeline = try Pipeline(
+            config: config(lab, mode: mode), bindings: [.identity(channel: 0), .identity(channel: 1)], modules: [tally])
+        defer { pipeline.stop() }
+        XCTAssertTrue(try hasXDPProgram(lab))
+        let perWorker = 1500
+        let flows = UDPFlows(lab: lab, ports: [9000, 9001])
+        try flows.send(perWorker: perWorker)
+        let sent = 2 * perWorker * flows.ports.count
+        let perQueue = perWorker * flows.ports.count, perFlow = 2 * perWorker
+        try waitUntil("\(sent) packets accounted for", timeout: .seconds(20)) {
+            pipeline.statistics().sockets.reduce(0) { $0 + $1.accounted } >= UInt64(sent)
+        }
+        // Let the modules see the last batch the sockets received.
+        try waitUntil("modules saw every received packet") {
+            UInt64(tally.total) == pipeline.statistics().sockets.reduce(0) { $0 + $1.rxPackets }
+        }
+        let statistics = pipeline.statistics()
+        let accounted = statistics.sockets.reduce(0) { $0 + $1.accounted + $1.handoffDrops }
+        XCTAssertEqual(accounted, UInt64(sent), "\(statistics)")
+        XCTAssertEqual(statistics.sockets.map(\.rxPackets), [UInt64(perQueue), UInt64(perQueue)], "one CPU per queue by XPS")
+        XCTAssertEqual(tally.total, sent)
+        XCTAssertEqual(tally.queues, [0: perQueue, 1: perQueue])
+        XCTAssertEqual(tally.ports, [9000: perFlow, 9001: perFlow])
+        XCTAssertEqual(statistics.sockets.map(\.passed).reduce(0, +), UInt64(sent))
+        XCTAssertEqual(statistics.xdp.map(\.redirected).reduce(0, +), UInt64(sent))
+        XCTAssertTrue(statistics.sockets.allSatisfy { !$0.zeroCopy })
+        pipeline.stop()
+        XCTAssertFalse(try hasXDPProgram(lab), "stop detaches the program")
+    }
+
+    /// veth has no zero-copy: `auto` falls back to copy and says why;
+    /// `zerocopy` fails naming the driver.
+    func testZeroCopyOnVeth() throws {
+        let lab = try makeLab()
+        XCTAssertThrowsError(
+            try Pipeline(config: config(lab, mode: .inline, bindMode: .zerocopy), bindings: [.identity(channel: 0)], modules: [])
+        ) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("veth cannot do AF_XDP zero-copy on \(lab.appInterface) queue 0"), text)
+        }
+        XCTAssertFalse(try hasXDPProgram(lab), "a failed start leaves no program behind")
+        let pipeline = try Pipeline(
+            config: config(lab, mode: .inline, bindMode: .auto), bindings: [.identity(channel: 0)], modules: [])
+        defer { pipeline.stop() }
+        let socket = try XCTUnwrap(pipeline.statistics().sockets.first)
+        XCTAssertFalse(socket.zeroCopy)
+        XCTAssertTrue(socket.fallbackReason?.contains("veth cannot do AF_XDP zero-copy") == true, "\(socket)")
+    }
+
+    /// Channel i bound to queue i+2 with XSKMAP key i+2 (old-mlx5 style) on a
+    /// 4-queue veth whose generator sends on queues 2–3: everything arrives
+    /// through those sockets. Identity bindings for channels 0–1 get nothing
+    /// of the same traffic, so no code path ignores the mapping.
+    func testNonIdentityMappingEndToEnd() throws {
+        let lab = try makeLab(queues: 4, xpsQueues: [2, 3])
+        let flows = UDPFlows(lab: lab, ports: [7000])
+        let perWorker = 1000
+        do {
+            let tally = TallyModule()
+            let mapped = (0..<2).map { ChannelBinding(channel: $0, bindQueue: UInt32($0 + 2), xskmapKey: UInt32($0 + 2)) }
+            let pipeline = try Pipeline(config: config(lab, mode: .inline), bindings: mapped, modules: [tally])
+            defer { pipeline.stop() }
+            try flows.send(perWorker: perWorker)
+            try waitUntil("\(2 * perWorker) packets through queues 2-3") { tally.total >= 2 * perWorker }
+            XCTAssertEqual(tally.queues, [2: perWorker, 3: perWorker])
+            XCTAssertEqual(pipeline.statistics().sockets.map(\.rxPackets), [UInt64(perWorker), UInt64(perWorker)])
+        }
+        let tally = TallyModule()
+        let pipeline = try Pipeline(
+            config: config(lab, mode: .inline), bindings: [.identity(channel: 0), .identity(channel: 1)], modules: [tally])
+        defer { pipeline.stop() }
+        try flows.send(perWorker: perWorker)
+        // The XDP program's counters are the witness that the traffic came by:
+        // on queues 2-3, which Sluice does not own here, so it went to the kernel.
+        try waitUntil("the XDP program saw the traffic on queues 2-3") {
+            pipeline.statistics().xdp.filter { $0.queue >= 2 }.reduce(0) { $0 + $1.passed } >= UInt64(2 * perWorker)
+        }
+        XCTAssertEqual(tally.total, 0)
+        XCTAssertEqual(pipeline.statistics().sockets.map(\.rxPackets), [0, 0])
+    }
+
+    /// A program someone else attached is never replaced.
+    func testForeignProgramIsNotReplaced() throws {
+        let lab = try makeLab()
+        let object = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("xdp") + ".o")
+        try XDPObjectFile.write(to: object)
+        defer { try? FileManager.default.removeItem(at: object) }
+        try lab.inApp(["ip", "link", "set", "dev", lab.appInterface, "xdpgeneric", "obj", object.path, "sec", "xdp"], check: true)
+        XCTAssertTrue(try hasXDPProgram(lab))
+        XCTAssertThrowsError(
+            try Pipeline(config: config(lab, mode: .inline), bindings: [.identity(channel: 0)], modules: [])
+        ) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("\(lab.appInterface) already has an XDP program (id "), text)
+            XCTAssertTrue(text.contains("ip link set dev \(lab.appInterface) xdp off"), text)
+            XCTAssertTrue(text.contains("EBUSY") || text.contains("EEXIST"), text)
+        }
+        XCTAssertTrue(try hasXDPProgram(lab), "the foreign program is still there")
+        try lab.inApp(["ip", "link", "set", "dev", lab.appInterface, "xdpgeneric", "off"], check: true)
+    }
+
+    /// A process that attached and is killed with SIGKILL leaves no program:
+    /// the BPF link dies with its last descriptor.
+    func testKillNineLeavesNoProgram() throws {
+        if let interface = ProcessInfo.processInfo.environment["SLUICE_DP_HOLD_INTERFACE"] {
+            // Child mode: attach and wait to be killed.
+            let pipeline = try Pipeline(
+                config: DataPathConfig(interface: interface), bindings: [.identity(channel: 0)], modules: [])
+            print("attached \(pipeline.programID)")
+            while true { sleep(60) }
+        }
+        let lab = try makeLab()
+        let child = Process()
+        child.executableURL = productsDirectory.appendingPathComponent("SluicePackageTests.xctest")
+        child.arguments = ["SluiceDataPathTests.PipelineTests/testKillNineLeavesNoProgram"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["SLUICE_DP_HOLD_INTERFACE"] = lab.appInterface
+        child.environment = environment
+        child.standardOutput = FileHandle.nullDevice
+        try child.run()
+        defer { if child.isRunning { kill(child.processIdentifier, SIGKILL) } }
+        try waitUntil("the child attached its program", timeout: .seconds(30)) { try hasXDPProgram(lab) }
+        kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+        XCTAssertEqual(child.terminationReason, .uncaughtSignal)
+        try waitUntil("the kernel detached the dead process's program") { try !hasXDPProgram(lab) }
+    }
+}
