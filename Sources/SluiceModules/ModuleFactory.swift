@@ -41,6 +41,19 @@ public struct ModuleConfigurationError: Error, Equatable, Sendable, CustomString
 public enum ModuleFactory {
     public static let kinds = ["count", "filter", "pcap", "reflect"]
 
+    /// Checks `kind` and `options` exactly as ``make(kind:options:)`` does,
+    /// without building the module: no file is created (pcap) and no table
+    /// is allocated (count), so config validation has no side effects.
+    public static func validate(kind: String, options: [String: ModuleOptionValue]) throws {
+        switch kind {
+        case "count": _ = try CountModule.Options(kind: kind, options)
+        case "filter": _ = try FilterModule.Options(kind: kind, options)
+        case "pcap": _ = try PcapModule.Options(kind: kind, options)
+        case "reflect": _ = try ReflectModule.Options(kind: kind, options)
+        default: throw unknownKind(kind)
+        }
+    }
+
     public static func make(kind: String, options: [String: ModuleOptionValue]) throws -> PacketModule {
         switch kind {
         case "count": return CountModule(options: try CountModule.Options(kind: kind, options))
@@ -48,10 +61,13 @@ public enum ModuleFactory {
         case "pcap": return try PcapModule(options: try PcapModule.Options(kind: kind, options))
         case "reflect": return ReflectModule(options: try ReflectModule.Options(kind: kind, options))
         default:
-            throw ModuleConfigurationError(
-                kind: kind, option: "",
-                reason: "unknown module kind; known kinds: \(kinds.joined(separator: ", "))")
+            throw unknownKind(kind)
         }
+    }
+
+    static func unknownKind(_ kind: String) -> ModuleConfigurationError {
+        ModuleConfigurationError(
+            kind: kind, option: "", reason: "unknown module kind; known kinds: \(kinds.joined(separator: ", "))")
     }
 }
 

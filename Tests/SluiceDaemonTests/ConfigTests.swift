@@ -237,7 +237,8 @@ final class ConfigParsingTests: XCTestCase {
         XCTAssertEqual(error?.line, 4)
         XCTAssertEqual(error?.key, "metrics")
         XCTAssertEqual(
-            error?.message, "unknown table; the tables are [daemon], [control], [nic], [plugins]")
+            error?.message,
+            "unknown table; the tables are [daemon], [control], [nic], [plugins], [pipeline], [[interface]]")
 
         let typo = onlyConfigError(ownGroup + "[plugin]\ndir = \"/x\"\n")
         XCTAssertEqual(typo?.description, "test.toml:3: plugin: unknown table; did you mean [plugins]?")
@@ -251,10 +252,10 @@ final class ConfigParsingTests: XCTestCase {
     }
 
     func testArrayOfTablesIsAnUnknownTableAtItsFirstHeader() {
-        let error = onlyConfigError(ownGroup + "\n[[interface]]\nname = \"a\"\n[[interface]]\nname = \"b\"\n")
+        let error = onlyConfigError(ownGroup + "\n[[interfaces]]\nname = \"a\"\n[[interfaces]]\nname = \"b\"\n")
         XCTAssertEqual(error?.line, 4)
-        XCTAssertEqual(error?.key, "interface")
-        XCTAssertTrue(error?.message.hasPrefix("unknown table") ?? false)
+        XCTAssertEqual(error?.key, "interfaces")
+        XCTAssertEqual(error?.message, "unknown table; did you mean [[interface]]?")
     }
 
     func testSectionThatIsNotATable() {
@@ -469,7 +470,8 @@ final class ConfigParsingTests: XCTestCase {
             """ + "\ndir = 'etc'\n"
         let errors = configErrors(text)
         XCTAssertEqual(errors.map(\.description), [
-            "test.toml:7: unused: unknown table; the tables are [daemon], [control], [nic], [plugins]",
+            "test.toml:7: unused: unknown table; the tables are [daemon], [control], [nic], [plugins], [pipeline],"
+                + " [[interface]]",
             "test.toml:24: plugins.dir: \"etc\" is not an absolute path",
         ])
     }

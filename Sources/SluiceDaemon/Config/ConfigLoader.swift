@@ -135,7 +135,7 @@ extension SluiceConfig {
 
 /// Walks the parsed document against ``SluiceConfig/schema``, collecting
 /// every mistake with the line the key index puts it on.
-private struct Validation {
+struct Validation {
     let file: String
     let index: TOMLKeyIndex
     var errors: [ConfigError] = []
@@ -149,7 +149,8 @@ private struct Validation {
         let schema = SluiceConfig.schema
         var config = SluiceConfig()
 
-        for name in document.keys where !schema.contains(where: { $0.name == name }) {
+        for name in document.keys
+        where !schema.contains(where: { $0.name == name }) && !SluiceConfig.tableArrays.contains(name) {
             let value = document[name]
             let what = isTableLike(value) ? "unknown table" : "unknown key"
             report([.key(name)], what + suggestion(forTopLevel: name, isTable: isTableLike(value)))
@@ -161,10 +162,10 @@ private struct Validation {
                 if let sectionTable = value.table {
                     table = sectionTable
                 } else {
-                    report([.key(section.name)], ConfigKey.mismatch(expected: "a table", got: value))
+                    report([.key(section.name)], ConfigText.mismatch(expected: "a table", got: value))
                 }
             }
-            for name in table?.keys ?? [] where section.key(named: name) == nil {
+            for name in table?.keys ?? [] where section.key(named: name) == nil && !section.tableArrays.contains(name) {
                 let value = table?[name]
                 let what = isTableLike(value) ? "unknown table" : "unknown key"
                 report([.key(section.name), .key(name)], what + suggestion(for: name, in: section))
@@ -183,6 +184,8 @@ private struct Validation {
                 }
             }
         }
+        config.interfaces = decodeInterfaces(document["interface"])
+        config.pipeline.modules = decodeModules(document["pipeline"]?.table?["modules"])
         return config
     }
 
@@ -200,21 +203,32 @@ private struct Validation {
     }
 
     func suggestion(for name: String, in section: ConfigSection) -> String {
-        let names = section.keys.map(\.name)
+        suggestion(for: name, among: section.keys.map(\.name) + section.tableArrays, in: "[\(section.name)]")
+    }
+
+    /// For an unknown key in `table` (as the file spells it) that has `names`.
+    func suggestion(for name: String, among names: [String], in table: String) -> String {
         if let close = closest(to: name, among: names) { return "; did you mean '\(close)'?" }
         if let home = SluiceConfig.schema.first(where: { $0.key(named: name) != nil }) {
             return "; '\(name)' belongs in [\(home.name)]"
         }
-        return "; [\(section.name)] has \(names.joined(separator: ", "))"
+        if SluiceConfig.interfaceKeys.contains(where: { $0.name == name }) {
+            return "; '\(name)' belongs in [[interface]]"
+        }
+        return "; \(table) has \(names.joined(separator: ", "))"
     }
 
     func suggestion(forTopLevel name: String, isTable: Bool) -> String {
-        let sections = SluiceConfig.schema.map(\.name)
-        if let close = closest(to: name, among: sections) { return "; did you mean [\(close)]?" }
+        // As a file spells them: [daemon], [[interface]].
+        var headers: [String: String] = [:]
+        for section in SluiceConfig.schema { headers[section.name] = "[\(section.name)]" }
+        for array in SluiceConfig.tableArrays { headers[array] = "[[\(array)]]" }
+        let names = SluiceConfig.schema.map(\.name) + SluiceConfig.tableArrays
+        if let close = closest(to: name, among: names) { return "; did you mean \(headers[close]!)?" }
         if !isTable, let home = SluiceConfig.schema.first(where: { $0.key(named: name) != nil }) {
             return "; did you mean '\(name)' in [\(home.name)]?"
         }
-        return "; the tables are \(sections.map { "[\($0)]" }.joined(separator: ", "))"
+        return "; the tables are \(names.map { headers[$0]! }.joined(separator: ", "))"
     }
 
     /// The candidate within a small edit distance (typos, not different words).

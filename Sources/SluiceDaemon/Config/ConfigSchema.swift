@@ -1,10 +1,21 @@
 import Logging
 import TOMLKit
 
+/// A value the schema writes keys into: ``SluiceConfig`` for the `[tables]`,
+/// ``SluiceConfig/Interface`` for each `[[interface]]`. `schemaDefaults`
+/// holds the defaults the key factories document.
+public protocol ConfigSchemaRoot {
+    static var schemaDefaults: Self { get }
+}
+
+extension SluiceConfig: ConfigSchemaRoot {
+    public static var schemaDefaults: SluiceConfig { defaults }
+}
+
 /// One key of the configuration: how to check a TOML value and where to put
-/// it in ``SluiceConfig``. Build keys with the factories below (`integer`,
-/// `choice`, `absolutePath`, `fileMode`, `group`) so adding a key is one line.
-public struct ConfigKey: Sendable {
+/// it in `Root`. Build keys with the factories below (`integer`, `choice`,
+/// `absolutePath`, `fileMode`, `group`, `boolean`, `list`) so adding a key is one line.
+public struct ConfigKey<Root>: Sendable {
     public let name: String
     /// The values allowed, for people: `1...4096`, `trace|debug|info`.
     public let allowed: String
@@ -14,7 +25,7 @@ public struct ConfigKey: Sendable {
     /// Checks `value` (nil when the file leaves the key out, so defaults that
     /// depend on the machine, like group names, are checked too) and stores it.
     /// Returns a message for the operator when the value is wrong.
-    let apply: @Sendable (_ value: TOMLValueConvertible?, _ config: inout SluiceConfig) -> String?
+    let apply: @Sendable (_ value: TOMLValueConvertible?, _ config: inout Root) -> String?
 }
 
 /// Why a value cannot be used, for the operator (the file, line and key are
@@ -28,9 +39,19 @@ public struct ConfigValueRejected: Error, Sendable {
 public struct ConfigSection: Sendable {
     public let name: String
     public let doc: String
-    public let keys: [ConfigKey]
+    public let keys: [ConfigKey<SluiceConfig>]
+    /// Arrays of tables inside this table (`[[pipeline.modules]]`), decoded
+    /// on their own rather than as keys.
+    public let tableArrays: [String]
 
-    public func key(named name: String) -> ConfigKey? { keys.first { $0.name == name } }
+    public init(name: String, doc: String, keys: [ConfigKey<SluiceConfig>], tableArrays: [String] = []) {
+        self.name = name
+        self.doc = doc
+        self.keys = keys
+        self.tableArrays = tableArrays
+    }
+
+    public func key(named name: String) -> ConfigKey<SluiceConfig>? { keys.first { $0.name == name } }
 }
 
 extension SluiceConfig {
@@ -62,6 +83,73 @@ extension SluiceConfig {
         ConfigSection(name: "plugins", doc: "Driver-quirk plugins.", keys: [
             .absolutePath("dir", \.plugins.directory, doc: "Directory the driver-quirk plugins (*.so) are loaded from."),
         ]),
+        ConfigSection(name: "pipeline", doc: "The AF_XDP receive pipeline.", keys: [
+            .choice("mode", \.pipeline.mode,
+                    doc: "inline = modules on the RX thread; pipelined = RX thread -> lock-free ring -> worker thread."),
+            .boolean("autostart", \.pipeline.autostart,
+                     doc: "Start the pipeline when sluiced starts (else: pipeline.start)."),
+            .integer("batch_size", \.pipeline.batchSize, in: Pipeline.batchSizeRange,
+                     doc: "Descriptors taken per ring peek."),
+            .integer("frame_size", \.pipeline.frameSize, oneOf: Pipeline.frameSizes, doc: "Bytes per UMEM frame."),
+            .integer("frames", \.pipeline.frames, powerOfTwoIn: Pipeline.framesRange, doc: "UMEM frames per socket."),
+            .integer("rx_ring", \.pipeline.rxRing, powerOfTwoIn: Pipeline.xdpRingRange, doc: "AF_XDP RX ring size."),
+            .integer("tx_ring", \.pipeline.txRing, powerOfTwoIn: Pipeline.xdpRingRange, doc: "AF_XDP TX ring size."),
+            .integer("fill_ring", \.pipeline.fillRing, powerOfTwoIn: Pipeline.xdpRingRange,
+                     doc: "AF_XDP fill ring size."),
+            .integer("completion_ring", \.pipeline.completionRing, powerOfTwoIn: Pipeline.xdpRingRange,
+                     doc: "AF_XDP completion ring size."),
+            .integer("handoff_ring", \.pipeline.handoffRing, powerOfTwoIn: Pipeline.handoffRingRange,
+                     doc: "RX thread -> worker ring size (pipelined)."),
+        ], tableArrays: ["modules"]),
+    ]
+
+    /// Top-level arrays of tables, `[[interface]]`, decoded on their own.
+    public static let tableArrays = ["interface"]
+
+    /// The keys of each `[[interface]]`.
+    public static let interfaceKeys: [ConfigKey<Interface>] = [
+        .string("name", \.name, allowed: "interface name, 1...15 bytes", defaultText: "(required)",
+                doc: "The network interface Sluice takes queues of.") { name in
+            Interface.nameProblem(name).map { .failure(ConfigValueRejected($0)) } ?? .success(name)
+        },
+        .string("plugin", \.plugin, allowed: "plugin name or \"\"", defaultText: "\"\"",
+                doc: "Force a driver plugin by name; \"\" = the plugin with the highest score.") { name in
+            if name.isEmpty { return .success(nil) }
+            return Interface.pluginNameProblem(name).map { .failure(ConfigValueRejected($0)) } ?? .success(name)
+        },
+        .list("channels", allowed: "unique integers 0...65535", defaultText: "(all receive channels)",
+              doc: "Channels to bind AF_XDP sockets to.", maximumCount: 65536, unique: { "channel \($0)" },
+              store: { $0.channels = $1 }) { value in
+            guard let number = value.int else { return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "integers", got: value))) }
+            guard let channel = UInt32(exactly: number), channel <= 65535 else {
+                return .failure(ConfigValueRejected("channel \(number) is out of range 0...65535"))
+            }
+            return .success(channel)
+        },
+        .choice("bind_mode", \.bindMode,
+                doc: "auto = zero-copy, falling back to copy; zerocopy = fail where the driver cannot; copy."),
+        .choice("attach_mode", \.attachMode, doc: "native = driver XDP; skb = generic XDP."),
+        .cpuList("rx_cpus", \.rxCPUs, doc: "Pin the RX thread of the i-th channel to rx_cpus[i % count]; [] = no pinning."),
+        .cpuList("worker_cpus", \.workerCPUs, doc: "The same for worker threads (pipelined)."),
+        .list("prefilter_protocols", allowed: Interface.PrefilterProtocol.allCases.map(\.rawValue).joined(separator: "|"),
+              defaultText: "[]", doc: "[] = every packet to Sluice; else only these protocols, the rest to the kernel.",
+              maximumCount: Interface.PrefilterProtocol.allCases.count, unique: { ConfigText.quoted($0.rawValue) },
+              store: { $0.prefilterProtocols = $1 }) { value in
+            guard let text = value.string else {
+                return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "strings", got: value)))
+            }
+            guard let proto = Interface.PrefilterProtocol(rawValue: text) else {
+                let names = Interface.PrefilterProtocol.allCases.map(\.rawValue).joined(separator: ", ")
+                return .failure(ConfigValueRejected("\(ConfigText.quoted(text)) is not one of \(names)"))
+            }
+            return .success(proto)
+        },
+        .list("prefilter_ports", allowed: "ports 0...65535 or \"LOW-HIGH\" strings, at most \(Interface.maximumPrefilterPorts)",
+              defaultText: "[]", doc: "With udp/tcp: only these destination ports.",
+              maximumCount: Interface.maximumPrefilterPorts, unique: { Interface.describe(ports: $0) },
+              store: { $0.prefilterPorts = $1 }) { value in
+            Interface.portRange(value)
+        },
     ]
 
     /// `sun_path` holds 108 bytes including the terminating NUL.
@@ -72,30 +160,126 @@ extension SluiceConfig {
 
 extension ConfigKey {
     /// PATH_MAX less the NUL.
-    public static let pathMaximumBytes = 4095
+    public static var pathMaximumBytes: Int { 4095 }
+}
 
+extension ConfigKey where Root: ConfigSchemaRoot {
     public static func integer(
-        _ name: String, _ keyPath: WritableKeyPath<SluiceConfig, Int> & Sendable,
+        _ name: String, _ keyPath: WritableKeyPath<Root, Int> & Sendable,
         in range: ClosedRange<Int>, doc: String
     ) -> ConfigKey {
-        ConfigKey(
-            name: name, allowed: "\(range.lowerBound)...\(range.upperBound)", doc: doc,
-            defaultText: String(SluiceConfig.defaults[keyPath: keyPath])
-        ) { value, config in
-            guard let value else { return nil }
-            guard let integer = value.int else { return mismatch(expected: "an integer", got: value) }
+        .integer(name, keyPath, allowed: "\(range.lowerBound)...\(range.upperBound)", doc: doc) { integer in
+            range.contains(integer) ? nil : "\(integer) is out of range \(range.lowerBound)...\(range.upperBound)"
+        }
+    }
+
+    /// Ring and UMEM sizes: the kernel and the rings mask indices, so only
+    /// powers of two work.
+    public static func integer(
+        _ name: String, _ keyPath: WritableKeyPath<Root, Int> & Sendable,
+        powerOfTwoIn range: ClosedRange<Int>, doc: String
+    ) -> ConfigKey {
+        .integer(name, keyPath, allowed: "power of two, \(range.lowerBound)...\(range.upperBound)", doc: doc) { integer in
             guard range.contains(integer) else {
                 return "\(integer) is out of range \(range.lowerBound)...\(range.upperBound)"
             }
+            return integer & (integer - 1) == 0 ? nil : "\(integer) is not a power of two"
+        }
+    }
+
+    public static func integer(
+        _ name: String, _ keyPath: WritableKeyPath<Root, Int> & Sendable,
+        oneOf choices: [Int], doc: String
+    ) -> ConfigKey {
+        let names = choices.map(String.init).joined(separator: "|")
+        return .integer(name, keyPath, allowed: names, doc: doc) { integer in
+            choices.contains(integer) ? nil : "\(integer) is not one of \(choices.map(String.init).joined(separator: ", "))"
+        }
+    }
+
+    /// `check` returns why an integer of the right type is still wrong.
+    static func integer(
+        _ name: String, _ keyPath: WritableKeyPath<Root, Int> & Sendable,
+        allowed: String, doc: String, check: @escaping @Sendable (Int) -> String?
+    ) -> ConfigKey {
+        ConfigKey(
+            name: name, allowed: allowed, doc: doc, defaultText: String(Root.schemaDefaults[keyPath: keyPath])
+        ) { value, config in
+            guard let value else { return nil }
+            guard let integer = value.int else { return mismatch(expected: "an integer", got: value) }
+            if let problem = check(integer) { return problem }
             config[keyPath: keyPath] = integer
             return nil
+        }
+    }
+
+    public static func boolean(
+        _ name: String, _ keyPath: WritableKeyPath<Root, Bool> & Sendable, doc: String
+    ) -> ConfigKey {
+        ConfigKey(
+            name: name, allowed: "true|false", doc: doc, defaultText: String(Root.schemaDefaults[keyPath: keyPath])
+        ) { value, config in
+            guard let value else { return nil }
+            guard let flag = value.bool else { return mismatch(expected: "true or false", got: value) }
+            config[keyPath: keyPath] = flag
+            return nil
+        }
+    }
+
+    /// An array whose items `convert` checks one by one; at most
+    /// `maximumCount` items, and with `unique` no item twice (`unique`
+    /// names an item in the message). `store` runs only when every item is good.
+    public static func list<Item: Hashable>(
+        _ name: String, allowed: String, defaultText: String, doc: String,
+        maximumCount: Int, unique: (@Sendable (Item) -> String)?,
+        store: @escaping @Sendable (inout Root, [Item]) -> Void,
+        convert: @escaping @Sendable (TOMLValueConvertible) -> Result<Item, ConfigValueRejected>
+    ) -> ConfigKey {
+        ConfigKey(name: name, allowed: allowed, doc: doc, defaultText: defaultText) { value, config in
+            guard let value else { return nil }
+            guard let array = value.array else { return mismatch(expected: "an array", got: value) }
+            guard array.count <= maximumCount else {
+                return "\(array.count) items, at most \(maximumCount) allowed"
+            }
+            var items: [Item] = []
+            var seen: Set<Item> = []
+            for element in array {
+                switch convert(element) {
+                case .failure(let rejection):
+                    return rejection.message
+                case .success(let item):
+                    if let unique, !seen.insert(item).inserted { return "\(unique(item)) is listed twice" }
+                    items.append(item)
+                }
+            }
+            store(&config, items)
+            return nil
+        }
+    }
+
+    /// CPU numbers for thread pinning; the same CPU may serve several threads.
+    public static func cpuList(
+        _ name: String, _ keyPath: WritableKeyPath<Root, [Int]> & Sendable, doc: String
+    ) -> ConfigKey {
+        let cpus = SluiceConfig.Interface.cpuRange
+        return .list(
+            name, allowed: "integers \(cpus.lowerBound)...\(cpus.upperBound)", defaultText: "[]", doc: doc,
+            maximumCount: cpus.count, unique: nil, store: { $0[keyPath: keyPath] = $1 }
+        ) { value in
+            guard let cpu = value.int else {
+                return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "integers", got: value)))
+            }
+            guard cpus.contains(cpu) else {
+                return .failure(ConfigValueRejected("CPU \(cpu) is out of range \(cpus.lowerBound)...\(cpus.upperBound)"))
+            }
+            return .success(cpu)
         }
     }
 
     /// A key whose TOML value is a string that `convert` turns into the stored
     /// value, or rejects with a message for the operator.
     public static func string<Value>(
-        _ name: String, _ keyPath: WritableKeyPath<SluiceConfig, Value> & Sendable,
+        _ name: String, _ keyPath: WritableKeyPath<Root, Value> & Sendable,
         allowed: String, defaultText: String, doc: String, typeHint: String = "",
         convert: @escaping @Sendable (String) -> Result<Value, ConfigValueRejected>
     ) -> ConfigKey {
@@ -114,12 +298,12 @@ extension ConfigKey {
 
     /// A string that must be one of the cases of `Choice`, spelled as its raw value.
     public static func choice<Choice: RawRepresentable & CaseIterable & Sendable>(
-        _ name: String, _ keyPath: WritableKeyPath<SluiceConfig, Choice> & Sendable, doc: String
+        _ name: String, _ keyPath: WritableKeyPath<Root, Choice> & Sendable, doc: String
     ) -> ConfigKey where Choice.RawValue == String {
         let names = Choice.allCases.map(\.rawValue)
         return .string(
             name, keyPath, allowed: names.joined(separator: "|"),
-            defaultText: quoted(SluiceConfig.defaults[keyPath: keyPath].rawValue), doc: doc
+            defaultText: quoted(Root.schemaDefaults[keyPath: keyPath].rawValue), doc: doc
         ) { text in
             guard let choice = Choice(rawValue: text) else {
                 return .failure(ConfigValueRejected("\(quoted(text)) is not one of \(names.joined(separator: ", "))"))
@@ -129,12 +313,12 @@ extension ConfigKey {
     }
 
     public static func absolutePath(
-        _ name: String, _ keyPath: WritableKeyPath<SluiceConfig, String> & Sendable,
+        _ name: String, _ keyPath: WritableKeyPath<Root, String> & Sendable,
         maximumBytes: Int = pathMaximumBytes, doc: String
     ) -> ConfigKey {
         .string(
             name, keyPath, allowed: "absolute path, at most \(maximumBytes) bytes",
-            defaultText: quoted(SluiceConfig.defaults[keyPath: keyPath]), doc: doc
+            defaultText: quoted(Root.schemaDefaults[keyPath: keyPath]), doc: doc
         ) { path in
             guard path.hasPrefix("/") else { return .failure(ConfigValueRejected("\(quoted(path)) is not an absolute path")) }
             guard !path.utf8.contains(0) else { return .failure(ConfigValueRejected("the path contains a NUL character")) }
@@ -152,11 +336,11 @@ extension ConfigKey {
     /// Permission bits written as an octal string ("0660"): a bare TOML
     /// integer 660 would silently mean something else.
     public static func fileMode(
-        _ name: String, _ keyPath: WritableKeyPath<SluiceConfig, UInt32> & Sendable, doc: String
+        _ name: String, _ keyPath: WritableKeyPath<Root, UInt32> & Sendable, doc: String
     ) -> ConfigKey {
         .string(
             name, keyPath, allowed: "\"0000\"...\"0777\"",
-            defaultText: quoted(octal(SluiceConfig.defaults[keyPath: keyPath])), doc: doc,
+            defaultText: quoted(octal(Root.schemaDefaults[keyPath: keyPath])), doc: doc,
             typeHint: " (write the mode quoted, like \"0660\")"
         ) { text in
             let digits = text.utf8
@@ -170,6 +354,9 @@ extension ConfigKey {
         }
     }
 
+}
+
+extension ConfigKey where Root == SluiceConfig {
     /// A group name, looked up now so a typo fails at load time rather than
     /// when the socket is created. "" is allowed and means "no group".
     public static func group(
@@ -202,6 +389,23 @@ extension ConfigKey {
         }
     }
 
+}
+
+extension ConfigKey {
+    static func mismatch(expected: String, got value: TOMLValueConvertible) -> String {
+        ConfigText.mismatch(expected: expected, got: value)
+    }
+
+    static func quoted(_ string: String) -> String { TOMLSyntax.quoted(string) }
+
+    static func octal(_ mode: UInt32) -> String {
+        let digits = String(mode, radix: 8)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+}
+
+/// Wording shared by every key kind.
+enum ConfigText {
     static func mismatch(expected: String, got value: TOMLValueConvertible) -> String {
         "expected \(expected), got \(typeName(value))"
     }
@@ -215,9 +419,4 @@ extension ConfigKey {
     }
 
     static func quoted(_ string: String) -> String { TOMLSyntax.quoted(string) }
-
-    static func octal(_ mode: UInt32) -> String {
-        let digits = String(mode, radix: 8)
-        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
-    }
 }

@@ -9,6 +9,10 @@ public struct SluiceConfig: Equatable, Sendable {
     public var control = Control()
     public var nic = NIC()
     public var plugins = Plugins()
+    public var pipeline = Pipeline()
+    /// The `[[interface]]` tables, in file order; none by default, so the
+    /// shipped configuration takes no NIC by itself.
+    public var interfaces: [Interface] = []
 
     public init() {}
 

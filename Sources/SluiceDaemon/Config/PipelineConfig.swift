@@ -1,0 +1,161 @@
+import SluiceModules
+import TOMLKit
+
+extension SluiceConfig {
+    /// `[pipeline]`: how packets travel from the AF_XDP sockets through the modules.
+    public struct Pipeline: Equatable, Sendable {
+        public enum Mode: String, CaseIterable, Sendable {
+            /// Modules run on the RX thread.
+            case inline
+            /// RX thread -> lock-free ring -> worker thread, so a slow module
+            /// (pcap on a slow disk) stalls the worker and not the RX ring.
+            case pipelined
+        }
+
+        public var mode: Mode = .pipelined
+        public var autostart = true
+        public var batchSize = 64
+        public var frameSize = 4096
+        public var frames = 4096
+        public var rxRing = 2048, txRing = 2048, fillRing = 4096, completionRing = 2048, handoffRing = 4096
+        /// `[[pipeline.modules]]`, in the order packets pass through them.
+        public var modules: [Module] = []
+
+        public init() {}
+
+        public static let batchSizeRange = 1...1024
+        /// The UMEM chunk sizes AF_XDP accepts in aligned mode.
+        public static let frameSizes = [2048, 4096]
+        public static let framesRange = 64...262_144
+        public static let xdpRingRange = 64...65536
+        public static let handoffRingRange = 64...1_048_576
+    }
+
+    /// One `[[pipeline.modules]]` table: checked with
+    /// `ModuleFactory.validate(kind:options:)`, built by the daemon.
+    public struct Module: Equatable, Sendable {
+        /// One of `ModuleFactory.kinds`.
+        public var kind: String
+        /// Every key of the table but `kind`.
+        public var options: [String: ModuleOptionValue]
+        /// The line of the `[[pipeline.modules]]` header, for messages about
+        /// the module at run time (nil when the config was not read from text).
+        public var line: Int?
+
+        public init(kind: String, options: [String: ModuleOptionValue] = [:], line: Int? = nil) {
+            self.kind = kind
+            self.options = options
+            self.line = line
+        }
+    }
+
+    /// One `[[interface]]` table: a NIC Sluice takes queues of.
+    public struct Interface: Equatable, Sendable, ConfigSchemaRoot {
+        public enum BindMode: String, CaseIterable, Sendable {
+            /// Zero-copy, falling back to copy where the driver cannot.
+            case auto
+            case zerocopy
+            case copy
+        }
+
+        public enum AttachMode: String, CaseIterable, Sendable {
+            /// Driver XDP.
+            case native
+            /// Generic XDP, for drivers without XDP support (slow).
+            case skb
+        }
+
+        public enum PrefilterProtocol: String, CaseIterable, Sendable {
+            case udp, tcp, icmp, icmpv6
+        }
+
+        public var name: String
+        /// A driver plugin forced by name; nil = the plugin with the highest score.
+        public var plugin: String?
+        /// nil = every receive channel the interface has.
+        public var channels: [UInt32]?
+        public var bindMode: BindMode = .auto
+        public var attachMode: AttachMode = .native
+        /// The RX thread of the i-th channel runs on `rxCPUs[i % count]`; [] = not pinned.
+        public var rxCPUs: [Int] = []
+        public var workerCPUs: [Int] = []
+        /// [] = every packet goes to Sluice; else only these, the rest to the kernel.
+        public var prefilterProtocols: [PrefilterProtocol] = []
+        /// Destination ports (udp/tcp only); [] = any port.
+        public var prefilterPorts: [ClosedRange<UInt16>] = []
+
+        public init(name: String) { self.name = name }
+
+        public static var schemaDefaults: Interface { Interface(name: "") }
+
+        /// IFNAMSIZ less the NUL.
+        public static let maximumNameBytes = 15
+        /// SLUICE_PLUGIN_NAME_MAX in sluice/driver_plugin.h.
+        public static let maximumPluginNameBytes = 31
+        /// The XDP program holds this many port ranges.
+        public static let maximumPrefilterPorts = 16
+        public static let cpuRange = 0...1023
+
+        /// Why the kernel would refuse `name` as an interface name (its
+        /// dev_valid_name), or nil.
+        static func nameProblem(_ name: String) -> String? {
+            let bytes = name.utf8
+            if bytes.isEmpty { return "the interface name is empty" }
+            if bytes.count > maximumNameBytes {
+                return "interface name \(ConfigText.quoted(name)) is \(bytes.count) bytes long; the limit is \(maximumNameBytes)"
+            }
+            if name == "." || name == ".." { return "\(ConfigText.quoted(name)) is not a valid interface name" }
+            let forbidden: Set<UInt8> = [0, UInt8(ascii: "/"), UInt8(ascii: ":"), UInt8(ascii: " "), 0x09, 0x0A, 0x0B, 0x0C, 0x0D]
+            if bytes.contains(where: forbidden.contains) {
+                return "interface name \(ConfigText.quoted(name)) contains '/', ':', whitespace or NUL"
+            }
+            return nil
+        }
+
+        /// Plugin names use the characters the plugin loader accepts.
+        static func pluginNameProblem(_ name: String) -> String? {
+            let bytes = name.utf8
+            if bytes.count > maximumPluginNameBytes {
+                return "plugin name \(ConfigText.quoted(name)) is \(bytes.count) bytes long; the limit is \(maximumPluginNameBytes)"
+            }
+            let allowed = bytes.allSatisfy { byte in
+                TOMLPathComponent.isBareKeyByte(byte) || byte == UInt8(ascii: ".")
+            }
+            return allowed ? nil : "\(ConfigText.quoted(name)) is not a plugin name (letters, digits, '_', '-', '.')"
+        }
+
+        /// A prefilter port: `53` or `"1000-2000"`.
+        static func portRange(_ value: TOMLValueConvertible) -> Result<ClosedRange<UInt16>, ConfigValueRejected> {
+            if let number = value.int {
+                guard let port = UInt16(exactly: number) else {
+                    return .failure(ConfigValueRejected("port \(number) is out of range 0...65535"))
+                }
+                return .success(port...port)
+            }
+            guard let text = value.string else {
+                return .failure(ConfigValueRejected(
+                    ConfigText.mismatch(expected: "port numbers or \"LOW-HIGH\" strings", got: value)))
+            }
+            let parts = text.utf8.split(separator: UInt8(ascii: "-"), omittingEmptySubsequences: false)
+            func port(_ bytes: Substring.UTF8View) -> UInt16? {
+                // Digits only, so " 80" and "+80" are refused rather than guessed at.
+                guard (1...5).contains(bytes.count),
+                      bytes.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+                else { return nil }
+                return UInt16(String(decoding: bytes, as: UTF8.self))
+            }
+            guard parts.count == 2, let low = port(parts[0]), let high = port(parts[1]) else {
+                return .failure(ConfigValueRejected(
+                    "\(ConfigText.quoted(text)) is not a port range \"LOW-HIGH\" with ports 0...65535"))
+            }
+            guard low <= high else {
+                return .failure(ConfigValueRejected("port range \(ConfigText.quoted(text)) ends before it starts"))
+            }
+            return .success(low...high)
+        }
+
+        static func describe(ports: ClosedRange<UInt16>) -> String {
+            ports.lowerBound == ports.upperBound ? "port \(ports.lowerBound)" : "port range \(ports.lowerBound)-\(ports.upperBound)"
+        }
+    }
+}
