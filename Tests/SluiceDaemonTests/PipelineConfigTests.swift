@@ -119,6 +119,13 @@ final class PipelineConfigTests: XCTestCase {
             SluiceConfig.Module(kind: "reflect", options: [:], line: 28),
         ]
         XCTAssertEqual(config.pipeline, pipeline)
+        // Each module knows the line of its header; equality ignores it.
+        XCTAssertEqual(config.pipeline.modules.map(\.line), [15, 20, 28])
+        XCTAssertEqual(SluiceConfig.Module(kind: "reflect", line: 1), SluiceConfig.Module(kind: "reflect", line: 2))
+        XCTAssertNotEqual(SluiceConfig.Module(kind: "reflect"), SluiceConfig.Module(kind: "count"))
+        XCTAssertNotEqual(
+            SluiceConfig.Module(kind: "count", options: ["top": .integer(1)]),
+            SluiceConfig.Module(kind: "count", options: ["top": .integer(2)]))
 
         var first = SluiceConfig.Interface(name: "eth0")
         first.plugin = "mlx5"
@@ -249,6 +256,7 @@ final class PipelineConfigTests: XCTestCase {
         XCTAssertEqual(config.pipeline.modules, [
             SluiceConfig.Module(kind: "pcap", options: ["path": .string(path), "max_files": .integer(2)], line: 3),
         ])
+        XCTAssertEqual(config.pipeline.modules.first?.line, 3)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), [])
         // The same options do build a module (which does create the file).
         let module = try ModuleFactory.make(kind: "pcap", options: config.pipeline.modules[0].options)
@@ -319,10 +327,14 @@ final class PipelineConfigTests: XCTestCase {
             channel = [0]
             batch_size = 64
             colour = "blue"
+            [interface.queues]
+            rx = 1
             """), [
             "test.toml:5: interface[0].channel: unknown key; did you mean 'channels'?",
             "test.toml:6: interface[0].batch_size: unknown key; 'batch_size' belongs in [pipeline]",
             "test.toml:7: interface[0].colour: unknown key; [[interface]] has name, plugin, channels, bind_mode,"
+                + " attach_mode, rx_cpus, worker_cpus, prefilter_protocols, prefilter_ports",
+            "test.toml:8: interface[0].queues: unknown table; [[interface]] has name, plugin, channels, bind_mode,"
                 + " attach_mode, rx_cpus, worker_cpus, prefilter_protocols, prefilter_ports",
         ])
         // And the other way round.

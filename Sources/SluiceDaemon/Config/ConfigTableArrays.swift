@@ -27,7 +27,8 @@ extension Validation {
             let path = root + [.element(position)]
             guard let table else { continue }
             for name in table.keys where !keys.contains(where: { $0.name == name }) {
-                report(path + [.key(name)], "unknown key" + suggestion(
+                let what = isTableLike(table[name]) ? "unknown table" : "unknown key"
+                report(path + [.key(name)], what + suggestion(
                     for: name, among: keys.map(\.name), in: "[[interface]]"))
             }
             var interface = SluiceConfig.Interface(name: "")

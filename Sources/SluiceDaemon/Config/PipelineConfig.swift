@@ -47,6 +47,12 @@ extension SluiceConfig {
             self.options = options
             self.line = line
         }
+
+        /// Ignores `line`: a comment added above a module on reload does not
+        /// make it a different module.
+        public static func == (lhs: Module, rhs: Module) -> Bool {
+            lhs.kind == rhs.kind && lhs.options == rhs.options
+        }
     }
 
     /// One `[[interface]]` table: a NIC Sluice takes queues of.
