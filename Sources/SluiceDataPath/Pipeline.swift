@@ -83,6 +83,8 @@ public struct SocketStatistics: Sendable, Codable, Equatable {
     public var transmitFailed: UInt64
     public var malformed: UInt64
     public var kernel: KernelSocketStatistics
+    /// This socket's module chain, in order.
+    public var modules: [ModuleSnapshot]
     /// Packets that reached the socket or were counted lost on the way:
     /// received plus the kernel's drops for this socket.
     public var accounted: UInt64 { rxPackets &+ kernel.rxDropped &+ kernel.rxRingFull }
@@ -94,8 +96,8 @@ public struct PipelineStatistics: Sendable, Codable, Equatable {
     public var attachMode: XDPAttachMode
     public var programID: UInt32
     public var sockets: [SocketStatistics]
+    /// The XDP program's per-queue counters (empty once stopped).
     public var xdp: [XDPQueueCounters]
-    public var modules: [ModuleSnapshot]
 }
 
 /// One interface's receive pipeline: Sluice's XDP program, a socket per
@@ -106,19 +108,25 @@ public struct PipelineStatistics: Sendable, Codable, Equatable {
 public final class Pipeline: @unchecked Sendable {
     public let config: DataPathConfig
     public let bindings: [ChannelBinding]
-    private let modules: [PacketModule]
+    private let chains: [[PacketModule]]
     private let program: XDPProgram
-    private let runners: [QueueRunner]
+    private var runners: [QueueRunner]
+    /// Taken at stop, after the threads ended: the last word on every counter.
+    private var finalStatistics: PipelineStatistics?
     private let lock = NSLock()
     private var stopped = false
     private let logger = Logger(label: "sluice.datapath")
 
     /// Loads and attaches the XDP program, binds one socket per binding,
-    /// registers each at its XSKMAP key and starts the threads. The same
-    /// module instances serve every socket in `inline` mode only if they are
-    /// safe to call from several threads; pass one chain per binding with
-    /// `modulesPerBinding` otherwise.
-    public init(config: DataPathConfig, bindings: [ChannelBinding], modules: [PacketModule]) throws {
+    /// registers each at its XSKMAP key and starts the threads.
+    ///
+    /// `makeModules` is called once per binding: a module instance belongs
+    /// to one data-path thread (the socket's RX thread, or its worker), so
+    /// every socket gets a chain of its own.
+    public init(
+        config: DataPathConfig, bindings: [ChannelBinding],
+        makeModules: (ChannelBinding) throws -> [PacketModule]
+    ) throws {
         try config.validate()
         guard !bindings.isEmpty else { throw DataPathError("no channels to bind on \(config.interface)") }
         var seenQueues = Set<UInt32>(), seenKeys = Set<UInt32>()
@@ -129,7 +137,6 @@ public final class Pipeline: @unchecked Sendable {
         }
         self.config = config
         self.bindings = bindings
-        self.modules = modules
         let rxQueues = try InterfaceFacts.rxQueueCount(config.interface)
         for binding in bindings where Int(binding.bindQueue) >= rxQueues {
             throw DataPathError("\(config.interface) has \(rxQueues) rx queues; channel \(binding.channel) asks for queue \(binding.bindQueue)")
@@ -143,8 +150,11 @@ public final class Pipeline: @unchecked Sendable {
             interface: config.interface, mode: config.attachMode, mapEntries: entries,
             queueToKey: queueToKey, prefilter: config.prefilter)
         var runners: [QueueRunner] = []
+        var chains: [[PacketModule]] = []
         do {
             for binding in bindings {
+                let modules = try makeModules(binding)
+                chains.append(modules)
                 let socket = try XSKSocket(
                     interface: config.interface, queue: binding.bindQueue, geometry: config.geometry,
                     bindMode: config.bindMode, driver: driver)
@@ -157,6 +167,7 @@ public final class Pipeline: @unchecked Sendable {
             throw error
         }
         self.runners = runners
+        self.chains = chains
         for (index, runner) in runners.enumerated() {
             runner.start(
                 rxCPU: config.rxCPUs.isEmpty ? nil : config.rxCPUs[index % config.rxCPUs.count],
@@ -166,28 +177,34 @@ public final class Pipeline: @unchecked Sendable {
 
     deinit { stop() }
 
-    /// Stops the threads, flushes the modules and detaches the program.
-    /// Fine to call more than once.
+    /// Stops the threads, detaches the program, closes the sockets and
+    /// flushes the modules. Fine to call more than once.
     public func stop() {
         lock.lock()
         defer { lock.unlock() }
-        guard !stopped else { return }
-        stopped = true
+        guard finalStatistics == nil else { return }
         for runner in runners where !runner.stop() {
             logger.error("data-path threads of \(config.interface) queue \(runner.binding.bindQueue) did not stop in time")
         }
+        finalStatistics = collectStatistics()
         for binding in bindings { program.unregister(key: binding.xskmapKey) }
         program.close()
-        for module in modules { module.flush() }
+        for chain in chains { for module in chain { module.flush() } }
+        if runners.allSatisfy({ $0.isStopped }) { runners = [] }  // closes the sockets, frees the UMEMs
     }
 
     public var programID: UInt32 { program.programID }
 
+    /// Counters now, or as they were at stop.
     public func statistics() -> PipelineStatistics {
+        lock.withLock { finalStatistics ?? collectStatistics() }
+    }
+
+    private func collectStatistics() -> PipelineStatistics {
         PipelineStatistics(
             interface: config.interface, mode: config.mode, attachMode: config.attachMode,
             programID: program.programID,
-            sockets: runners.map { runner in
+            sockets: zip(runners, chains).map { runner, chain in
                 let counters = runner.counters
                 return SocketStatistics(
                     channel: runner.binding.channel, queue: runner.binding.bindQueue,
@@ -197,9 +214,9 @@ public final class Pipeline: @unchecked Sendable {
                     handoffDrops: counters[.handoffDrops], passed: counters[.passed],
                     dropped: counters[.dropped], transmitted: counters[.transmitted],
                     transmitFailed: counters[.transmitFailed], malformed: counters[.malformed],
-                    kernel: runner.socket.kernelStatistics())
+                    kernel: runner.socket.kernelStatistics(),
+                    modules: chain.map { $0.snapshot() })
             },
-            xdp: lock.withLock { stopped } ? [] : program.counters(),
-            modules: modules.map { $0.snapshot() })
+            xdp: program.counters())
     }
 }

@@ -130,13 +130,18 @@ final class QueueRunner: @unchecked Sendable {
         return thread
     }
 
+    private(set) var isStopped = false
+
     /// Asks the threads to finish and waits for them (bounded by `timeout`).
+    /// A thread that does not finish keeps the socket alive (it is never
+    /// freed under a running thread).
     func stop(timeout: Double = 5) -> Bool {
         stopping.store(true, ordering: .releasing)
         stopBell.ring()
         workerBell?.ring()
         returnBell?.ring()
-        return exited.wait(timeout: .now() + timeout) == .success
+        isStopped = isStopped || exited.wait(timeout: .now() + timeout) == .success
+        return isStopped
     }
 
     // MARK: RX thread

@@ -12,9 +12,17 @@ final class TallyModule: PacketModule {
     private let lock = NSLock()
     private var perQueue: [UInt16: Int] = [:]
     private var perPort: [UInt16: Int] = [:]
-    private var verdict: Verdict
+    private let verdict: Verdict
+    private let swapMACs: Bool
+    private let workPerBatch: Duration
 
-    init(verdict: Verdict = .pass) { self.verdict = verdict }
+    /// `workPerBatch` busy-waits per batch to stand in for an expensive
+    /// module; `swapMACs` turns frames around for `.transmit`.
+    init(verdict: Verdict = .pass, swapMACs: Bool = false, workPerBatch: Duration = .zero) {
+        self.verdict = verdict
+        self.swapMACs = swapMACs
+        self.workPerBatch = workPerBatch
+    }
 
     func process(_ batch: PacketBatch) {
         lock.lock()
@@ -23,6 +31,14 @@ final class TallyModule: PacketModule {
             perQueue[batch.descriptors[index].queue, default: 0] += 1
             perPort[batch.headers[index].destinationPort, default: 0] += 1
             batch.descriptors[index].verdict = verdict
+            if swapMACs {
+                let frame = batch.bytes(at: index)
+                for offset in 0..<6 { frame.swapAt(offset, offset + 6) }
+            }
+        }
+        if workPerBatch > .zero {
+            let clock = ContinuousClock(), end = clock.now.advanced(by: workPerBatch)
+            while clock.now < end {}
         }
     }
 

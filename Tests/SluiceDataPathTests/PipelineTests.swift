@@ -48,7 +48,7 @@ final class PipelineTests: XCTestCase {
         let lab = try makeLab()
         let tally = TallyModule()
         let pipeline = try Pipeline(
-            config: config(lab, mode: mode), bindings: [.identity(channel: 0), .identity(channel: 1)], modules: [tally])
+            config: config(lab, mode: mode), bindings: [.identity(channel: 0), .identity(channel: 1)], makeModules: { _ in [tally] })
         defer { pipeline.stop() }
         XCTAssertTrue(try hasXDPProgram(lab))
         let perWorker = 1500
@@ -64,6 +64,8 @@ final class PipelineTests: XCTestCase {
             UInt64(tally.total) == pipeline.statistics().sockets.reduce(0) { $0 + $1.rxPackets }
         }
         let statistics = pipeline.statistics()
+        XCTAssertEqual(statistics.sockets.map { $0.modules.first?.counters["packets"] }, [UInt64(sent), UInt64(sent)],
+                       "each socket's chain reports (the shared tally's total)")
         let accounted = statistics.sockets.reduce(0) { $0 + $1.accounted + $1.handoffDrops }
         XCTAssertEqual(accounted, UInt64(sent), "\(statistics)")
         XCTAssertEqual(statistics.sockets.map(\.rxPackets), [UInt64(perQueue), UInt64(perQueue)], "one CPU per queue by XPS")
@@ -82,14 +84,14 @@ final class PipelineTests: XCTestCase {
     func testZeroCopyOnVeth() throws {
         let lab = try makeLab()
         XCTAssertThrowsError(
-            try Pipeline(config: config(lab, mode: .inline, bindMode: .zerocopy), bindings: [.identity(channel: 0)], modules: [])
+            try Pipeline(config: config(lab, mode: .inline, bindMode: .zerocopy), bindings: [.identity(channel: 0)], makeModules: { _ in [] })
         ) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("veth cannot do AF_XDP zero-copy on \(lab.appInterface) queue 0"), text)
         }
         XCTAssertFalse(try hasXDPProgram(lab), "a failed start leaves no program behind")
         let pipeline = try Pipeline(
-            config: config(lab, mode: .inline, bindMode: .auto), bindings: [.identity(channel: 0)], modules: [])
+            config: config(lab, mode: .inline, bindMode: .auto), bindings: [.identity(channel: 0)], makeModules: { _ in [] })
         defer { pipeline.stop() }
         let socket = try XCTUnwrap(pipeline.statistics().sockets.first)
         XCTAssertFalse(socket.zeroCopy)
@@ -107,7 +109,7 @@ final class PipelineTests: XCTestCase {
         do {
             let tally = TallyModule()
             let mapped = (0..<2).map { ChannelBinding(channel: $0, bindQueue: UInt32($0 + 2), xskmapKey: UInt32($0 + 2)) }
-            let pipeline = try Pipeline(config: config(lab, mode: .inline), bindings: mapped, modules: [tally])
+            let pipeline = try Pipeline(config: config(lab, mode: .inline), bindings: mapped, makeModules: { _ in [tally] })
             defer { pipeline.stop() }
             try flows.send(perWorker: perWorker)
             try waitUntil("\(2 * perWorker) packets through queues 2-3") { tally.total >= 2 * perWorker }
@@ -116,7 +118,7 @@ final class PipelineTests: XCTestCase {
         }
         let tally = TallyModule()
         let pipeline = try Pipeline(
-            config: config(lab, mode: .inline), bindings: [.identity(channel: 0), .identity(channel: 1)], modules: [tally])
+            config: config(lab, mode: .inline), bindings: [.identity(channel: 0), .identity(channel: 1)], makeModules: { _ in [tally] })
         defer { pipeline.stop() }
         try flows.send(perWorker: perWorker)
         // The XDP program's counters are the witness that the traffic came by:
@@ -137,7 +139,7 @@ final class PipelineTests: XCTestCase {
         try lab.inApp(["ip", "link", "set", "dev", lab.appInterface, "xdpgeneric", "obj", object.path, "sec", "xdp"], check: true)
         XCTAssertTrue(try hasXDPProgram(lab))
         XCTAssertThrowsError(
-            try Pipeline(config: config(lab, mode: .inline), bindings: [.identity(channel: 0)], modules: [])
+            try Pipeline(config: config(lab, mode: .inline), bindings: [.identity(channel: 0)], makeModules: { _ in [] })
         ) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("\(lab.appInterface) already has an XDP program (id "), text)
@@ -154,7 +156,7 @@ final class PipelineTests: XCTestCase {
         if let interface = ProcessInfo.processInfo.environment["SLUICE_DP_HOLD_INTERFACE"] {
             // Child mode: attach and wait to be killed.
             let pipeline = try Pipeline(
-                config: DataPathConfig(interface: interface), bindings: [.identity(channel: 0)], modules: [])
+                config: DataPathConfig(interface: interface), bindings: [.identity(channel: 0)], makeModules: { _ in [] })
             print("attached \(pipeline.programID)")
             while true { sleep(60) }
         }
@@ -173,5 +175,75 @@ final class PipelineTests: XCTestCase {
         child.waitUntilExit()
         XCTAssertEqual(child.terminationReason, .uncaughtSignal)
         try waitUntil("the kernel detached the dead process's program") { try !hasXDPProgram(lab) }
+    }
+
+    /// With a UDP-port prefilter only that flow reaches Sluice; another UDP
+    /// port and ICMP go to the kernel, so ping keeps working.
+    func testPrefilterPassesEverythingElseToTheKernel() throws {
+        let lab = try makeLab()
+        var config = config(lab, mode: .inline)
+        config.prefilter = Prefilter(protocols: [.udp], destinationPorts: [9000...9000])
+        let tally = TallyModule()
+        let pipeline = try Pipeline(
+            config: config, bindings: [.identity(channel: 0), .identity(channel: 1)], makeModules: { _ in [tally] })
+        defer { pipeline.stop() }
+        let perWorker = 500
+        try UDPFlows(lab: lab, ports: [9000, 9001]).send(perWorker: perWorker)
+        let ping = try lab.inGenerator(["ping", "-c", "3", "-i", "0.2", "-W", "2", lab.appAddress])
+        XCTAssertTrue(ping.succeeded, "ping across the veth with Sluice attached: \(ping)")
+        try waitUntil("the matching flow arrived") { tally.total >= 2 * perWorker }
+        XCTAssertEqual(tally.ports, [9000: 2 * perWorker], "only the prefiltered port")
+        let xdp = pipeline.statistics().xdp
+        XCTAssertEqual(xdp.reduce(0) { $0 + $1.redirected }, UInt64(2 * perWorker))
+        XCTAssertGreaterThanOrEqual(xdp.reduce(0) { $0 + $1.passed }, UInt64(2 * perWorker + 3), "port 9001 and the pings")
+    }
+
+    /// A worker that cannot keep up: the RX → worker ring fills and what
+    /// does not fit is counted as hand-off drops; nothing goes uncounted.
+    func testFullHandoffRingIsCountedAsDrops() throws {
+        let lab = try makeLab()
+        var config = config(lab, mode: .pipelined)
+        config.handoffRingSize = 2
+        let tally = TallyModule(workPerBatch: .milliseconds(2))
+        let pipeline = try Pipeline(config: config, bindings: [.identity(channel: 0), .identity(channel: 1)],
+                                    makeModules: { _ in [tally] })
+        defer { pipeline.stop() }
+        let perWorker = 2000
+        try UDPFlows(lab: lab, ports: [9000]).send(perWorker: perWorker)
+        let sent = UInt64(2 * perWorker)
+        try waitUntil("every packet received or counted", timeout: .seconds(30)) {
+            let sockets = pipeline.statistics().sockets
+            return sockets.reduce(0) { $0 + $1.accounted } >= sent
+                && sockets.reduce(0) { $0 + $1.rxPackets - $1.handoffDrops } == UInt64(tally.total)
+        }
+        let sockets = pipeline.statistics().sockets
+        let handoffDrops = sockets.reduce(0) { $0 + $1.handoffDrops }
+        XCTAssertGreaterThan(handoffDrops, 0, "the ring of 2 overflowed")
+        XCTAssertEqual(UInt64(tally.total) + handoffDrops + sockets.reduce(0) { $0 + $1.kernel.rxDropped + $1.kernel.rxRingFull },
+                       sent, "\(sockets)")
+    }
+
+    /// `.transmit` sends the frame back out of the socket it came from: the
+    /// generator end receives exactly what was reflected.
+    func testTransmitVerdictSendsFramesBack() throws {
+        let lab = try makeLab()
+        let reflector = TallyModule(verdict: .transmit, swapMACs: true)
+        let pipeline = try Pipeline(
+            config: config(lab, mode: .pipelined), bindings: [.identity(channel: 0), .identity(channel: 1)],
+            makeModules: { _ in [reflector] })
+        defer { pipeline.stop() }
+        let before = try generatorReceived(lab)
+        let perWorker = 500
+        try UDPFlows(lab: lab, ports: [9000]).send(perWorker: perWorker)
+        try waitUntil("the generator got the reflected frames") { try generatorReceived(lab) - before >= 2 * perWorker }
+        XCTAssertEqual(try generatorReceived(lab) - before, 2 * perWorker)
+        let sockets = pipeline.statistics().sockets
+        XCTAssertEqual(sockets.reduce(0) { $0 + $1.transmitted }, UInt64(2 * perWorker))
+        XCTAssertEqual(sockets.reduce(0) { $0 + $1.transmitFailed }, 0)
+    }
+
+    private func generatorReceived(_ lab: Lab) throws -> Int {
+        let text = try lab.inGenerator(["cat", "/sys/class/net/\(lab.generatorInterface)/statistics/rx_packets"], check: true).stdout
+        return try XCTUnwrap(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
     }
 }
