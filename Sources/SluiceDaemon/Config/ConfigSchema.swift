@@ -85,7 +85,8 @@ extension SluiceConfig {
         ]),
         ConfigSection(name: "pipeline", doc: "The AF_XDP receive pipeline.", keys: [
             .choice("mode", \.pipeline.mode,
-                    doc: "inline = modules on the RX thread; pipelined = RX thread -> lock-free ring -> worker thread."),
+                    doc: "inline = modules on the RX thread;"
+                        + " pipelined = RX thread -> lock-free ring -> worker thread."),
             .boolean("autostart", \.pipeline.autostart,
                      doc: "Start the pipeline when sluiced starts (else: pipeline.start)."),
             .integer("batch_size", \.pipeline.batchSize, in: Pipeline.batchSizeRange,
@@ -119,37 +120,23 @@ extension SluiceConfig {
         },
         .list("channels", allowed: "unique integers 0...65535", defaultText: "(all receive channels)",
               doc: "Channels to bind AF_XDP sockets to.", maximumCount: 65536, unique: { "channel \($0)" },
-              store: { $0.channels = $1 }) { value in
-            guard let number = value.int else { return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "integers", got: value))) }
-            guard let channel = UInt32(exactly: number), channel <= 65535 else {
-                return .failure(ConfigValueRejected("channel \(number) is out of range 0...65535"))
-            }
-            return .success(channel)
-        },
+              store: { $0.channels = $1 }, convert: { Interface.channel($0) }),
         .choice("bind_mode", \.bindMode,
                 doc: "auto = zero-copy, falling back to copy; zerocopy = fail where the driver cannot; copy."),
         .choice("attach_mode", \.attachMode, doc: "native = driver XDP; skb = generic XDP."),
-        .cpuList("rx_cpus", \.rxCPUs, doc: "Pin the RX thread of the i-th channel to rx_cpus[i % count]; [] = no pinning."),
+        .cpuList("rx_cpus", \.rxCPUs,
+                 doc: "Pin the RX thread of the i-th channel to rx_cpus[i % count]; [] = no pinning."),
         .cpuList("worker_cpus", \.workerCPUs, doc: "The same for worker threads (pipelined)."),
-        .list("prefilter_protocols", allowed: Interface.PrefilterProtocol.allCases.map(\.rawValue).joined(separator: "|"),
-              defaultText: "[]", doc: "[] = every packet to Sluice; else only these protocols, the rest to the kernel.",
+        .list("prefilter_protocols",
+              allowed: Interface.PrefilterProtocol.allCases.map(\.rawValue).joined(separator: "|"), defaultText: "[]",
+              doc: "[] = every packet to Sluice; else only these protocols, the rest to the kernel.",
               maximumCount: Interface.PrefilterProtocol.allCases.count, unique: { ConfigText.quoted($0.rawValue) },
-              store: { $0.prefilterProtocols = $1 }) { value in
-            guard let text = value.string else {
-                return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "strings", got: value)))
-            }
-            guard let proto = Interface.PrefilterProtocol(rawValue: text) else {
-                let names = Interface.PrefilterProtocol.allCases.map(\.rawValue).joined(separator: ", ")
-                return .failure(ConfigValueRejected("\(ConfigText.quoted(text)) is not one of \(names)"))
-            }
-            return .success(proto)
-        },
-        .list("prefilter_ports", allowed: "ports 0...65535 or \"LOW-HIGH\" strings, at most \(Interface.maximumPrefilterPorts)",
+              store: { $0.prefilterProtocols = $1 }, convert: { Interface.prefilterProtocol($0) }),
+        .list("prefilter_ports",
+              allowed: "ports 0...65535 or \"LOW-HIGH\" strings, at most \(Interface.maximumPrefilterPorts)",
               defaultText: "[]", doc: "With udp/tcp: only these destination ports.",
               maximumCount: Interface.maximumPrefilterPorts, unique: { Interface.describe(ports: $0) },
-              store: { $0.prefilterPorts = $1 }) { value in
-            Interface.portRange(value)
-        },
+              store: { $0.prefilterPorts = $1 }, convert: { Interface.portRange($0) }),
     ]
 
     /// `sun_path` holds 108 bytes including the terminating NUL.
@@ -179,7 +166,8 @@ extension ConfigKey where Root: ConfigSchemaRoot {
         _ name: String, _ keyPath: WritableKeyPath<Root, Int> & Sendable,
         powerOfTwoIn range: ClosedRange<Int>, doc: String
     ) -> ConfigKey {
-        .integer(name, keyPath, allowed: "power of two, \(range.lowerBound)...\(range.upperBound)", doc: doc) { integer in
+        let allowed = "power of two, \(range.lowerBound)...\(range.upperBound)"
+        return .integer(name, keyPath, allowed: allowed, doc: doc) { integer in
             guard range.contains(integer) else {
                 return "\(integer) is out of range \(range.lowerBound)...\(range.upperBound)"
             }
@@ -191,9 +179,9 @@ extension ConfigKey where Root: ConfigSchemaRoot {
         _ name: String, _ keyPath: WritableKeyPath<Root, Int> & Sendable,
         oneOf choices: [Int], doc: String
     ) -> ConfigKey {
-        let names = choices.map(String.init).joined(separator: "|")
-        return .integer(name, keyPath, allowed: names, doc: doc) { integer in
-            choices.contains(integer) ? nil : "\(integer) is not one of \(choices.map(String.init).joined(separator: ", "))"
+        let names = choices.map(String.init)
+        return .integer(name, keyPath, allowed: names.joined(separator: "|"), doc: doc) { integer in
+            choices.contains(integer) ? nil : "\(integer) is not one of \(names.joined(separator: ", "))"
         }
     }
 
@@ -270,7 +258,8 @@ extension ConfigKey where Root: ConfigSchemaRoot {
                 return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "integers", got: value)))
             }
             guard cpus.contains(cpu) else {
-                return .failure(ConfigValueRejected("CPU \(cpu) is out of range \(cpus.lowerBound)...\(cpus.upperBound)"))
+                let range = "\(cpus.lowerBound)...\(cpus.upperBound)"
+                return .failure(ConfigValueRejected("CPU \(cpu) is out of range \(range)"))
             }
             return .success(cpu)
         }

@@ -108,10 +108,12 @@ extension SluiceConfig {
             let bytes = name.utf8
             if bytes.isEmpty { return "the interface name is empty" }
             if bytes.count > maximumNameBytes {
-                return "interface name \(ConfigText.quoted(name)) is \(bytes.count) bytes long; the limit is \(maximumNameBytes)"
+                return "interface name \(ConfigText.quoted(name)) is \(bytes.count) bytes long;"
+                    + " the limit is \(maximumNameBytes)"
             }
             if name == "." || name == ".." { return "\(ConfigText.quoted(name)) is not a valid interface name" }
-            let forbidden: Set<UInt8> = [0, UInt8(ascii: "/"), UInt8(ascii: ":"), UInt8(ascii: " "), 0x09, 0x0A, 0x0B, 0x0C, 0x0D]
+            // dev_valid_name: '/', ':' and isspace() (space, \t \n \v \f \r).
+            let forbidden: Set<UInt8> = [0, UInt8(ascii: "/"), UInt8(ascii: ":"), 0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D]
             if bytes.contains(where: forbidden.contains) {
                 return "interface name \(ConfigText.quoted(name)) contains '/', ':', whitespace or NUL"
             }
@@ -122,12 +124,34 @@ extension SluiceConfig {
         static func pluginNameProblem(_ name: String) -> String? {
             let bytes = name.utf8
             if bytes.count > maximumPluginNameBytes {
-                return "plugin name \(ConfigText.quoted(name)) is \(bytes.count) bytes long; the limit is \(maximumPluginNameBytes)"
+                return "plugin name \(ConfigText.quoted(name)) is \(bytes.count) bytes long;"
+                    + " the limit is \(maximumPluginNameBytes)"
             }
             let allowed = bytes.allSatisfy { byte in
                 TOMLPathComponent.isBareKeyByte(byte) || byte == UInt8(ascii: ".")
             }
             return allowed ? nil : "\(ConfigText.quoted(name)) is not a plugin name (letters, digits, '_', '-', '.')"
+        }
+
+        static func channel(_ value: TOMLValueConvertible) -> Result<UInt32, ConfigValueRejected> {
+            guard let number = value.int else {
+                return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "integers", got: value)))
+            }
+            guard let channel = UInt32(exactly: number), channel <= 65535 else {
+                return .failure(ConfigValueRejected("channel \(number) is out of range 0...65535"))
+            }
+            return .success(channel)
+        }
+
+        static func prefilterProtocol(_ value: TOMLValueConvertible) -> Result<PrefilterProtocol, ConfigValueRejected> {
+            guard let text = value.string else {
+                return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "strings", got: value)))
+            }
+            guard let proto = PrefilterProtocol(rawValue: text) else {
+                let names = PrefilterProtocol.allCases.map(\.rawValue).joined(separator: ", ")
+                return .failure(ConfigValueRejected("\(ConfigText.quoted(text)) is not one of \(names)"))
+            }
+            return .success(proto)
         }
 
         /// A prefilter port: `53` or `"1000-2000"`.
@@ -161,7 +185,8 @@ extension SluiceConfig {
         }
 
         static func describe(ports: ClosedRange<UInt16>) -> String {
-            ports.lowerBound == ports.upperBound ? "port \(ports.lowerBound)" : "port range \(ports.lowerBound)-\(ports.upperBound)"
+            ports.lowerBound == ports.upperBound
+                ? "port \(ports.lowerBound)" : "port range \(ports.lowerBound)-\(ports.upperBound)"
         }
     }
 }
