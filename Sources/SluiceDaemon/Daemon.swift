@@ -201,6 +201,10 @@ struct ReloadOutcome: Codable, Sendable {
         note("control", old.control != new.control, live: false)
         note("nic", old.nic != new.nic, live: false)
         note("plugins", old.plugins != new.plugins, live: false)
+        // Forced plugins apply to the next command; the pipeline's settings
+        // to the next pipeline.start.
+        note("interface", old.interfaces != new.interfaces, live: true)
+        note("pipeline", old.pipeline != new.pipeline, live: true)
     }
 }
 

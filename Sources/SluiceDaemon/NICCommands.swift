@@ -46,13 +46,14 @@ extension Daemon {
                 other: try arguments.integer("other", as: UInt32.self),
                 combined: try arguments.integer("combined", as: UInt32.self))
             let plugins = self.plugins
+            let forced = self.forcedPlugin(for: name)
             let result = try await blocking { () throws -> Served<Channels> in
                 let current = try nic.channels(name).value
                 let facts = try Self.facts(for: name, nic: nic)
                 let proposed = ChannelCounts(
                     rx: change.rx ?? current.rx, tx: change.tx ?? current.tx,
                     combined: change.combined ?? current.combined)
-                let verdict = try plugins.checkChannelsChange(facts, proposed: proposed)
+                let verdict = try plugins.checkChannelsChange(facts, proposed: proposed, forced: forced)
                 guard verdict.allowed else { throw ControlError.busy(verdict.message) }
                 return try nic.setChannels(name, change)
             }
@@ -185,6 +186,11 @@ extension Daemon {
                 "flow_type \"\(text.prefix(32))\" is not one of \(HashFlowType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return type
+    }
+
+    /// The plugin `[[interface]] plugin = "…"` forces for `name`, if any.
+    func forcedPlugin(for name: String) -> String? {
+        config.interfaces.first { $0.name == name }?.plugin
     }
 
     /// The plugin host's view of a real interface, from ethtool and sysfs.

@@ -29,9 +29,9 @@ extension Daemon {
                 ArgumentSpec("channels", .integer, "what-if: combined channel count"),
                 ArgumentSpec("sysfs_rx_queues", .integer, "what-if: rx-* entries in sysfs (0: unknown)"),
                 ArgumentSpec("channel", .integer, "explain only this channel"),
-                ArgumentSpec("plugin", .string, "force this plugin instead of the best score"),
+                ArgumentSpec("plugin", .string, "force this plugin (default: the interface's plugin in config, else the best score)"),
             ]
-        ) { arguments in
+        ) { [weak self] arguments in
             let whatIfKeys = ["driver", "kernel_release", "channels", "sysfs_rx_queues"]
             let forced = try arguments.string("plugin")
             let channel = try arguments.integer("channel", as: UInt32.self)
@@ -41,9 +41,10 @@ extension Daemon {
                     throw ControlError.invalidArgument("\(extra) is for what-if explanations; leave out iface, or leave out \(extra)")
                 }
                 let name = try Self.interfaceName(arguments)
+                let chosen = forced ?? self?.forcedPlugin(for: name)
                 explanation = try await blocking { () throws -> PluginExplanation in
                     let facts = try Self.facts(for: name, nic: nic)
-                    return try plugins.explain(facts, channels: channel.map { [$0] }, forced: forced)
+                    return try plugins.explain(facts, channels: channel.map { [$0] }, forced: chosen)
                 }
             } else {
                 let facts = DriverFacts.synthetic(

@@ -22,14 +22,14 @@ extension Daemon {
             ArgumentSpec("queue", .integer, "deliver to this queue id (as ethtool's action)"),
             ArgumentSpec("channel", .integer, "deliver to this channel: the driver plugin picks the queue id"),
             ArgumentSpec("drop", .boolean, "drop matching packets"),
-            ArgumentSpec("plugin", .string, "force this driver plugin for the channel mapping"),
+            ArgumentSpec("plugin", .string, "force this driver plugin for the channel mapping (default: the interface's plugin in config, else the best score)"),
             ArgumentSpec("location", .integer, "rule slot (default: chosen as ethtool does)"),
             ArgumentSpec("dry_run", .boolean, "change nothing; show the rule and the ethtool line"),
-        ]) { arguments in
+        ]) { [weak self] arguments in
             let name = try Self.interfaceName(arguments)
             let requested = try Self.rule(from: arguments)
             let channel = try arguments.integer("channel", as: UInt32.self)
-            let forced = try arguments.string("plugin")
+            let forced = try arguments.string("plugin") ?? self?.forcedPlugin(for: name)
             let dryRun = try arguments.bool("dry_run") ?? false
             let outcome = try await blocking { () throws -> (SteeringResult, QueueMapping?) in
                 var rule = requested

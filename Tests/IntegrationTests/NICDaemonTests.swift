@@ -138,6 +138,31 @@ final class NICDaemonTests: LabDaemonTestCase {
         }
     }
 
+    func testConfigForcesAPluginPerInterface() throws {
+        try plugins.compile(testPluginSource, as: "libsluice_veth_test.so")
+        daemon.stop()
+        daemon = try DaemonProcess(extraConfig: """
+            [plugins]
+            dir = "\(plugins.path)"
+
+            [[interface]]
+            name = "\(app)"
+            plugin = "generic"
+            """)
+        try daemon.start()
+        let explain = ok(try daemon.call("plugins.explain", ["iface": .string(app), "channel": 1]))
+        XCTAssertEqual(explain["selection"]?["plugin"]?["name"], "generic", "config beats veth_test's higher score")
+        XCTAssertEqual(explain["selection"]?["forced"], true)
+        XCTAssertEqual(explain["mappings"]?.arrayValue?.first?["bind_queue"], 1)
+        let steer = ok(try daemon.call("steer.add", [
+            "iface": .string(app), "flow_type": "udp4", "dst_port": 9, "channel": 1, "dry_run": true,
+        ]))
+        XCTAssertEqual(steer["queue"], 1)
+        // A request may still name another plugin explicitly.
+        let asked = ok(try daemon.call("plugins.explain", ["iface": .string(app), "channel": 1, "plugin": "veth_test"]))
+        XCTAssertEqual(asked["mappings"]?.arrayValue?.first?["bind_queue"], 3)
+    }
+
     func testWhatIfExplainForOldAndNewMlx5() throws {
         try daemon.start()
         let old = ok(try daemon.call("plugins.explain", [
