@@ -59,6 +59,9 @@ public struct DataPathConfig: Sendable, Codable, Equatable {
         guard (1...60_000).contains(pollTimeoutMilliseconds) else {
             throw DataPathError("poll timeout \(pollTimeoutMilliseconds) ms is outside 1...60000")
         }
+        if let prefilter, prefilter.destinationPorts.count > Prefilter.maximumPortRanges {
+            throw DataPathError("prefilter for \(interface) has \(prefilter.destinationPorts.count) port ranges; at most \(Prefilter.maximumPortRanges)")
+        }
         for cpu in rxCPUs + workerCPUs where !(0..<1024).contains(cpu) {
             throw DataPathError("CPU \(cpu) is outside 0...1023")
         }
@@ -143,6 +146,9 @@ public final class Pipeline: @unchecked Sendable {
         }
         let largestKey = Int(bindings.map(\.xskmapKey).max() ?? 0)
         let entries = max(rxQueues, config.minimumXSKMapEntries, largestKey + 1)
+        guard entries <= XDPProgram.maximumMapEntries else {
+            throw DataPathError("XSKMAP size \(entries) for \(config.interface) is outside 1...\(XDPProgram.maximumMapEntries)")
+        }
         var queueToKey: [UInt32: UInt32] = [:]
         for binding in bindings { queueToKey[binding.bindQueue] = binding.xskmapKey }
         let driver = InterfaceFacts.driverName(config.interface) ?? "the driver of \(config.interface)"

@@ -5,7 +5,9 @@ import Atomics
 import CSluiceShims
 import CXDP
 import Foundation
+import Logging
 import SluiceModules
+import SystemPackage
 
 /// Counters one socket's threads write (relaxed, once per batch) and control
 /// threads read at any time.
@@ -80,6 +82,8 @@ final class QueueRunner: @unchecked Sendable {
     private var threads: [Thread] = []
     private let exited = DispatchGroup()
     private let workerExited = DispatchSemaphore(value: 0)
+    private let pollSet = UnsafeMutablePointer<pollfd>.allocate(capacity: 3)
+    private let logger = Logger(label: "sluice.datapath")
 
     init(binding: ChannelBinding, socket: XSKSocket, config: DataPathConfig, modules: [PacketModule]) throws {
         self.binding = binding
@@ -109,7 +113,10 @@ final class QueueRunner: @unchecked Sendable {
         refillFillRing()
     }
 
-    deinit { freeFrames.deallocate() }
+    deinit {
+        freeFrames.deallocate()
+        pollSet.deallocate()
+    }
 
     func start(rxCPU: Int?, workerCPU: Int?) {
         let label = "sluice-rx-\(socket.interface)-\(binding.bindQueue)"
@@ -121,8 +128,13 @@ final class QueueRunner: @unchecked Sendable {
     }
 
     private func makeThread(name: String, cpu: Int?, _ body: @escaping () -> Void) -> Thread {
-        let thread = Thread { [exited] in
-            if let cpu { _ = sluice_pin_current_thread(Int32(cpu)) }
+        let thread = Thread { [exited, logger] in
+            if let cpu {
+                let error = sluice_pin_current_thread(Int32(cpu))
+                if error != 0 {
+                    logger.warning("\(name): cannot pin to CPU \(cpu) (\(Errno(rawValue: error))); running unpinned")
+                }
+            }
             body()
             exited.leave()
         }
@@ -158,7 +170,13 @@ final class QueueRunner: @unchecked Sendable {
                 }
                 refillFillRing()
                 if receiveBatch() > 0 { progress = true }
-                if !progress { idle() }
+                if !progress {
+                    idle()
+                } else if xsk_ring_prod__needs_wakeup(socket.fill) != 0 {
+                    // Busy, but the driver stopped for want of fill descriptors:
+                    // kick it without sleeping (idle() kicks through poll()).
+                    _ = recvfrom(socket.fileDescriptor, nil, 0, Int32(MSG_DONTWAIT), nil, nil)
+                }
             }
         }
         drainAfterStop()
@@ -268,13 +286,12 @@ final class QueueRunner: @unchecked Sendable {
         var mayWaitForWorker = true
         if let fromWorker { mayWaitForWorker = fromWorker.prepareToSleep() }
         if mayWaitForWorker {
-            var descriptors = [
-                pollfd(fd: socket.fileDescriptor, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: stopBell.fileDescriptor, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: returnBell?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0),
-            ]
-            _ = poll(&descriptors, nfds_t(descriptors.count), config.pollTimeoutMilliseconds)
-            if descriptors[2].revents != 0 { returnBell?.reset() }
+            pollSet[0] = pollfd(fd: socket.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            pollSet[1] = pollfd(fd: stopBell.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            // A negative descriptor is ignored by poll(): inline mode has no return bell.
+            pollSet[2] = pollfd(fd: returnBell?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0)
+            _ = poll(pollSet, 3, config.pollTimeoutMilliseconds)
+            if pollSet[2].revents != 0 { returnBell?.reset() }
         }
         fromWorker?.cancelSleep()
     }

@@ -75,7 +75,7 @@ public final class XDPProgram {
     private var countersMap: Int32 = -1
 
     static let noKey = UInt32.max
-    static let maximumMapEntries = 4096
+    public static let maximumMapEntries = 4096
 
     /// Loads the program with maps of `mapEntries` entries (at least the
     /// interface's rx-queue count and every key used), fills `queueToKey`
