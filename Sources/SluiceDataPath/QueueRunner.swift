@@ -153,6 +153,9 @@ final class QueueRunner: @unchecked Sendable {
         workerBell?.ring()
         returnBell?.ring()
         isStopped = isStopped || exited.wait(timeout: .now() + timeout) == .success
+        // The threads' closures hold this runner: let go of them so the
+        // socket and UMEM are freed with it.
+        if isStopped { threads = [] }
         return isStopped
     }
 

@@ -51,6 +51,7 @@ final class PipelineTests: XCTestCase {
             config: config(lab, mode: mode), bindings: [.identity(channel: 0), .identity(channel: 1)], makeModules: { _ in [tally] })
         defer { pipeline.stop() }
         XCTAssertTrue(try hasXDPProgram(lab))
+        XCTAssertEqual(try openXDPSockets(), 2, "one AF_XDP socket per binding")
         let perWorker = 1500
         let flows = UDPFlows(lab: lab, ports: [9000, 9001])
         try flows.send(perWorker: perWorker)
@@ -77,6 +78,8 @@ final class PipelineTests: XCTestCase {
         XCTAssertTrue(statistics.sockets.allSatisfy { !$0.zeroCopy })
         pipeline.stop()
         XCTAssertFalse(try hasXDPProgram(lab), "stop detaches the program")
+        XCTAssertEqual(try openXDPSockets(), 0, "stop closes the sockets")
+        XCTAssertEqual(pipeline.statistics().sockets.map(\.rxPackets), [UInt64(perQueue), UInt64(perQueue)], "counters kept after stop")
     }
 
     /// veth has no zero-copy: `auto` falls back to copy and says why;
@@ -90,6 +93,7 @@ final class PipelineTests: XCTestCase {
             XCTAssertTrue(text.contains("veth cannot do AF_XDP zero-copy on \(lab.appInterface) queue 0"), text)
         }
         XCTAssertFalse(try hasXDPProgram(lab), "a failed start leaves no program behind")
+        XCTAssertEqual(try openXDPSockets(), 0, "nor a socket")
         let pipeline = try Pipeline(
             config: config(lab, mode: .inline, bindMode: .auto), bindings: [.identity(channel: 0)], makeModules: { _ in [] })
         defer { pipeline.stop() }
@@ -240,6 +244,17 @@ final class PipelineTests: XCTestCase {
         let sockets = pipeline.statistics().sockets
         XCTAssertEqual(sockets.reduce(0) { $0 + $1.transmitted }, UInt64(2 * perWorker))
         XCTAssertEqual(sockets.reduce(0) { $0 + $1.transmitFailed }, 0)
+    }
+
+    /// AF_XDP sockets this process holds open: the kernel's SO_DOMAIN of
+    /// every descriptor in /proc/self/fd (`ss --xdp` needs xsk_diag).
+    private func openXDPSockets() throws -> Int {
+        let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap { Int32($0) }
+        return descriptors.filter { descriptor in
+            var domain: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            return getsockopt(descriptor, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain == 44 /* AF_XDP */
+        }.count
     }
 
     private func generatorReceived(_ lab: Lab) throws -> Int {
