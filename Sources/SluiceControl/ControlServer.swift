@@ -289,13 +289,14 @@ public final class ControlServer: Sendable {
         }
         registry.register(CommandSpec(
             "stats.subscribe", level: .read,
-            "Stream statistics as events {\"id\":..,\"event\":\"stats\",\"data\":{..}} on this connection",
+            "Stream statistics as events {\"id\":..,\"event\":\"stats\",\"data\":{..}} on this connection; every \"totals\" object gets a sibling \"rates\" (per second)",
             arguments: [ArgumentSpec("interval_ms", .integer, "milliseconds between events, 100...60000 (default 1000)")]
         )) { [statsProvider] context, arguments in
             let interval = try arguments.integer("interval_ms", as: Int.self, in: 100...60_000) ?? 1000
+            let rates = RateTracker()
             context.session.startStream(name: "stats", id: context.requestID, interval: .milliseconds(interval)) {
                 guard let provider = statsProvider.withLockedValue({ $0 }) else { return nil }
-                return await provider()
+                return rates.annotate(await provider())
             }
             return ["subscribed": "stats", "interval_ms": JSONValue(interval)]
         }

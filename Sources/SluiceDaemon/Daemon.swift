@@ -26,6 +26,8 @@ public final class Daemon: Sendable {
     let nic: NICController
     /// Driver-quirk plugins: the only place queue ids are computed.
     let plugins: PluginHost
+    /// The AF_XDP receive pipelines of the configured interfaces.
+    let pipelines: PipelineManager
     let startedAt = ContinuousClock.now
     let startedWallClock = time(nil)
     private let current: NIOLockedValueBox<SluiceConfig>
@@ -47,6 +49,7 @@ public final class Daemon: Sendable {
             throw DaemonError(description: "cannot open the NIC control backends: \(error)")
         }
         self.plugins = PluginHost(directory: config.plugins.directory, logger: logger)
+        self.pipelines = PipelineManager(nic: nic, plugins: plugins, logger: logger)
         for record in plugins.list() where record.status != .loaded {
             logger.warning("plugin rejected", metadata: [
                 "path": "\(record.path)", "reason": "\(record.reason ?? "")",
@@ -88,15 +91,14 @@ public final class Daemon: Sendable {
         } catch {
             logger.warning("not watching for outside NIC changes", metadata: ["error": "\(error)"])
         }
+        await autostartPipelines()
         do {
             try await group.run()
         } catch {
-            nic.stopMonitoring()
-            await restoreNICs()
+            await stopPipelinesAndRestoreNICs()
             throw error
         }
-        nic.stopMonitoring()
-        await restoreNICs()
+        await stopPipelinesAndRestoreNICs()
         logger.info("sluiced stopped")
     }
 
@@ -112,6 +114,30 @@ public final class Daemon: Sendable {
         default:
             logger.warning("NIC journal", metadata: ["report": "\(report.message)"])
         }
+    }
+
+    /// `pipeline.autostart`: a pipeline that cannot start is logged and the
+    /// daemon stays up, so that the operator can fix it and `pipeline.start`.
+    private func autostartPipelines() async {
+        let config = self.config
+        guard config.pipeline.autostart, !config.interfaces.isEmpty else { return }
+        let pipelines = self.pipelines
+        do {
+            _ = try await blocking { try pipelines.start(config) }
+        } catch {
+            logger.error("pipeline did not start; fix the cause and run `sluicectl pipeline start`", metadata: [
+                "error": "\(error)",
+            ])
+        }
+    }
+
+    /// Pipelines stop first (their XDP program and sockets go), then every
+    /// NIC change is restored.
+    private func stopPipelinesAndRestoreNICs() async {
+        let pipelines = self.pipelines
+        _ = try? await blocking { try pipelines.stop() }
+        nic.stopMonitoring()
+        await restoreNICs()
     }
 
     /// Graceful stop: every NIC change Sluice made goes back, unless someone
@@ -169,9 +195,15 @@ public final class Daemon: Sendable {
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 
+    /// Counters for `stats.get` and the `stats.subscribe` stream: cheap to
+    /// take (atomic loads), so fine on the cooperative pool.
     func statistics() -> JSONValue {
         let control = (try? JSONValue(encoding: server.statistics)) ?? .null
-        return ["uptime_seconds": .double(uptimeSeconds.rounded(toPlaces: 3)), "control": control]
+        let pipelines = (try? WireEncoding.encode(self.pipelines.reports())) ?? .array([])
+        return [
+            "uptime_seconds": .double(uptimeSeconds.rounded(toPlaces: 3)), "control": control,
+            "pipelines": pipelines,
+        ]
     }
 }
 

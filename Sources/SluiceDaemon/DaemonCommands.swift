@@ -10,6 +10,7 @@ extension Daemon {
     func registerCommands() {
         registerNICCommands()
         registerPluginCommands()
+        registerPipelineCommands()
         registry.register(CommandSpec("status", level: .read, "Daemon version, pid, uptime, socket and clients")) {
             [weak self] context, _ in
             guard let self else { throw ControlError.internal("daemon is shutting down") }
@@ -28,7 +29,7 @@ extension Daemon {
                 "you": ["uid": JSONValue(context.peer.uid), "level": .string(context.peer.level.rawValue)],
             ]
         }
-        registry.register(CommandSpec("stats.get", level: .read, "Counters: uptime, control socket")) {
+        registry.register(CommandSpec("stats.get", level: .read, "Counters: uptime, control socket, pipelines (per socket, per module)")) {
             [weak self] _, _ in
             self?.statistics() ?? .null
         }

@@ -45,6 +45,9 @@ extension Daemon {
                 rx: try arguments.integer("rx", as: UInt32.self), tx: try arguments.integer("tx", as: UInt32.self),
                 other: try arguments.integer("other", as: UInt32.self),
                 combined: try arguments.integer("combined", as: UInt32.self))
+            guard !self.pipelines.runningInterfaces.contains(name) else {
+                throw ControlError.busy("a pipeline is running on \(name); stop it first (sluicectl pipeline stop \(name))")
+            }
             let plugins = self.plugins
             let forced = self.forcedPlugin(for: name)
             let result = try await blocking { () throws -> Served<Channels> in

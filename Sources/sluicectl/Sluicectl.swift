@@ -69,7 +69,7 @@ struct Sluicectl: ParsableCommand {
         subcommands: [
             Status.self, Commands.self, Stats.self, Reload.self, Shutdown.self, Call.self,
             NICCommand.self, ChannelsCommand.self, FeaturesCommand.self, RingsCommand.self,
-            SteerCommand.self, FlowHashCommand.self, RSSCommand.self, PluginsCommand.self,
+            SteerCommand.self, FlowHashCommand.self, RSSCommand.self, PluginsCommand.self, PipelineCommand.self,
         ])
 }
 
@@ -166,7 +166,7 @@ struct Stats: ParsableCommand {
     func run() throws {
         guard watch else {
             let result = try connection.call("stats.get")
-            if !connection.json { print(Render.keyValues(result)) }
+            if !connection.json { print(StatsText.summary(result)) }
             return
         }
         let client = try connection.connect()
@@ -179,7 +179,7 @@ struct Stats: ParsableCommand {
                 print(event.serialized())
             } else {
                 if interactive { print("\u{1B}[H\u{1B}[2J", terminator: "") }
-                print(Render.keyValues(event["data"] ?? .null))
+                print(StatsText.summary(event["data"] ?? .null))
                 print("")
             }
             fflush(stdout)

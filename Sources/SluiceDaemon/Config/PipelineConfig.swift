@@ -1,3 +1,4 @@
+import SluiceDataPath
 import SluiceModules
 import TOMLKit
 
@@ -99,7 +100,8 @@ extension SluiceConfig {
         /// SLUICE_PLUGIN_NAME_MAX in sluice/driver_plugin.h.
         public static let maximumPluginNameBytes = 31
         /// The XDP program holds this many port ranges.
-        public static let maximumPrefilterPorts = 16
+        /// As many port ranges as the XDP program's prefilter holds.
+        public static let maximumPrefilterPorts = Prefilter.maximumPortRanges
         public static let cpuRange = 0...1023
 
         /// Why the kernel would refuse `name` as an interface name (its
