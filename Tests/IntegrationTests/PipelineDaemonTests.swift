@@ -1,0 +1,234 @@
+import Foundation
+import SluiceControl
+import SluiceTestSupport
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The receive pipeline run by the real daemon from its config, on a real
+/// lab veth, with trafgen traffic: exact counts, pcap read back by tcpdump,
+/// filter, prefilter, the plugin's mapping end to end, and clean stops.
+final class PipelineDaemonTests: XCTestCase {
+    private var lab: Lab?
+    private var daemon: DaemonProcess?
+    private var plugins: PluginDirectory?
+    private var captureDirectory: String = ""
+
+    override func setUpWithError() throws {
+        try Privilege.require()
+        let plugins = try PluginDirectory()
+        self.plugins = plugins
+        try plugins.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
+        chmod(plugins.path, 0o755)
+        captureDirectory = plugins.path + "-captures"
+        try FileManager.default.createDirectory(atPath: captureDirectory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        daemon?.stop()
+        try? lab?.down()
+        plugins?.remove()
+        try? FileManager.default.removeItem(atPath: captureDirectory)
+    }
+
+    /// A lab and a daemon whose config runs `modules` on the app end.
+    private func start(
+        queues: Int = 2, xpsQueues: [Int]? = nil, mode: String = "pipelined", modules: String,
+        interface: String = ""
+    ) throws -> (Lab, DaemonProcess) {
+        let lab = try Lab.up(queues: queues, xpsQueues: xpsQueues, prefix: "spd")
+        self.lab = lab
+        let daemon = try DaemonProcess(extraConfig: """
+            [plugins]
+            dir = "\(plugins!.path)"
+
+            [pipeline]
+            mode = "\(mode)"
+            frame_size = 2048
+
+            \(modules)
+
+            [[interface]]
+            name = "\(lab.appInterface)"
+            \(interface)
+            """)
+        self.daemon = daemon
+        try daemon.start()
+        try waitUntil("the pipeline to run") { try self.pipeline()?["running"] == true }
+        return (lab, daemon)
+    }
+
+    private func pipeline() throws -> JSONValue? {
+        try daemon?.call("stats.get")["result"]?["pipelines"]?.arrayValue?.first
+    }
+
+    private func module(_ kind: String) throws -> JSONValue? {
+        try pipeline()?["modules"]?.arrayValue?.first { $0["kind"] == .string(kind) }
+    }
+
+    private func counter(_ kind: String, _ name: String) throws -> Int {
+        try module(kind)?["counters"]?[name]?.integer(as: Int.self) ?? -1
+    }
+
+    private func hasXDPProgram(_ lab: Lab) throws -> Bool {
+        try lab.inApp(["ip", "-d", "link", "show", "dev", lab.appInterface], check: true).stdout.contains("prog/xdp")
+    }
+
+    func testEveryPacketIsCountedPerFlowInBothModes() throws {
+        for mode in ["inline", "pipelined"] {
+            let (lab, daemon) = try start(mode: mode, modules: """
+                [[pipeline.modules]]
+                kind = "count"
+                top = 10
+                """, interface: "prefilter_protocols = [\"udp\"]")
+            let flows = UDPFlows(lab: lab, ports: [5001, 5002, 5003])
+            let perWorker = 700
+            try flows.send(perWorker: perWorker)
+            let sent = 2 * perWorker * flows.ports.count
+            try waitUntil("\(sent) packets accounted for (\(mode))", timeout: .seconds(20)) {
+                let totals = try self.pipeline()?["totals"]
+                let received = totals?["rx_packets"]?.integer(as: Int.self) ?? 0
+                let dropped = (totals?["kernel_dropped"]?.integer(as: Int.self) ?? 0)
+                    + (totals?["ring_full"]?.integer(as: Int.self) ?? 0)
+                    + (totals?["handoff_drops"]?.integer(as: Int.self) ?? 0)
+                return received + dropped >= sent
+            }
+            let totals = try XCTUnwrap(pipeline()?["totals"])
+            XCTAssertEqual(totals["rx_packets"], JSONValue(sent), "\(mode): no drops expected at this rate: \(totals.serialized())")
+            XCTAssertEqual(try counter("count", "packets"), sent, mode)
+            XCTAssertEqual(try counter("count", "flows"), 3, mode)
+            let rows = try module("count")?["rows"]?.arrayValue ?? []
+            for port in flows.ports {
+                let row = rows.first { $0["dport"] == .string(String(port)) }
+                XCTAssertEqual(row?["packets"], .string(String(2 * perWorker)), "\(mode) flow \(port): \(rows)")
+            }
+            // Both queues carried traffic: each trafgen worker's CPU maps to one.
+            let sockets = try XCTUnwrap(pipeline()?["statistics"]?["sockets"]?.arrayValue)
+            XCTAssertEqual(sockets.map { $0["rx_packets"]?.integer(as: Int.self) ?? 0 }, [sent / 2, sent / 2], mode)
+            daemon.stop()
+            self.daemon = nil
+            try lab.down()
+            self.lab = nil
+        }
+    }
+
+    func testPcapFilesHoldExactlyWhatWasSent() throws {
+        let path = captureDirectory + "/capture.pcap"
+        let (lab, _) = try start(modules: """
+            [[pipeline.modules]]
+            kind = "pcap"
+            path = "\(path)"
+            """, interface: "prefilter_protocols = [\"udp\"]")
+        let flows = UDPFlows(lab: lab, ports: [6001])
+        try flows.send(perWorker: 50)
+        try waitUntil("100 packets written") { try self.counter("pcap", "packets") >= 100 }
+        // Stopping the pipeline flushes the files.
+        XCTAssertEqual(try daemon!.call("pipeline.stop")["ok"], true)
+        let frame = try flows.frames()[0]
+        let hex = frame.map { String(format: "%02x", $0) }.joined()
+        var total = 0
+        for queue in 0..<2 {
+            let file = captureDirectory + "/capture-queue\(queue).pcap"
+            let dump = try runCommand(["tcpdump", "-r", file, "-nn", "-xx"], check: true).stdout
+            let packets = dump.split(separator: "\n").filter { !$0.hasPrefix("\t") && !$0.hasPrefix(" ") }
+            total += packets.count
+            // Every packet's bytes, as tcpdump prints them, equal the frame sent.
+            let bodies = dump.components(separatedBy: "\n").split { !$0.hasPrefix("\t") }.map { lines in
+                lines.map { $0.split(separator: ":", maxSplits: 1).last.map(String.init) ?? "" }
+                    .joined().replacingOccurrences(of: " ", with: "")
+            }.filter { !$0.isEmpty }
+            XCTAssertEqual(bodies.count, packets.count, "one hex dump per packet in \(file)")
+            for body in bodies { XCTAssertEqual(body, hex) }
+        }
+        XCTAssertEqual(total, 100)
+    }
+
+    func testFilterDropsExactlyTheConfiguredFlow() throws {
+        let (lab, _) = try start(modules: """
+            [[pipeline.modules]]
+            kind = "filter"
+            rules = [{ action = "drop", proto = "udp", dport = 5002 }]
+
+            [[pipeline.modules]]
+            kind = "count"
+            """, interface: "prefilter_protocols = [\"udp\"]")
+        let flows = UDPFlows(lab: lab, ports: [5001, 5002, 5003])
+        try flows.send(perWorker: 300)
+        try waitUntil("1800 packets received") { try self.pipeline()?["totals"]?["rx_packets"] == 1800 }
+        try waitUntil("the count module to see the rest") { try self.counter("count", "packets") == 1200 }
+        XCTAssertEqual(try pipeline()?["totals"]?["dropped"], 600)
+        let rows = try module("count")?["rows"]?.arrayValue ?? []
+        XCTAssertEqual(Set(rows.compactMap { $0["dport"]?.stringValue }), ["5001", "5003"])
+    }
+
+    func testPrefilterLeavesPingToTheKernel() throws {
+        let (lab, _) = try start(modules: """
+            [[pipeline.modules]]
+            kind = "count"
+            """, interface: "prefilter_protocols = [\"udp\"]\nprefilter_ports = [5001]")
+        let ping = try lab.inGenerator(["ping", "-c", "3", "-i", "0.2", "-W", "2", lab.appAddress])
+        XCTAssertEqual(ping.status, 0, "ICMP must still reach the kernel: \(ping)")
+        let flows = UDPFlows(lab: lab, ports: [5001, 5009])
+        try flows.send(perWorker: 100)
+        try waitUntil("the matching flow in Sluice") { try self.counter("count", "packets") == 200 }
+        XCTAssertEqual(try counter("count", "flows"), 1, "port 5009 goes to the kernel")
+    }
+
+    func testPluginMappingEndToEndAndWithoutIt() throws {
+        // Channel i → queue i + 2 on a 4-queue veth; the generator sends on queues 2-3.
+        try plugins!.compile(testPluginSource, as: "libsluice_veth_test.so")
+        let (lab, daemon) = try start(queues: 4, xpsQueues: [2, 3], modules: """
+            [[pipeline.modules]]
+            kind = "count"
+            """, interface: "channels = [0, 1]\nprefilter_protocols = [\"udp\"]")
+        let status = try XCTUnwrap(daemon.call("pipeline.status")["result"]?["pipelines"]?.arrayValue?.first)
+        XCTAssertEqual(status["plugin"], "veth_test")
+        XCTAssertEqual(status["statistics"]?["sockets"]?.arrayValue?.map { $0["queue"] }, [2, 3])
+        let flows = UDPFlows(lab: lab, ports: [7000])
+        try flows.send(perWorker: 500)
+        try waitUntil("1000 packets through queues 2-3") { try self.counter("count", "packets") == 1000 }
+
+        // Without the plugin the same configuration binds queues 0-1 and
+        // receives nothing of that traffic.
+        XCTAssertEqual(try daemon.call("pipeline.stop")["ok"], true)
+        unlink(plugins!.file("libsluice_veth_test.so"))
+        XCTAssertEqual(try daemon.call("plugins.reload")["ok"], true)
+        let restarted = try daemon.call("pipeline.start")
+        XCTAssertEqual(restarted["ok"], true, restarted.serialized())
+        XCTAssertEqual(try pipeline()?["plugin"], "generic")
+        try flows.send(perWorker: 500)
+        try waitUntil("the XDP program to see the traffic on queues 2-3") {
+            let xdp = try self.pipeline()?["statistics"]?["xdp"]?.arrayValue ?? []
+            return xdp.filter { ($0["queue"]?.integer(as: Int.self) ?? 0) >= 2 }
+                .reduce(0) { $0 + ($1["passed"]?.integer(as: Int.self) ?? 0) } >= 1000
+        }
+        XCTAssertEqual(try pipeline()?["totals"]?["rx_packets"], 0)
+    }
+
+    func testReloadIsBusyWhileAPipelineHoldsItsPlugin() throws {
+        let (_, daemon) = try start(modules: "")
+        XCTAssertEqual(try daemon.call("plugins.reload")["error"]?["code"], "busy")
+        XCTAssertEqual(try daemon.call("channels.set", ["iface": .string(lab!.appInterface), "rx": 1])["error"]?["code"], "busy")
+        XCTAssertEqual(try daemon.call("pipeline.stop")["ok"], true)
+        XCTAssertEqual(try daemon.call("plugins.reload")["ok"], true)
+    }
+
+    func testStopAndKillNineLeaveNoProgram() throws {
+        let (lab, daemon) = try start(modules: "")
+        XCTAssertTrue(try hasXDPProgram(lab))
+        XCTAssertEqual(try daemon.call("pipeline.stop")["ok"], true)
+        XCTAssertFalse(try hasXDPProgram(lab), "pipeline.stop detaches the program")
+        XCTAssertEqual(try daemon.call("pipeline.start")["ok"], true)
+        XCTAssertTrue(try hasXDPProgram(lab))
+        daemon.signal(SIGKILL)
+        try daemon.waitForExit()
+        try waitUntil("the kernel to drop the BPF link of the killed daemon") { try !self.hasXDPProgram(lab) }
+        try daemon.start()
+        try waitUntil("the pipeline to run again") { try self.pipeline()?["running"] == true }
+        daemon.signal(SIGTERM)
+        XCTAssertEqual(try daemon.waitForExit(), 0)
+        XCTAssertFalse(try hasXDPProgram(lab))
+    }
+}
