@@ -85,6 +85,9 @@ public struct SocketStatistics: Sendable, Codable, Equatable {
     /// `.transmit` verdicts the TX ring had no room for (frame recycled).
     public var transmitFailed: UInt64
     public var malformed: UInt64
+    /// Frames refused on their way back to the fill ring because a module
+    /// rewrote their address (a module bug; should stay 0).
+    public var invalidFrames: UInt64
     public var kernel: KernelSocketStatistics
     /// This socket's module chain, in order.
     public var modules: [ModuleSnapshot]
@@ -220,6 +223,7 @@ public final class Pipeline: @unchecked Sendable {
                     handoffDrops: counters[.handoffDrops], passed: counters[.passed],
                     dropped: counters[.dropped], transmitted: counters[.transmitted],
                     transmitFailed: counters[.transmitFailed], malformed: counters[.malformed],
+                    invalidFrames: counters[.invalidFrames],
                     kernel: runner.socket.kernelStatistics(),
                     modules: chain.map { $0.snapshot() })
             },

@@ -13,7 +13,7 @@ import SystemPackage
 /// threads read at any time.
 final class QueueCounters: @unchecked Sendable {
     enum Name: Int, CaseIterable {
-        case rxPackets, rxBytes, handoffDrops, passed, dropped, transmitted, transmitFailed, malformed
+        case rxPackets, rxBytes, handoffDrops, passed, dropped, transmitted, transmitFailed, malformed, invalidFrames
     }
     private let values = (0..<Name.allCases.count).map { _ in ManagedAtomic<UInt64>(0) }
 
@@ -68,6 +68,8 @@ final class QueueRunner: @unchecked Sendable {
     private let config: DataPathConfig
     private let batchSize: Int
     private let frameMask: UInt64
+    private let frameCount: Int
+    private let umemSize: UInt64
     /// Frames not in any ring: the RX thread's private stack.
     private let freeFrames: UnsafeMutablePointer<UInt64>
     private var freeCount: Int
@@ -92,6 +94,8 @@ final class QueueRunner: @unchecked Sendable {
         batchSize = config.batchSize
         frameMask = ~UInt64(socket.geometry.frameSize - 1)
         let frames = Int(socket.geometry.frameCount)
+        frameCount = frames
+        umemSize = UInt64(socket.areaSize)
         freeFrames = .allocate(capacity: frames)
         for index in 0..<frames { freeFrames[index] = UInt64(index) * UInt64(socket.geometry.frameSize) }
         freeCount = frames
@@ -264,8 +268,15 @@ final class QueueRunner: @unchecked Sendable {
         xsk_ring_cons__release(socket.completion, UInt32(count))
     }
 
+    /// Takes a frame back. A frame can only come back once, so the stack
+    /// cannot overflow, unless a module rewrote a descriptor's address: then
+    /// the frame is refused (and counted) rather than written past the stack.
     @inline(__always)
     private func recycle(_ address: UInt64) {
+        guard freeCount < frameCount, address < umemSize else {
+            counters.add(.invalidFrames, 1)
+            return
+        }
         freeFrames[freeCount] = address & frameMask
         freeCount += 1
     }

@@ -201,6 +201,11 @@ public final class XDPProgram {
     private func foreignProgramMessage() -> String {
         let id = XDPProgram.attachedProgramID(interfaceIndex: interfaceIndex)
         let which = id.map { " (id \($0))" } ?? ""
+        if let id, XDPProgram.programName(id: id) == "sluice_xdp",
+           XDPProgram.hasXDPLink(interfaceIndex: interfaceIndex, programID: id) {
+            return "\(interface) already has Sluice's XDP program\(which), attached by another pipeline or sluiced; "
+                + "stop that one first"
+        }
         return "\(interface) already has an XDP program\(which) that Sluice did not attach; "
             + "remove it with `ip link set dev \(interface) xdp off`"
     }
@@ -213,6 +218,36 @@ public final class XDPProgram {
             return nil
         }
         return [options.prog_id, options.drv_prog_id, options.skb_prog_id, options.hw_prog_id].first { $0 != 0 }
+    }
+
+    /// The name of a loaded BPF program, or nil when it cannot be read.
+    static func programName(id: UInt32) -> String? {
+        let descriptor = bpf_prog_get_fd_by_id(id)
+        guard descriptor >= 0 else { return nil }
+        defer { Glibc.close(descriptor) }
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        guard bpf_obj_get_info_by_fd(descriptor, &info, &length) == 0 else { return nil }
+        return withUnsafeBytes(of: info.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    /// Whether the program is attached to the interface through a BPF link
+    /// (as Sluice attaches), not through netlink (as `ip link` attaches).
+    static func hasXDPLink(interfaceIndex: Int32, programID: UInt32) -> Bool {
+        var id: UInt32 = 0
+        while bpf_link_get_next_id(id, &id) == 0 {
+            let descriptor = bpf_link_get_fd_by_id(id)
+            guard descriptor >= 0 else { continue }
+            defer { Glibc.close(descriptor) }
+            var info = bpf_link_info()
+            var length = UInt32(MemoryLayout<bpf_link_info>.size)
+            guard bpf_obj_get_info_by_fd(descriptor, &info, &length) == 0 else { continue }
+            if info.type == BPF_LINK_TYPE_XDP.rawValue, info.prog_id == programID,
+               info.xdp.ifindex == UInt32(bitPattern: interfaceIndex) {
+                return true
+            }
+        }
+        return false
     }
 
     /// Puts an AF_XDP socket at `key` of the XSKMAP.

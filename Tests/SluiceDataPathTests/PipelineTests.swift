@@ -75,7 +75,7 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(tally.ports, [9000: perFlow, 9001: perFlow])
         XCTAssertEqual(statistics.sockets.map(\.passed).reduce(0, +), UInt64(sent))
         XCTAssertEqual(statistics.xdp.map(\.redirected).reduce(0, +), UInt64(sent))
-        XCTAssertTrue(statistics.sockets.allSatisfy { !$0.zeroCopy })
+        XCTAssertTrue(statistics.sockets.allSatisfy { !$0.zeroCopy && $0.invalidFrames == 0 && $0.malformed == 0 })
         pipeline.stop()
         XCTAssertFalse(try hasXDPProgram(lab), "stop detaches the program")
         XCTAssertEqual(try openXDPSockets(), 0, "stop closes the sockets")
@@ -152,6 +152,20 @@ final class PipelineTests: XCTestCase {
         }
         XCTAssertTrue(try hasXDPProgram(lab), "the foreign program is still there")
         try lab.inApp(["ip", "link", "set", "dev", lab.appInterface, "xdpgeneric", "off"], check: true)
+    }
+
+    /// A second pipeline on the same interface is refused, and the error says
+    /// the program there is Sluice's own.
+    func testSecondPipelineOnAnInterfaceIsRefused() throws {
+        let lab = try makeLab()
+        let first = try Pipeline(config: config(lab, mode: .inline), bindings: [.identity(channel: 0)], makeModules: { _ in [] })
+        defer { first.stop() }
+        XCTAssertThrowsError(
+            try Pipeline(config: config(lab, mode: .inline), bindings: [.identity(channel: 1)], makeModules: { _ in [] })
+        ) { error in
+            XCTAssertTrue("\(error)".contains("\(lab.appInterface) already has Sluice's XDP program (id \(first.programID))"), "\(error)")
+        }
+        XCTAssertTrue(try hasXDPProgram(lab), "the first pipeline's program is untouched")
     }
 
     /// A process that attached and is killed with SIGKILL leaves no program:
