@@ -163,6 +163,59 @@ final class PipelineDaemonTests: XCTestCase {
         XCTAssertEqual(Set(rows.compactMap { $0["dport"]?.stringValue }), ["5001", "5003"])
     }
 
+    func testMalformedFramesAreCountedNotFatal() throws {
+        let (lab, daemon) = try start(modules: """
+            [[pipeline.modules]]
+            kind = "count"
+            """)
+        let flows = UDPFlows(lab: lab, ports: [5001])
+        let good = try flows.frames()[0]
+        var badIHL = good
+        badIHL[14] = 0x4f  // IHL 15: a 60-byte IPv4 header in a frame that has no room for it
+        var shortIHL = good
+        shortIHL[14] = 0x43  // IHL 3: shorter than the fixed header
+        let truncatedIPv4 = Array(good.prefix(14 + 12))
+        let truncatedUDP = Array(good.prefix(14 + 20 + 4))
+        try flows.send([badIHL, shortIHL, truncatedIPv4, truncatedUDP], perWorker: 25)
+        try waitUntil("200 malformed frames counted") { try self.pipeline()?["totals"]?["malformed"] == 200 }
+        XCTAssertEqual(try counter("count", "flows"), 0, "malformed frames make no flows")
+        try flows.send(perWorker: 10)
+        try waitUntil("the good flow after the bad frames") { try self.counter("count", "packets") == 20 }
+        XCTAssertTrue(daemon.isRunning)
+    }
+
+    func testReflectSendsFramesBackWithSwappedAddresses() throws {
+        let (lab, _) = try start(modules: """
+            [[pipeline.modules]]
+            kind = "reflect"
+            """, interface: "prefilter_protocols = [\"udp\"]")
+        let capture = captureDirectory + "/reflected.pcap"
+        let tcpdump = Process()
+        tcpdump.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        tcpdump.arguments = ["netns", "exec", lab.generatorNamespace, "tcpdump", "-i", lab.generatorInterface,
+                             "-Q", "in", "-nn", "-U", "-c", "20", "-w", capture, "udp"]
+        let errors = Pipe()
+        tcpdump.standardError = errors
+        try tcpdump.run()
+        defer { if tcpdump.isRunning { tcpdump.terminate() } }
+        // tcpdump says so once its capture is open: from then on nothing is
+        // missed. Its stderr is read on another thread so the wait keeps its deadline.
+        let banner = LockedText()
+        let reader = errors.fileHandleForReading
+        DispatchQueue.global().async {
+            while case let data = reader.availableData, !data.isEmpty { banner.append(String(decoding: data, as: UTF8.self)) }
+        }
+        try waitUntil("tcpdump to listen") { banner.value.contains("listening on") }
+        try UDPFlows(lab: lab, ports: [5001]).send(perWorker: 10)
+        try waitUntil("tcpdump to capture 20 reflected frames") { !tcpdump.isRunning }
+        let lines = try runCommand(["tcpdump", "-r", capture, "-nn"], check: true).stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 20)
+        for line in lines {
+            XCTAssertTrue(line.contains("IP \(lab.appAddress).5001 > \(lab.generatorAddress).6001: UDP"), String(line))
+        }
+        try waitUntil("the pipeline to count 20 transmitted") { try self.pipeline()?["totals"]?["transmitted"] == 20 }
+    }
+
     func testPrefilterLeavesPingToTheKernel() throws {
         let (lab, _) = try start(modules: """
             [[pipeline.modules]]
@@ -231,4 +284,11 @@ final class PipelineDaemonTests: XCTestCase {
         XCTAssertEqual(try daemon.waitForExit(), 0)
         XCTAssertFalse(try hasXDPProgram(lab))
     }
+}
+
+final class LockedText: @unchecked Sendable {
+    private let lock = NSLock()
+    private var text = ""
+    func append(_ more: String) { lock.withLock { text += more } }
+    var value: String { lock.withLock { text } }
 }

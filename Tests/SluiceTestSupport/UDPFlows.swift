@@ -16,7 +16,12 @@ public struct UDPFlows {
     /// CPUs to the generator's tx queues, hence to known app rx queues).
     /// Every flow thus arrives exactly `2 * perWorker` times, half per worker.
     public func send(perWorker: Int) throws {
-        for frame in try frames() {
+        try send(try frames(), perWorker: perWorker)
+    }
+
+    /// Sends arbitrary frames (e.g. malformed ones) the same way.
+    public func send(_ frames: [[UInt8]], perWorker: Int) throws {
+        for frame in frames {
             let config = "{ " + frame.map { String(format: "0x%02x", $0) }.joined(separator: ", ") + " }\n"
             let file = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("trafgen") + ".cfg")
             try config.write(to: file, atomically: true, encoding: .utf8)
