@@ -113,8 +113,11 @@ final class PipelineTests: XCTestCase {
         do {
             let tally = TallyModule()
             let mapped = (0..<2).map { ChannelBinding(channel: $0, bindQueue: UInt32($0 + 2), xskmapKey: UInt32($0 + 2)) }
-            let pipeline = try Pipeline(config: config(lab, mode: .inline), bindings: mapped, makeModules: { _ in [tally] })
+            var config = config(lab, mode: .inline)
+            config.minimumXSKMapEntries = 8  // as a plugin asking for 2·nch would
+            let pipeline = try Pipeline(config: config, bindings: mapped, makeModules: { _ in [tally] })
             defer { pipeline.stop() }
+            XCTAssertEqual(pipeline.statistics().xdp.count, 8, "maps sized to the plugin's minimum")
             try flows.send(perWorker: perWorker)
             try waitUntil("\(2 * perWorker) packets through queues 2-3") { tally.total >= 2 * perWorker }
             XCTAssertEqual(tally.queues, [2: perWorker, 3: perWorker])
@@ -124,6 +127,7 @@ final class PipelineTests: XCTestCase {
         let pipeline = try Pipeline(
             config: config(lab, mode: .inline), bindings: [.identity(channel: 0), .identity(channel: 1)], makeModules: { _ in [tally] })
         defer { pipeline.stop() }
+        XCTAssertEqual(pipeline.statistics().xdp.count, 4, "maps sized to the rx-queue count")
         try flows.send(perWorker: perWorker)
         // The XDP program's counters are the witness that the traffic came by:
         // on queues 2-3, which Sluice does not own here, so it went to the kernel.
