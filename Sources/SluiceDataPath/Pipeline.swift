@@ -120,7 +120,6 @@ public final class Pipeline: @unchecked Sendable {
     /// Taken at stop, after the threads ended: the last word on every counter.
     private var finalStatistics: PipelineStatistics?
     private let lock = NSLock()
-    private var stopped = false
     private let logger = Logger(label: "sluice.datapath")
 
     /// Loads and attaches the XDP program, binds one socket per binding,
