@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -41,6 +42,14 @@ public final class Daemon: Sendable {
         var logger = Logger(label: "sluiced")
         logger.logLevel = config.daemon.logLevel
         self.logger = logger
+        // systemd's StateDirectory= makes it in production; make it when run by hand.
+        do {
+            try FileManager.default.createDirectory(
+                atPath: config.daemon.stateDirectory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o750])
+        } catch {
+            throw DaemonError(description: "cannot create the state directory \(config.daemon.stateDirectory): \(error)")
+        }
         do {
             self.nic = try NICController(
                 stateDirectory: config.daemon.stateDirectory,
