@@ -64,6 +64,14 @@ final class XSKSocket {
 
     init(interface: String, queue: UInt32, geometry: XSKGeometry, bindMode: XSKBindMode, driver: String) throws {
         try geometry.validate()
+        // libxdp leaves some cached indices unset (the completion ring's
+        // cached_prod/cached_cons): start from zeroed structs, as its callers
+        // that calloc do, or a peek of the completion ring returns garbage
+        // entries and frames the kernel still owns come back twice.
+        fill.initialize(to: xsk_ring_prod())
+        completion.initialize(to: xsk_ring_cons())
+        rx.initialize(to: xsk_ring_cons())
+        tx.initialize(to: xsk_ring_prod())
         self.interface = interface
         self.queue = queue
         self.geometry = geometry
