@@ -284,7 +284,11 @@ final class QueueRunner: @unchecked Sendable {
     private func refillFillRing() {
         guard freeCount > 0 else { return }
         var index: UInt32 = 0
-        let want = UInt32(min(freeCount, Int(socket.geometry.fillRingSize)))
+        // libxdp's reserve is all or nothing: ask for what fits, or a fill
+        // ring with a few free slots would get none and the driver starve.
+        let want = min(UInt32(min(freeCount, Int(socket.geometry.fillRingSize))),
+                       xsk_prod_nb_free(socket.fill, UInt32(freeCount)))
+        guard want > 0 else { return }
         let reserved = xsk_ring_prod__reserve(socket.fill, want, &index)
         guard reserved > 0 else { return }
         for offset in 0..<reserved {
