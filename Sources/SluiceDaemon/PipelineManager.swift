@@ -15,6 +15,12 @@ final class PipelineManager: @unchecked Sendable {
     private let nic: NICController
     private let plugins: PluginHost
     private let logger: Logger
+    /// Serialises start and stop, which block for a while (loading the XDP
+    /// program, binding sockets, joining threads); only the thread pool takes it.
+    private let operations = NSLock()
+    /// Guards the two tables below, and is held only briefly, so that
+    /// `reports()` (stats, metrics: on the cooperative pool or an event loop)
+    /// never waits for a start or stop.
     private let lock = NSLock()
     private var running: [String: RunningPipeline] = [:]
     /// The last counters of pipelines that stopped, until they start again.
@@ -32,7 +38,7 @@ final class PipelineManager: @unchecked Sendable {
     /// that is not running yet. All or nothing: if one fails, those started
     /// by this call are stopped again and the error names the interface.
     func start(_ config: SluiceConfig, only name: String? = nil) throws -> [PipelineReport] {
-        try lock.withLock {
+        try operations.withLock {
             let wanted = config.interfaces.filter { name == nil || $0.name == name }
             if let name, wanted.isEmpty {
                 throw ControlError.notFound("\(name) is not an [[interface]] in the configuration")
@@ -42,38 +48,49 @@ final class PipelineManager: @unchecked Sendable {
             }
             var started: [String] = []
             do {
-                for interface in wanted where running[interface.name] == nil {
-                    running[interface.name] = try startPipeline(interface, config.pipeline)
-                    stopped[interface.name] = nil
+                for interface in wanted where !runningInterfaces.contains(interface.name) {
+                    let entry = try startPipeline(interface, config.pipeline)
+                    lock.withLock {
+                        running[interface.name] = entry
+                        stopped[interface.name] = nil
+                    }
                     started.append(interface.name)
                 }
             } catch {
-                for name in started { _ = stopLocked(name) }
+                for name in started { _ = stopOne(name) }
                 throw error
             }
-            return wanted.compactMap { running[$0.name].map(report) }
+            let entries = lock.withLock { wanted.compactMap { running[$0.name] } }
+            return entries.map(PipelineReport.init)
         }
     }
 
     /// Stops every pipeline (or only `name`); returns their final counters.
     @discardableResult
     func stop(only name: String? = nil) throws -> [PipelineReport] {
-        try lock.withLock {
-            if let name, running[name] == nil {
+        try operations.withLock {
+            let names = runningInterfaces
+            if let name, !names.contains(name) {
                 throw ControlError.notFound("no pipeline is running on \(name)")
             }
-            return running.keys.sorted().filter { name == nil || $0 == name }.compactMap(stopLocked)
+            return names.filter { name == nil || $0 == name }.compactMap(stopOne)
         }
     }
 
-    /// Running pipelines' live counters, then stopped ones' final counters.
+    /// Running pipelines' live counters (atomic loads), then stopped ones'
+    /// final counters. Never waits for a start or stop in progress.
     func reports() -> [PipelineReport] {
-        lock.withLock {
-            running.keys.sorted().compactMap { running[$0].map(report) } + stopped.keys.sorted().compactMap { stopped[$0] }
+        let (live, final) = lock.withLock {
+            (running.keys.sorted().compactMap { running[$0] }, stopped.keys.sorted().compactMap { stopped[$0] })
         }
+        return live.map(PipelineReport.init) + final
     }
 
-    // MARK: Start and stop (lock held)
+    /// What the plugin asked for when `name`'s pipeline started (`doctor`
+    /// compares steering rules with it); nil when none runs.
+    func preparation(for name: String) -> Preparation? { lock.withLock { running[name]?.preparation } }
+
+    // MARK: Start and stop (`operations` held)
 
     private func startPipeline(_ interface: SluiceConfig.Interface, _ settings: SluiceConfig.Pipeline) throws -> RunningPipeline {
         let name = interface.name
@@ -136,13 +153,15 @@ final class PipelineManager: @unchecked Sendable {
         }
     }
 
-    private func stopLocked(_ name: String) -> PipelineReport? {
-        guard let entry = running.removeValue(forKey: name) else { return nil }
+    /// Leaves the table first, so that reports() does not read a pipeline
+    /// whose threads are being joined; its final counters appear when done.
+    private func stopOne(_ name: String) -> PipelineReport? {
+        guard let entry = lock.withLock({ running.removeValue(forKey: name) }) else { return nil }
         entry.pipeline.stop()
         entry.lease.release()
-        var final = report(entry)
+        var final = PipelineReport(entry)
         final.running = false
-        stopped[name] = final
+        lock.withLock { stopped[name] = final }
         logger.notice("pipeline stopped", metadata: [
             "interface": "\(name)", "received": "\(final.totals.rxPackets)", "dropped": "\(final.totals.dropped)",
         ])
@@ -199,10 +218,6 @@ final class PipelineManager: @unchecked Sendable {
                 .appendingPathComponent("\(stem)-queue\(binding.bindQueue)\(ext)").path)
         }
         return options
-    }
-
-    private func report(_ entry: RunningPipeline) -> PipelineReport {
-        PipelineReport(entry)
     }
 }
 
