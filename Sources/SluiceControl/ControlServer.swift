@@ -66,6 +66,7 @@ public final class ControlServer: Sendable {
     private let group: EventLoopGroup
     private let state = NIOLockedValueBox(State())
     private let statsProvider: NIOLockedValueBox<(@Sendable () async -> JSONValue)?> = .init(nil)
+    private let listeningHandler: NIOLockedValueBox<(@Sendable () -> Void)?> = .init(nil)
 
     private struct State {
         var statistics = ControlServerStatistics()
@@ -88,6 +89,12 @@ public final class ControlServer: Sendable {
     }
 
     public var statistics: ControlServerStatistics { state.withLockedValue { $0.statistics } }
+
+    /// Called once ``run()`` has published the socket at its path, so that
+    /// a supervisor (systemd's READY=1) hears "ready" only when clients can connect.
+    public func onListening(_ handler: @escaping @Sendable () -> Void) {
+        listeningHandler.withLockedValue { $0 = handler }
+    }
 
     /// What `stats.subscribe` streams and `stats.get` can embed.
     public func setStatisticsProvider(_ provider: @escaping @Sendable () async -> JSONValue) {
@@ -134,6 +141,7 @@ public final class ControlServer: Sendable {
         }
         if alreadyStopped { try? await serverChannel.channel.close() }
         logger.info("control socket listening", metadata: ["path": "\(path)"])
+        if !alreadyStopped { listeningHandler.withLockedValue { $0 }?() }
         defer {
             unlinkIfOurs(path)
         }

@@ -33,6 +33,8 @@ public final class Daemon: Sendable {
     let startedWallClock = time(nil)
     private let current: NIOLockedValueBox<SluiceConfig>
     private let shutdownTrigger = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
+    /// systemd's NOTIFY_SOCKET, when started as Type=notify.
+    let notifier: SystemdNotifier?
 
     /// Opens the NIC backends and loads the plugins; fails (with a message
     /// naming what) when the state directory or netlink cannot be used.
@@ -57,6 +59,12 @@ public final class Daemon: Sendable {
         } catch {
             throw DaemonError(description: "cannot open the NIC control backends: \(error)")
         }
+        do {
+            self.notifier = try SystemdNotifier.fromEnvironment()
+        } catch {
+            logger.warning("not talking to systemd", metadata: ["error": "\(error)"])
+            self.notifier = nil
+        }
         self.plugins = PluginHost(directory: config.plugins.directory, logger: logger)
         self.pipelines = PipelineManager(nic: nic, plugins: plugins, logger: logger)
         for record in plugins.list() where record.status != .loaded {
@@ -80,6 +88,8 @@ public final class Daemon: Sendable {
             services: [
                 .init(service: control, successTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: reloader),
+                // Late in the list, so among the first to hear of a graceful shutdown.
+                .init(service: NotifyStoppingOnShutdown(daemon: self)),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
@@ -101,9 +111,15 @@ public final class Daemon: Sendable {
             logger.warning("not watching for outside NIC changes", metadata: ["error": "\(error)"])
         }
         await autostartPipelines()
+        // Ready once clients can connect; the pipelines are up (or logged) by then.
+        server.onListening { [weak self] in self?.notifyReady() }
+        let logger = self.logger
+        let watchdog = Task { [notifier] in await notifier?.runWatchdog(logger: logger) }
+        defer { watchdog.cancel() }
         do {
             try await group.run()
         } catch {
+            notifier?.notify("STOPPING=1", logger: logger)
             await stopPipelinesAndRestoreNICs()
             throw error
         }
@@ -165,6 +181,14 @@ public final class Daemon: Sendable {
             "interface_gone": "\(report.with(.interfaceGone).count)",
             "failed": "\(report.failures.count)",
         ])
+    }
+
+    private func notifyReady() {
+        let running = pipelines.reports().filter(\.running).count
+        notifier?.notify(
+            "READY=1",
+            "STATUS=serving on \(server.configuration.socketPath), \(running) pipeline\(running == 1 ? "" : "s") running",
+            logger: logger)
     }
 
     /// Starts a graceful shutdown, as SIGTERM would.
@@ -268,6 +292,19 @@ struct ControlService: Service {
         try await cancelWhenGracefulShutdown {
             try await server.run()
         }
+    }
+}
+
+/// Tells systemd STOPPING=1 as soon as a graceful shutdown starts (SIGTERM,
+/// SIGINT or `shutdown`), before pipelines stop and NICs are restored.
+struct NotifyStoppingOnShutdown: Service {
+    let daemon: Daemon
+
+    func run() async throws {
+        // Waits even without systemd: a service that returned early would
+        // end the group. Cancelled (the group failed), run() reports the stop.
+        guard (try? await gracefulShutdown()) != nil, let notifier = daemon.notifier else { return }
+        notifier.notify("STOPPING=1", "STATUS=stopping: pipelines stop, NIC changes are restored", logger: daemon.logger)
     }
 }
 

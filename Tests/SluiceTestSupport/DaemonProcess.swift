@@ -58,10 +58,18 @@ public final class DaemonProcess {
     public static var sluicectlPath: String { productsDirectory.appendingPathComponent("sluicectl").path }
 
     /// Starts the daemon and waits (with a deadline) until it answers.
-    public func start(arguments: [String] = [], timeout: Duration = .seconds(20)) throws {
+    /// `environment` entries are added to (or replace) the test's own;
+    /// `executable` runs another sluiced (an installed one) instead of the built one.
+    public func start(
+        arguments: [String] = [], timeout: Duration = .seconds(20),
+        environment: [String: String] = [:], executable: String? = nil
+    ) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.sluicedPath)
+        process.executableURL = URL(fileURLWithPath: executable ?? Self.sluicedPath)
         process.arguments = ["--config", configPath] + arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         logHandle.seekToEndOfFile()
