@@ -31,6 +31,8 @@ public final class Daemon: Sendable {
     let pipelines: PipelineManager
     let startedAt = ContinuousClock.now
     let startedWallClock = time(nil)
+    /// The Prometheus endpoint's bound address, once it listens.
+    let metricsEndpoint = MetricsEndpoint()
     private let current: NIOLockedValueBox<SluiceConfig>
     private let shutdownTrigger = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
     /// systemd's NOTIFY_SOCKET, when started as Type=notify.
@@ -84,13 +86,15 @@ public final class Daemon: Sendable {
     public func run() async throws {
         let control = ControlService(server: server)
         let reloader = ReloadOnSIGHUP(daemon: self)
+        // First: a taken port ends the start before any NIC is touched.
+        let metrics = try await metricsServices()
         let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: control, successTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: reloader),
                 // Late in the list, so among the first to hear of a graceful shutdown.
                 .init(service: NotifyStoppingOnShutdown(daemon: self)),
-            ],
+            ] + metrics,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         shutdownTrigger.withLockedValue { trigger in
@@ -266,6 +270,7 @@ struct ReloadOutcome: Codable, Sendable {
         note("control", old.control != new.control, live: false)
         note("nic", old.nic != new.nic, live: false)
         note("plugins", old.plugins != new.plugins, live: false)
+        note("metrics", old.metrics != new.metrics, live: false)
         // Forced plugins apply to the next command; the pipeline's settings
         // to the next pipeline.start.
         note("interface", old.interfaces != new.interfaces, live: true)

@@ -26,6 +26,7 @@ extension Daemon {
                 "state_dir": .string(config.daemon.stateDirectory),
                 "clients": JSONValue(self.server.statistics.clients),
                 "commands_served": JSONValue(self.server.statistics.commandsServed),
+                "metrics": self.metricsEndpoint.address.map { .string($0.description) } ?? .null,
                 "you": ["uid": JSONValue(context.peer.uid), "level": .string(context.peer.level.rawValue)],
             ]
         }

@@ -102,6 +102,7 @@ extension SluiceConfig {
             .integer("handoff_ring", \.pipeline.handoffRing, powerOfTwoIn: Pipeline.handoffRingRange,
                      doc: "RX thread -> worker ring size (pipelined)."),
         ], tableArrays: ["modules"]),
+        ConfigSection(name: "metrics", doc: "Prometheus metrics over HTTP.", keys: metricsKeys),
     ]
 
     /// Top-level arrays of tables, `[[interface]]`, decoded on their own.

@@ -10,6 +10,7 @@ public struct SluiceConfig: Equatable, Sendable {
     public var nic = NIC()
     public var plugins = Plugins()
     public var pipeline = Pipeline()
+    public var metrics = Metrics()
     /// The `[[interface]]` tables, in file order; none by default, so the
     /// shipped configuration takes no NIC by itself.
     public var interfaces: [Interface] = []
