@@ -146,22 +146,7 @@ final class InstallTests: XCTestCase {
         try install()
         let lab = try Lab.up(queues: 2, prefix: "sinst")
         self.lab = lab
-        let daemon = try DaemonProcess()
-        self.daemon = daemon
-        var config = try contents(Self.config)
-        for (from, to) in [
-            ("state_dir = \"/var/lib/sluice\"", "state_dir = \"\(daemon.stateDirectory)\""),
-            ("socket = \"/run/sluice/sluiced.sock\"", "socket = \"\(daemon.socketPath)\""),
-            // The group exists only where install created it (not under --destdir).
-            ("socket_group = \"sluice\"", "socket_group = \"\""),
-            ("dir = \"/usr/lib/sluice/plugins\"", "dir = \"\(destdir!)/usr/lib/sluice/plugins\""),
-        ] {
-            XCTAssertTrue(config.contains(from), "the installed config has \(from)")
-            config = config.replacingOccurrences(of: from, with: to)
-        }
-        // The shipped config autostarts the pipeline of each [[interface]].
-        config += "\n[[interface]]\nname = \"\(lab.appInterface)\"\n"
-        try daemon.writeConfig(config)
+        let daemon = try installedDaemon(socketGroup: "", interface: lab.appInterface)
         // As systemd would run it: READY=1 comes once the pipeline is up.
         let notify = try NotifySocket(path: "@" + uniqueName("sluice-install-notify"))
         defer { notify.close() }
@@ -187,6 +172,75 @@ final class InstallTests: XCTestCase {
         }
         let explain = try daemon.call("plugins.explain", ["iface": .string(lab.appInterface)])
         XCTAssertEqual(explain["ok"], true, "\(explain)")
+    }
+
+    /// A daemon whose config is the installed one pointed at its temporary
+    /// socket and state directory and the destdir's plugins, taking `interface`.
+    private func installedDaemon(socketGroup: String, interface: String) throws -> DaemonProcess {
+        let daemon = try DaemonProcess()
+        self.daemon = daemon
+        var config = try contents(Self.config)
+        for (from, to) in [
+            ("state_dir = \"/var/lib/sluice\"", "state_dir = \"\(daemon.stateDirectory)\""),
+            ("socket = \"/run/sluice/sluiced.sock\"", "socket = \"\(daemon.socketPath)\""),
+            // The group exists only where install created it (not under --destdir).
+            ("socket_group = \"sluice\"", "socket_group = \"\(socketGroup)\""),
+            ("dir = \"/usr/lib/sluice/plugins\"", "dir = \"\(destdir!)/usr/lib/sluice/plugins\""),
+        ] {
+            XCTAssertTrue(config.contains(from), "the installed config has \(from)")
+            config = config.replacingOccurrences(of: from, with: to)
+        }
+        // The shipped config autostarts the pipeline of each [[interface]].
+        config += "\n[[interface]]\nname = \"\(interface)\"\n"
+        try daemon.writeConfig(config)
+        return daemon
+    }
+
+    /// The unit's capability set is enough: the installed daemon, run by
+    /// setpriv with only the unit's CapabilityBoundingSet and its
+    /// SupplementaryGroups stand-in, chowns its socket, attaches XDP, binds
+    /// AF_XDP sockets and stops cleanly.
+    func testInstalledDaemonRunsWithOnlyTheUnitsCapabilities() throws {
+        try install()
+        let unit = try contents("/lib/systemd/system/sluiced.service")
+        let line = try XCTUnwrap(unit.split(separator: "\n").first { $0.hasPrefix("CapabilityBoundingSet=") })
+        let capabilities = line.dropFirst("CapabilityBoundingSet=".count).split(separator: " ")
+        XCTAssertFalse(capabilities.contains("CAP_SYS_ADMIN"))
+        XCTAssertTrue(unit.contains("\nAmbientCapabilities=\(capabilities.joined(separator: " "))\n"))
+        XCTAssertTrue(unit.contains("\nSupplementaryGroups=sluice\n"))
+        let set = (["-all"] + capabilities.map { "+" + $0.dropFirst(4).lowercased() }).joined(separator: ",")
+
+        // A throw-away group stands in for sluice (which may not exist here).
+        let group = String(uniqueName("sg").prefix(30))
+        try runCommand(["groupadd", "--system", group], check: true)
+        defer { _ = try? runCommand(["groupdel", group]) }
+        let gid = try XCTUnwrap(getgrnam(group)?.pointee.gr_gid)
+
+        let lab = try Lab.up(queues: 2, prefix: "scap")
+        self.lab = lab
+        let daemon = try installedDaemon(socketGroup: group, interface: lab.appInterface)
+        try daemon.start(executable: destdir + "/usr/bin/sluiced", launcher: [
+            "/usr/bin/setpriv", "--bounding-set", set, "--inh-caps", set, "--ambient-caps", set,
+            "--groups", "\(gid)",
+        ])
+        let pid = try XCTUnwrap(daemon.pid)
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let bounding = try XCTUnwrap(status.split(separator: "\n").first { $0.hasPrefix("CapBnd:") })
+        let mask = try XCTUnwrap(UInt64(bounding.split(separator: "\t").last ?? "", radix: 16))
+        XCTAssertEqual(mask & (1 << 21), 0, "CAP_SYS_ADMIN is not in the bounding set: \(bounding)")
+        XCTAssertEqual(mask.nonzeroBitCount, capabilities.count, "\(bounding)")
+
+        var socketStatus = stat()
+        XCTAssertEqual(lstat(daemon.socketPath, &socketStatus), 0)
+        XCTAssertEqual(socketStatus.st_gid, gid, "the socket belongs to [control] socket_group")
+        try waitUntil("the autostarted pipeline on \(lab.appInterface) to run under the unit's capabilities") {
+            let pipeline = try daemon.call("stats.get")["result"]?["pipelines"]?.arrayValue?.first
+            return pipeline?["running"] == true
+        }
+        _ = try daemon.call("shutdown")
+        XCTAssertEqual(try daemon.waitForExit(), 0, daemon.log())
+        let attached = try runCommand(["ip", "-details", "link", "show", lab.appInterface], check: true)
+        XCTAssertFalse(attached.stdout.contains("prog/xdp"), "no XDP program left: \(attached.stdout)")
     }
 
     /// `systemd-analyze verify` works offline (PID 1 is not systemd here) but

@@ -59,14 +59,18 @@ public final class DaemonProcess {
 
     /// Starts the daemon and waits (with a deadline) until it answers.
     /// `environment` entries are added to (or replace) the test's own;
-    /// `executable` runs another sluiced (an installed one) instead of the built one.
+    /// `executable` runs another sluiced (an installed one) instead of the built one;
+    /// `launcher` (absolute path first) runs it through a program that execs
+    /// it, such as `setpriv`, keeping the process id.
     public func start(
         arguments: [String] = [], timeout: Duration = .seconds(20),
-        environment: [String: String] = [:], executable: String? = nil
+        environment: [String: String] = [:], executable: String? = nil, launcher: [String] = []
     ) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable ?? Self.sluicedPath)
-        process.arguments = ["--config", configPath] + arguments
+        let sluiced = executable ?? Self.sluicedPath
+        let argv = launcher + [sluiced, "--config", configPath] + arguments
+        process.executableURL = URL(fileURLWithPath: argv[0])
+        process.arguments = Array(argv.dropFirst())
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
