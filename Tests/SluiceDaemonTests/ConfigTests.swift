@@ -233,12 +233,12 @@ final class ConfigParsingTests: XCTestCase {
     }
 
     func testUnknownTable() {
-        let error = onlyConfigError(ownGroup + "\n[metrics]\nport = 9100\n")
+        let error = onlyConfigError(ownGroup + "\n[statsd]\nport = 9100\n")
         XCTAssertEqual(error?.line, 4)
-        XCTAssertEqual(error?.key, "metrics")
+        XCTAssertEqual(error?.key, "statsd")
         XCTAssertEqual(
             error?.message,
-            "unknown table; the tables are [daemon], [control], [nic], [plugins], [pipeline], [[interface]]")
+            "unknown table; the tables are [daemon], [control], [nic], [plugins], [pipeline], [metrics], [[interface]]")
 
         let typo = onlyConfigError(ownGroup + "[plugin]\ndir = \"/x\"\n")
         XCTAssertEqual(typo?.description, "test.toml:3: plugin: unknown table; did you mean [plugins]?")
@@ -471,7 +471,7 @@ final class ConfigParsingTests: XCTestCase {
         let errors = configErrors(text)
         XCTAssertEqual(errors.map(\.description), [
             "test.toml:7: unused: unknown table; the tables are [daemon], [control], [nic], [plugins], [pipeline],"
-                + " [[interface]]",
+                + " [metrics], [[interface]]",
             "test.toml:24: plugins.dir: \"etc\" is not an absolute path",
         ])
     }
