@@ -194,6 +194,45 @@ final class MetricsTests: XCTestCase {
     }
 }
 
+/// NIC changes and control-socket errors as metrics: a journaled
+/// `channels.set`, then an outside `ethtool -L`, then an unknown command.
+final class MetricsNICTests: LabDaemonTestCase {
+    override class var labPrefix: String { "smn" }
+
+    func testNICChangesOutsideChangesAndControlErrorsAreCounted() throws {
+        daemon.stop()
+        daemon = try DaemonProcess(extraConfig: """
+            [plugins]
+            dir = "\(plugins.path)"
+
+            [metrics]
+            enabled = true
+            listen = "127.0.0.1:0"
+            """)
+        try daemon.start()
+        let address = try XCTUnwrap(daemon.call("status")["result"]?["metrics"]?.stringValue)
+        let port = try XCTUnwrap(UInt16(address.split(separator: ":").last ?? ""), address)
+        let iface = ["iface": app]
+        XCTAssertNil(try PrometheusExposition(scrape(port: port).body).value("sluice_nic_changes", iface),
+                     "no series for an interface Sluice has not touched")
+
+        XCTAssertEqual(try daemon.call("channels.set", ["iface": .string(app), "rx": 2])["ok"], true)
+        let changed = try PrometheusExposition(scrape(port: port).body)
+        XCTAssertEqual(changed.value("sluice_nic_changes", iface), 1)
+        XCTAssertEqual(changed.value("sluice_nic_outside_changes", iface), 0)
+
+        try runCommand(["ethtool", "-L", app, "rx", "3"], check: true)
+        try waitUntil("sluice_nic_outside_changes to count the ethtool -L") {
+            try PrometheusExposition(scrape(port: port).body).value("sluice_nic_outside_changes", iface) == 1
+        }
+
+        XCTAssertEqual(try daemon.call("no.such.command")["error"]?["code"], "unknown_command")
+        let errors = try PrometheusExposition(scrape(port: port).body)
+        XCTAssertEqual(errors.value("sluice_control_errors_total", ["code": "unknown_command"]), 1)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(errors.value("sluice_control_connections_total", [:])), 4)
+    }
+}
+
 // MARK: - A raw HTTP/1.1 client
 
 struct HTTPReply {
