@@ -109,6 +109,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // tools/bench's Swift side (the ring micro-benchmark); not installed.
+        .executableTarget(
+            name: "sluice-bench",
+            dependencies: ["SluiceDataPath", "CSluiceShims"],
+            path: "tools/bench/swift"),
+
         // MARK: Driver-quirk plugins (C, dlopen()ed by SluicePluginHost)
         .target(name: "SluicePluginGeneric", dependencies: ["CSluiceDriverABI"], path: "Plugins-src/generic"),
         .target(name: "SluicePluginMlx5", dependencies: ["CSluiceDriverABI"], path: "Plugins-src/mlx5"),
