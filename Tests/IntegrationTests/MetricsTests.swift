@@ -134,7 +134,11 @@ final class MetricsTests: XCTestCase {
         let metrics = try PrometheusExposition(ok.body)
         XCTAssertTrue(metrics.types.keys.contains("sluice_rx_packets_total"))
         XCTAssertEqual(metrics.types["sluice_rx_packets_total"], "counter")
-        XCTAssertEqual(metrics.value("sluice_control_clients", [:]), 0)
+        XCTAssertNotNil(metrics.value("sluice_control_clients", [:]))
+        // The status call's connection closes asynchronously on the daemon's side.
+        try waitUntil("sluice_control_clients to drop to 0") {
+            try PrometheusExposition(scrape(port: port).body).value("sluice_control_clients", [:]) == 0
+        }
         XCTAssertEqual(try scrape(port: port, path: "/metrics?name[]=x").status, 200)
 
         XCTAssertEqual(try scrape(port: port, path: "/").status, 404)
@@ -184,6 +188,19 @@ final class MetricsTests: XCTestCase {
         for text in bad {
             XCTAssertThrowsError(try PrometheusExposition(text), text)
         }
+    }
+
+    func testIPv6Loopback() throws {
+        let daemon = try DaemonProcess(extraConfig: "[metrics]\nenabled = true\nlisten = \"[::1]:0\"\n")
+        self.daemon = daemon
+        try daemon.start()
+        let address = try XCTUnwrap(daemon.call("status")["result"]?["metrics"]?.stringValue)
+        XCTAssertTrue(address.hasPrefix("[::1]:"), address)
+        let port = try XCTUnwrap(UInt16(address.split(separator: ":").last ?? ""), address)
+        let reply = try scrape(host: "::1", port: port)
+        XCTAssertEqual(reply.status, 200)
+        XCTAssertEqual(try PrometheusExposition(reply.body).value("sluice_pipeline_running", [:]), nil)
+        XCTAssertThrowsError(try scrape(host: "127.0.0.1", port: port), "listens on ::1 only")
     }
 
     func testDisabledMetricsListenNowhere() throws {
@@ -245,23 +262,37 @@ struct HTTPReply {
 /// One request on a fresh connection; the server closes after its reply, so
 /// the reply is everything read until EOF.
 func scrape(
-    port: UInt16, method: String = "GET", path: String = "/metrics", extraHeaders: String = "", body: String = ""
+    host: String = "127.0.0.1", port: UInt16, method: String = "GET", path: String = "/metrics",
+    extraHeaders: String = "", body: String = ""
 ) throws -> HTTPReply {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    let family = host.contains(":") ? AF_INET6 : AF_INET
+    let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw HTTPTestError("socket: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var timeout = timeval(tv_sec: 10, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = port.bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    let authority = family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+    var connected: Int32
+    if family == AF_INET6 {
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = port.bigEndian
+        guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else { throw HTTPTestError("bad host \(host)") }
+        connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+    } else {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { throw HTTPTestError("bad host \(host)") }
+        connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
     }
-    guard connected == 0 else { throw HTTPTestError("connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
-    let request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\(extraHeaders)\r\n\(body)"
+    guard connected == 0 else { throw HTTPTestError("connect to \(authority): \(String(cString: strerror(errno)))") }
+    let request = "\(method) \(path) HTTP/1.1\r\nHost: \(authority)\r\n\(extraHeaders)\r\n\(body)"
     var bytes = Array(request.utf8)[...]
     while !bytes.isEmpty {
         let written = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -274,7 +305,7 @@ func scrape(
     while true {
         let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         if count == 0 || (count < 0 && errno == ECONNRESET && !reply.isEmpty) { break }
-        guard count > 0 else { throw HTTPTestError("recv from 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
+        guard count > 0 else { throw HTTPTestError("recv from \(authority): \(String(cString: strerror(errno)))") }
         reply += chunk[..<count]
         guard reply.count < 64 << 20 else { throw HTTPTestError("reply larger than 64 MiB") }
     }
