@@ -273,24 +273,21 @@ func scrape(
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     let authority = family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)"
-    var connected: Int32
-    if family == AF_INET6 {
-        var address = sockaddr_in6()
-        address.sin6_family = sa_family_t(AF_INET6)
-        address.sin6_port = port.bigEndian
-        guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else { throw HTTPTestError("bad host \(host)") }
-        connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-        }
-    } else {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { throw HTTPTestError("bad host \(host)") }
-        connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    func connect<Address>(to address: Address) -> Int32 {
+        withUnsafePointer(to: address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<Address>.size))
+            }
         }
     }
+    var v4 = sockaddr_in(), v6 = sockaddr_in6()
+    v4.sin_family = sa_family_t(AF_INET)
+    v4.sin_port = port.bigEndian
+    v6.sin6_family = sa_family_t(AF_INET6)
+    v6.sin6_port = port.bigEndian
+    let parsed = family == AF_INET6 ? inet_pton(family, host, &v6.sin6_addr) : inet_pton(family, host, &v4.sin_addr)
+    guard parsed == 1 else { throw HTTPTestError("bad host \(host)") }
+    let connected = family == AF_INET6 ? connect(to: v6) : connect(to: v4)
     guard connected == 0 else { throw HTTPTestError("connect to \(authority): \(String(cString: strerror(errno)))") }
     let request = "\(method) \(path) HTTP/1.1\r\nHost: \(authority)\r\n\(extraHeaders)\r\n\(body)"
     var bytes = Array(request.utf8)[...]
