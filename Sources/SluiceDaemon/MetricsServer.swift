@@ -22,18 +22,31 @@ final class MetricsServer: Sendable {
         return limits
     }()
 
+    /// Scrapers connect one at a time; more than this at once is a flood,
+    /// and each further connection is closed at once rather than queued for
+    /// a render on the thread pool.
+    static let maximumConnections = 16
+
     /// Binds now, so that a taken port fails the daemon's start with a
     /// message naming the address. `render` produces the exposition text; it
     /// may block.
     static func bind(
         _ address: MetricsListenAddress, logger: Logger, render: @escaping @Sendable () throws -> String
     ) async throws -> MetricsServer {
+        let open = NIOLockedValueBox(0)
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let admitted = open.withLockedValue { count -> Bool in
+                    guard count < maximumConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     // A client that goes quiet (half a request) is closed.
                     try sync.addHandler(IdleStateHandler(allTimeout: .seconds(10)))

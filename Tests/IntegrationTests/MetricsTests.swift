@@ -190,6 +190,40 @@ final class MetricsTests: XCTestCase {
         }
     }
 
+    func testConnectionsAtOnceAreBounded() throws {
+        let daemon = try DaemonProcess(extraConfig: metricsOn)
+        self.daemon = daemon
+        try daemon.start()
+        let port = try metricsPort(daemon)
+        // 20 clients that connect and say nothing: 16 hold every slot, the
+        // server closes the other 4 (which are readable: EOF or reset).
+        var idle: [Int32] = []
+        defer { idle.forEach { _ = close($0) } }
+        for _ in 0..<20 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            XCTAssertEqual(connected, 0)
+            idle.append(fd)
+        }
+        try waitUntil("the server to close 4 of the 20") {
+            var fds = idle.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            return poll(&fds, nfds_t(fds.count), 0) == 4
+        }
+        XCTAssertThrowsError(try scrape(port: port), "a 17th connection is closed unanswered")
+        idle.forEach { _ = close($0) }
+        idle = []
+        try waitUntil("scrapes to be served again") { (try? scrape(port: port))?.status == 200 }
+        XCTAssertTrue(daemon.isRunning)
+    }
+
     func testIPv6Loopback() throws {
         let daemon = try DaemonProcess(extraConfig: "[metrics]\nenabled = true\nlisten = \"[::1]:0\"\n")
         self.daemon = daemon
