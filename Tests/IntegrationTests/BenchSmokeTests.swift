@@ -1,0 +1,51 @@
+import Foundation
+import SluiceTestSupport
+import XCTest
+
+/// `tools/bench/run --quick` end to end so the benchmark never rots: the
+/// live-frames generator, the XDP_DROP limit, sluiced inline and pipelined with
+/// `count`, the table with numbers, and no lab left behind. No rate targets are
+/// asserted: two shared cores make rates meaningless in a test.
+final class BenchSmokeTests: XCTestCase {
+    func testQuickBenchmarkWritesATableWithNumbers() throws {
+        try Privilege.require()
+        let labName = uniqueName("sbn")
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("sluice-bench") + ".md")
+        defer {
+            try? FileManager.default.removeItem(at: output)
+            _ = try? SluiceTestSupport.run([Lab.script.path, "down", "--name", labName])
+        }
+        let result = try SluiceTestSupport.run(
+            [repositoryRoot.appendingPathComponent("tools/bench/run").path, "--quick", "--output", output.path],
+            environment: [
+                // Already built by this test run: building again would wait on its lock.
+                "SLUICE_BIN_DIR": productsDirectory.path,
+                "SLUICE_BENCH_LAB": labName,
+            ])
+        XCTAssertEqual(result.status, 0, "\(result)")
+
+        let table = try String(contentsOf: output, encoding: .utf8)
+        let kernel = try SluiceTestSupport.run(["uname", "-r"], check: true).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(table.contains("Kernel \(kernel),"), "no kernel line in:\n\(table)")
+        // | case | offered | received Mpps | sent | received | lost | CPU ns/packet |
+        let rows = table.split(separator: "\n").map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
+        func row(_ name: String, _ offered: String) throws -> [String] {
+            try XCTUnwrap(rows.first { $0.count >= 7 && $0[0] == name && $0[1] == offered }, "no row \(name) \(offered) in:\n\(table)")
+        }
+        for (name, offered) in [("limit", "max"), ("inline", "max"), ("count", "0.5 Mpps")] {
+            let cells = try row(name, offered)
+            let mpps = try XCTUnwrap(Double(cells[2]), "\(name): received Mpps '\(cells[2])' is not a number")
+            let sent = try XCTUnwrap(UInt64(cells[3]), "\(name): sent '\(cells[3])' is not a number")
+            let received = try XCTUnwrap(UInt64(cells[4]), "\(name): received '\(cells[4])' is not a number")
+            XCTAssertGreaterThan(sent, 0, "\(name): the generator sent nothing")
+            XCTAssertGreaterThan(received, 0, "\(name): nothing received")
+            XCTAssertLessThanOrEqual(received, sent, "\(name): received more than sent")
+            XCTAssertGreaterThan(mpps, 0, "\(name): median rate 0")
+            if name != "limit" {
+                XCTAssertNotNil(Double(cells[6]), "\(name): CPU ns/packet '\(cells[6])' is not a number")
+            }
+        }
+        XCTAssertEqual(try SluiceTestSupport.run(["ip", "netns", "list"]).stdout.contains("\(labName)-gen"), false,
+                       "tools/bench/run left its lab's namespace behind")
+    }
+}
