@@ -246,7 +246,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 't': {
             char *end = NULL;
             o->duration = strtod(optarg, &end);
-            if (*end || !(o->duration >= 0 && o->duration <= 86400 * 365))
+            if (end == optarg || *end || !(o->duration >= 0 && o->duration <= 86400 * 365))
                 return fail("--duration", "expected seconds, 0 to one year");
             break;
         }
@@ -288,6 +288,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         return fail("--count/--duration", "give at least one, or the generator would never stop");
     if (o->flows > 1 && (uint32_t)o->source_port + o->flows - 1 > 65535)
         return fail("--flows", "source port + flows - 1 exceeds 65535");
+    if (!if_nametoindex(o->interface))
+        return fail(o->interface, "no such interface in this network namespace");
     if (!have_source_mac && !interface_mac(o->interface, o->source_mac))
         return fail(o->interface, "cannot read its MAC from /sys/class/net (not in this namespace?); give --src-mac");
     if (!o->object) {
