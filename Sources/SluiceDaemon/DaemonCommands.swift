@@ -11,6 +11,7 @@ extension Daemon {
         registerNICCommands()
         registerPluginCommands()
         registerPipelineCommands()
+        registerDoctorCommands()
         registry.register(CommandSpec("status", level: .read, "Daemon version, pid, uptime, socket and clients")) {
             [weak self] context, _ in
             guard let self else { throw ControlError.internal("daemon is shutting down") }

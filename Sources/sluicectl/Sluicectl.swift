@@ -70,6 +70,7 @@ struct Sluicectl: ParsableCommand {
             Status.self, Commands.self, Stats.self, Reload.self, Shutdown.self, Call.self,
             NICCommand.self, ChannelsCommand.self, FeaturesCommand.self, RingsCommand.self,
             SteerCommand.self, FlowHashCommand.self, RSSCommand.self, PluginsCommand.self, PipelineCommand.self,
+            Doctor.self, Trace.self,
         ])
 }
 

@@ -1,0 +1,246 @@
+import Foundation
+import SluiceControl
+import SluiceNIC
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `doctor`, `trace.subscribe`, `trace.unsubscribe`.
+extension Daemon {
+    /// At most this many trace events per connection per 200 ms tick; the
+    /// rest are reported as lost rather than queued without bound.
+    static let traceEventsPerTick = 512
+
+    func registerDoctorCommands() {
+        registry.register(CommandSpec(
+            "doctor", level: .read,
+            "Why a bound queue sees no packets: queue counters vs sockets, steering, XDP program, zero-copy, prefilter, xdp tracepoint errors, outside changes",
+            arguments: [ArgumentSpec("iface", .string, "only this interface"),
+                        ArgumentSpec("sample_ms", .integer, "how long to watch the xdp tracepoints (0...10000, default 1000)")]
+        )) { [weak self] _, arguments in
+            guard let self else { throw ControlError.internal("daemon is shutting down") }
+            let only = arguments.has("iface") ? try Self.interfaceName(arguments) : nil
+            let sample: Int = try arguments.integer("sample_ms", in: 0...10_000) ?? 1000
+            let findings = try await self.doctor(only: only, sampleMilliseconds: sample)
+            return try WireEncoding.encode(DoctorReport(findings: findings))
+        }
+        registry.register(CommandSpec(
+            "trace.subscribe", level: .read,
+            "Stream xdp:* tracepoint events of the interfaces Sluice owns as \"trace\" events",
+            arguments: [ArgumentSpec("iface", .string, "only this interface"),
+                        ArgumentSpec("events", .array, "event names (default: every xdp:* event the kernel has)")]
+        )) { [weak self] context, arguments in
+            guard let self else { throw ControlError.internal("daemon is shutting down") }
+            let only = arguments.has("iface") ? try Self.interfaceName(arguments) : nil
+            let events = try Self.traceEventNames(arguments)
+            let subscription: TraceSubscription
+            // Filtered in the kernel to the interfaces asked for; without
+            // one, to those Sluice owns now (and events without an interface).
+            let ifindexes = Self.ifindexes(only.map { [$0] } ?? self.ownedInterfaces())
+            do {
+                subscription = try await blocking { try TraceHub.shared.subscribe(events: events, ifindexes: ifindexes) }
+            } catch let error as TraceError {
+                throw ControlError.unsupported(error.description)
+            }
+            let interfaces = only.map { [$0] } ?? self.ownedInterfaces()
+            let id = context.requestID
+            // The closure owns the subscription: when the stream ends (unsubscribe,
+            // replaced, or the connection closed) the closure goes and its deinit
+            // gives the events back.
+            context.session.startStream(name: "trace", id: id, interval: .milliseconds(200)) {
+                [weak session = context.session, weak self] in
+                guard let session, let self else { return nil }
+                let owned = only.map { [$0] } ?? self.ownedInterfaces()
+                guard let (events, lost) = try? await blocking({ () -> ([TraceEvent], UInt64) in
+                    let (events, lost) = subscription.next()
+                    return (Self.named(events, owned: owned, everyInterface: only == nil), lost)
+                }) else { return nil }
+                let sent = events.prefix(Self.traceEventsPerTick)
+                for event in sent {
+                    guard let data = try? WireEncoding.encode(event) else { continue }
+                    try? await session.send(ControlMessage.event(id: id, name: "trace", data: data))
+                }
+                let dropped = lost &+ UInt64(events.count - sent.count)
+                if dropped > 0 {
+                    try? await session.send(ControlMessage.event(id: id, name: "trace", data: [
+                        "event": "lost", "count": JSONValue(dropped),
+                    ]))
+                }
+                return nil
+            }
+            return ["subscribed": "trace", "events": .array(subscription.events.map { .string($0) }),
+                    "interfaces": .array(interfaces.map { .string($0) })]
+        }
+        registry.register(CommandSpec("trace.unsubscribe", level: .read, "Stop the trace stream on this connection")) {
+            context, _ in
+            ["unsubscribed": .bool(context.session.stopStream(name: "trace"))]
+        }
+    }
+
+    /// Interfaces with a pipeline or an [[interface]] entry.
+    func ownedInterfaces() -> [String] {
+        Array(Set(pipelines.runningInterfaces + config.interfaces.map(\.name))).sorted()
+    }
+
+    static func ifindexes(_ names: [String]) -> Set<UInt32> {
+        Set(names.map { if_nametoindex($0) }.filter { $0 != 0 })
+    }
+
+    static func traceEventNames(_ arguments: Arguments) throws -> [String]? {
+        guard let values = try arguments.array("events", maxCount: 32) else { return nil }
+        return try values.map { value in
+            guard case .string(let text) = value else {
+                throw ControlError.invalidArgument("events must be an array of event names such as \"xdp_exception\"")
+            }
+            let name = text.hasPrefix("xdp:") ? String(text.dropFirst(4)) : text
+            guard !name.isEmpty, name.utf8.count <= 64, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" })
+            else {
+                throw ControlError.invalidArgument("event \"\(text.prefix(64))\" is not an xdp tracepoint name")
+            }
+            return name
+        }
+    }
+
+    /// Keeps the events of `owned` interfaces, naming them; events without an
+    /// interface (e.g. a failed attach) only when watching every interface.
+    static func named(_ events: [TraceEvent], owned: [String], everyInterface: Bool) -> [TraceEvent] {
+        var names: [UInt32: String] = [:]
+        for name in owned {
+            let index = if_nametoindex(name)
+            if index != 0 { names[index] = name }
+        }
+        return events.compactMap { event in
+            guard let index = event.ifindex, index != 0 else { return everyInterface ? event : nil }
+            guard let name = names[index] else { return nil }
+            var named = event
+            named.iface = name
+            return named
+        }
+    }
+
+    /// Gathers every interface's facts off the cooperative pool, watches the
+    /// xdp failure tracepoints for a short sample, and diagnoses.
+    func doctor(only: String?, sampleMilliseconds: Int) async throws -> [DoctorFinding] {
+        let config = self.config
+        let names = only.map { [$0] } ?? ownedInterfaces()
+        guard !names.isEmpty else {
+            return [DoctorFinding(severity: .error, interface: "", queue: nil,
+                                  title: "no interface is configured and no pipeline runs", evidence: [],
+                                  fix: "add an [[interface]] to the config, then `sluicectl reload && sluicectl pipeline start`")]
+        }
+        var traceProblem: String?
+        var subscription: TraceSubscription?
+        do {
+            subscription = try await blocking {
+                let available = Set(try TraceInstance.locate().availableEvents())
+                return try TraceHub.shared.subscribe(
+                    events: TraceEvent.failureEvents.filter(available.contains), ifindexes: Self.ifindexes(names))
+            }
+        } catch {
+            traceProblem = "\(error)"
+        }
+        if subscription != nil, sampleMilliseconds > 0 {
+            try await Task.sleep(for: .milliseconds(sampleMilliseconds))
+        }
+        let traced = subscription, sampleProblem = traceProblem
+        let nic = self.nic, pipelines = self.pipelines
+        return try await blocking {
+            defer { traced?.release() }
+            let events = traced.map { _ in TraceHub.shared.recent() } ?? []
+            let reports = pipelines.reports()
+            var findings: [DoctorFinding] = []
+            for name in names {
+                let gathered = Self.doctorInput(name, config: config, nic: nic, reports: reports)
+                guard var input = gathered.input else {
+                    findings += gathered.missing.map { [$0] } ?? []
+                    continue
+                }
+                input.traceEvents = events
+                input.traceProblem = sampleProblem
+                if let preparation = pipelines.preparation(for: name) {
+                    input.pipeline?.steeringRequired = preparation.steeringRequired
+                }
+                findings += Doctor.diagnose(input)
+            }
+            return Doctor.sorted(findings)
+        }
+    }
+
+    private static func doctorInput(
+        _ name: String, config: SluiceConfig, nic: NICController, reports: [PipelineReport]
+    ) -> (input: DoctorInput?, missing: DoctorFinding?) {
+        let configured = config.interfaces.first { $0.name == name }
+        let info: InterfaceInfo
+        do {
+            info = try nic.interface(name)
+        } catch {
+            return (nil, DoctorFinding(
+                severity: .error, interface: name, queue: nil, title: "\(name) cannot be read", evidence: ["\(error)"],
+                fix: "ip link show \(name)"))
+        }
+        var input = DoctorInput(interface: name, ifindex: info.index, configured: configured != nil, rxQueues: info.rxQueues)
+        input.driver = info.driver
+        input.attachedProgramID = info.xdp?.programID
+        input.attachedMode = info.xdp?.mode
+        input.outsideChanges = nic.outsideChanges(name)
+        do {
+            for queue in try nic.statistics(name).value.queues where queue.direction == .rx {
+                input.driverQueues[queue.queue] = queue.counters
+            }
+        } catch {
+            input.driverStatisticsProblem = "\(error)"
+        }
+        do {
+            input.rules = try nic.rules(name).value.map { rule in
+                var summary = "flow-type \(rule.flowType.rawValue)"
+                if let port = rule.destinationPort { summary += " dst-port \(port)" }
+                if let address = rule.destinationAddress { summary += " dst-ip \(address)" }
+                summary += " action \(rule.action)"
+                if case .queue(let queue) = rule.action {
+                    return DoctorInput.Rule(location: rule.location, queue: queue, summary: summary)
+                }
+                return DoctorInput.Rule(location: rule.location, queue: nil, summary: summary)
+            }
+        } catch {
+            input.rulesProblem = "\(error)"
+        }
+        if let report = reports.first(where: { $0.interface == name }) {
+            let statistics = report.statistics
+            input.pipeline = DoctorInput.Pipeline(
+                running: report.running, plugin: report.plugin, attachMode: statistics.attachMode.rawValue,
+                programID: statistics.programID,
+                mappings: report.mappings.map {
+                    DoctorInput.Mapping(channel: $0.channel, bindQueue: $0.bindQueue, steerQueue: $0.steerQueue)
+                },
+                sockets: statistics.sockets.map {
+                    DoctorInput.Socket(
+                        channel: $0.channel, queue: $0.queue, zeroCopy: $0.zeroCopy, fallbackReason: $0.fallbackReason,
+                        rxPackets: $0.rxPackets, kernelDropped: $0.kernel.rxDropped, ringFull: $0.kernel.rxRingFull,
+                        fillRingEmpty: $0.kernel.fillRingEmpty)
+                },
+                program: statistics.xdp.compactMap { counters in
+                    UInt32(exactly: counters.queue).map {
+                        DoctorInput.QueueProgramCounters(
+                            queue: $0, redirected: counters.redirected, passed: counters.passed,
+                            redirectFailed: counters.redirectFailed)
+                    }
+                },
+                prefilter: !(configured?.prefilterProtocols.isEmpty ?? true),
+                bindMode: configured?.bindMode.rawValue ?? "auto")
+        }
+        return (input, nil)
+    }
+}
+
+struct DoctorReport: Encodable {
+    var findings: [DoctorFinding]
+    var warnings: Int
+    var errors: Int
+
+    init(findings: [DoctorFinding]) {
+        self.findings = findings
+        warnings = findings.filter { $0.severity == .warning }.count
+        errors = findings.filter { $0.severity == .error }.count
+    }
+}
