@@ -53,7 +53,7 @@ final class SPSCRingTests: XCTestCase {
             var expected = 0
             var buffer = [Int](repeating: -1, count: maxBatch)
             var generator = SystemRandomNumberGenerator()
-            while expected < total {
+            while expected < total, !result.isFinished {
                 let want = Int.random(in: 1...maxBatch, using: &generator)
                 let got = buffer.withUnsafeMutableBufferPointer {
                     ring.dequeue(into: UnsafeMutableBufferPointer(rebasing: $0[0..<want]))
@@ -82,7 +82,10 @@ final class SPSCRingTests: XCTestCase {
         var next = 0
         var batch = [Int](repeating: 0, count: maxBatch)
         var fullResults = 0
-        while next < total, !result.isFinished {
+        // A lost wake-up would make the consumer sleep out its timeouts: the
+        // producer gives up at a deadline so that the test fails instead of hanging.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while next < total, !result.isFinished, ContinuousClock.now < deadline {
             let size = min(Int.random(in: 1...maxBatch), total - next)
             for index in 0..<size { batch[index] = next + index }
             let taken = batch.withUnsafeBufferPointer {
@@ -92,6 +95,8 @@ final class SPSCRingTests: XCTestCase {
             if taken > 0, ring.takeWakeupRequest() { doorbell.ring() }
             next += taken  // the rest is offered again: in order, none skipped
         }
+        XCTAssertEqual(next, total, "the producer offered everything before the deadline")
+        if next < total { result.finish() }
         XCTAssertEqual(done.wait(timeout: .now() + 120), .success, "consumer finished")
         XCTAssertNil(result.firstError)
         XCTAssertEqual(result.received, total)
