@@ -265,7 +265,7 @@ enum Doctor {
         for socket in pipeline.sockets {
             if !socket.zeroCopy {
                 add(.info, "socket on queue \(socket.queue) runs in copy mode", socket.queue,
-                    ["bind_mode \(pipeline.bindMode)", "reason: \(socket.fallbackReason ?? "copy mode requested")"], nil)
+                    ["bind_mode \(pipeline.bindMode)", "reason: \(socket.fallbackReason ?? (pipeline.bindMode == "copy" ? "bind_mode = \"copy\"" : "the driver plugin asks for copy mode (no zero-copy on this driver)"))"], nil)
             }
             let lost = socket.kernelDropped &+ socket.ringFull &+ socket.fillRingEmpty
             if lost > 0 {

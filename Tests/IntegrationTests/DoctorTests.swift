@@ -100,6 +100,7 @@ final class DoctorTests: XCTestCase {
         XCTAssertTrue(output.stdout.contains("ERROR   \(lab.appInterface): queue 0 receives"), output.stdout)
         XCTAssertTrue(output.stdout.contains("fix: bind channel 0"), output.stdout)
         XCTAssertFalse(output.stdout.contains("\u{1B}["), "colour only on a tty")
+        if ProcessInfo.processInfo.environment["SLUICE_DOCTOR_PRINT"] == "1" { print(output.stdout) }
     }
 
     func testHealthySetupGetsNoWarnings() throws {
@@ -170,6 +171,23 @@ final class DoctorTests: XCTestCase {
         }
         // The connection closed: the last subscriber left, the instance is gone.
         try waitUntil("the tracefs instance to be removed") { !FileManager.default.fileExists(atPath: instance) }
+
+        // sluicectl trace prints the event and stops after --count.
+        let sluicectl = Process()
+        sluicectl.executableURL = URL(fileURLWithPath: DaemonProcess.sluicectlPath)
+        sluicectl.arguments = ["--socket", daemon.socketPath, "trace", lab.appInterface, "--count", "1",
+                               "--events", "xdp_redirect_err"]
+        let output = Pipe()
+        sluicectl.standardOutput = output
+        try sluicectl.run()
+        defer { if sluicectl.isRunning { sluicectl.terminate() } }
+        try waitUntil("sluicectl trace to subscribe") { FileManager.default.fileExists(atPath: instance) }
+        try lab.inGenerator(["ping", "-c", "2", "-i", "0.2", "-W", "1", "-s", "2600", "-M", "do", lab.appAddress])
+        try waitUntil("sluicectl trace to print one event and exit") { !sluicectl.isRunning }
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(sluicectl.terminationStatus, 0, printed)
+        XCTAssertTrue(printed.contains("xdp:xdp_redirect_err \(lab.appInterface) action=REDIRECT"), printed)
+        XCTAssertTrue(printed.contains("err=-\(ENOSPC)"), printed)
     }
 
     func testTraceRejectsUnknownEventsByName() throws {
@@ -180,5 +198,16 @@ final class DoctorTests: XCTestCase {
         XCTAssertTrue(reply["error"]?["message"]?.stringValue?.contains("xdp_nonsense") ?? false, reply.serialized())
         let bad = try daemon.call("trace.subscribe", ["events": ["../../x"]])
         XCTAssertEqual(bad["error"]?["code"], "invalid_argument", bad.serialized())
+
+        // An explicit unsubscribe gives the events back at once.
+        let client = try daemon.client()
+        defer { client.close() }
+        XCTAssertEqual(try client.call("trace.subscribe", arguments: ["events": ["xdp_exception"]])["ok"], true)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "/sys/kernel/tracing/instances/sluice"))
+        XCTAssertEqual(try client.call("trace.unsubscribe")["result"]?["unsubscribed"], true)
+        try waitUntil("the tracefs instance to be removed") {
+            !FileManager.default.fileExists(atPath: "/sys/kernel/tracing/instances/sluice")
+        }
+        XCTAssertEqual(try client.call("trace.unsubscribe")["result"]?["unsubscribed"], false)
     }
 }
