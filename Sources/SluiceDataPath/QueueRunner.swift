@@ -49,10 +49,13 @@ final class BatchProcessor {
         headers.deallocate()
     }
 
-    /// Parses and runs every module over `descriptors[0..<count]`; returns the malformed count.
+    /// Parses and runs every module over `descriptors[0..<count]`; returns
+    /// the malformed count (0 without modules: nothing is parsed then).
     @inline(__always)
     func run(count: Int) -> Int {
-        guard count > 0 else { return 0 }
+        // No module reads the headers: parsing would only miss the cache on
+        // every frame (measured: 44% of an inline RX thread's time).
+        guard count > 0, !modules.isEmpty else { return 0 }
         let batch = PacketBatch(umem: umem, descriptors: descriptors, headers: headers, count: count)
         let malformed = HeaderParser.parse(batch)
         for module in modules { module.process(batch) }
