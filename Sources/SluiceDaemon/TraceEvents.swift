@@ -64,12 +64,14 @@ struct TraceError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Sluice's own tracefs instance (`instances/sluice`), so enabling events
-/// never disturbs the global trace buffer or anyone else's instance.
+/// Sluice's own tracefs instance (`instances/sluice-PID`), so enabling
+/// events never disturbs the global trace buffer, anyone else's instance, or
+/// another sluiced on the same host (labs, tests).
 struct TraceInstance: Sendable {
     static let candidateRoots = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+    static let namePrefix = "sluice-"
     let root: String
-    var path: String { root + "/instances/sluice" }
+    var path: String { root + "/instances/\(Self.namePrefix)\(getpid())" }
 
     /// Finds tracefs, mounting it on /sys/kernel/tracing when the kernel
     /// offers the mount point but nobody mounted it (containers, minimal systems).
@@ -95,11 +97,22 @@ struct TraceInstance: Sendable {
     /// Creates the instance (or takes over one a crashed sluiced left) with
     /// every event off and an empty buffer.
     func create() throws {
+        removeStaleInstances()
         if mkdir(path, 0o700) != 0, errno != EEXIST {
             throw TraceError("cannot create the tracefs instance \(path): \(String(cString: strerror(errno)))")
         }
         try write("0", to: path + "/events/enable")
         try write("", to: path + "/trace", truncate: true)
+    }
+
+    /// Instances of sluiced processes that died without removing theirs
+    /// (SIGKILL) would keep tracing into their buffers forever.
+    private func removeStaleInstances() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root + "/instances")) ?? []
+        for name in names where name.hasPrefix(Self.namePrefix) {
+            guard let pid = pid_t(name.dropFirst(Self.namePrefix.count)), pid != getpid() else { continue }
+            if kill(pid, 0) != 0, errno == ESRCH { _ = rmdir(root + "/instances/" + name) }
+        }
     }
 
     /// Removes the instance; the kernel frees its buffer.

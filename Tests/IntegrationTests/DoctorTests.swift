@@ -65,6 +65,11 @@ final class DoctorTests: XCTestCase {
         return counts
     }
 
+    /// The daemon's own tracefs instance (one per sluiced process).
+    private func traceInstance(_ daemon: DaemonProcess) throws -> String {
+        "/sys/kernel/tracing/instances/sluice-\(try XCTUnwrap(daemon.pid))"
+    }
+
     private func doctor(_ daemon: DaemonProcess, _ iface: String) throws -> [JSONValue] {
         let reply = try daemon.call("doctor", ["iface": .string(iface), "sample_ms": 300])
         XCTAssertEqual(reply["ok"], true, reply.serialized())
@@ -131,7 +136,7 @@ final class DoctorTests: XCTestCase {
             try runCommand(["ip", "link", "set", "dev", lab.appInterface, "mtu", "3000"], check: true)
             try lab.inGenerator(["ip", "link", "set", "dev", lab.generatorInterface, "mtu", "3000"], check: true)
         }
-        let instance = "/sys/kernel/tracing/instances/sluice"
+        let instance = try traceInstance(daemon)
         do {
             let client = try daemon.client()
             defer { client.close() }
@@ -199,14 +204,24 @@ final class DoctorTests: XCTestCase {
         let bad = try daemon.call("trace.subscribe", ["events": ["../../x"]])
         XCTAssertEqual(bad["error"]?["code"], "invalid_argument", bad.serialized())
 
-        // An explicit unsubscribe gives the events back at once.
+        // An explicit unsubscribe gives the events back at once; an instance a
+        // dead sluiced left behind is removed on the way.
+        let instance = try traceInstance(daemon)
+        let finished = Process()
+        finished.executableURL = URL(fileURLWithPath: "/bin/true")
+        try finished.run()
+        finished.waitUntilExit()
+        let stale = "/sys/kernel/tracing/instances/sluice-\(finished.processIdentifier)"
+        XCTAssertEqual(mkdir(stale, 0o700), 0, String(cString: strerror(errno)))
+        defer { rmdir(stale) }
         let client = try daemon.client()
         defer { client.close() }
         XCTAssertEqual(try client.call("trace.subscribe", arguments: ["events": ["xdp_exception"]])["ok"], true)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: "/sys/kernel/tracing/instances/sluice"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: instance))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale), "the dead process's instance is removed")
         XCTAssertEqual(try client.call("trace.unsubscribe")["result"]?["unsubscribed"], true)
         try waitUntil("the tracefs instance to be removed") {
-            !FileManager.default.fileExists(atPath: "/sys/kernel/tracing/instances/sluice")
+            !FileManager.default.fileExists(atPath: instance)
         }
         XCTAssertEqual(try client.call("trace.unsubscribe")["result"]?["unsubscribed"], false)
     }
