@@ -38,6 +38,7 @@ extension Daemon {
             // Filtered in the kernel to the interfaces asked for; without
             // one, to those Sluice owns now (and events without an interface).
             let ifindexes = Self.ifindexes(only.map { [$0] } ?? self.ownedInterfaces())
+            if let only, ifindexes.isEmpty { throw ControlError.notFound("no interface named \(only)") }
             do {
                 subscription = try await blocking { try TraceHub.shared.subscribe(events: events, ifindexes: ifindexes) }
             } catch let error as TraceError {

@@ -203,6 +203,9 @@ final class DoctorTests: XCTestCase {
         XCTAssertTrue(reply["error"]?["message"]?.stringValue?.contains("xdp_nonsense") ?? false, reply.serialized())
         let bad = try daemon.call("trace.subscribe", ["events": ["../../x"]])
         XCTAssertEqual(bad["error"]?["code"], "invalid_argument", bad.serialized())
+        let missing = try daemon.call("trace.subscribe", ["iface": "sdocnothere"])
+        XCTAssertEqual(missing["error"]?["code"], "not_found", missing.serialized())
+        XCTAssertTrue(missing["error"]?["message"]?.stringValue?.contains("sdocnothere") ?? false, missing.serialized())
 
         // An explicit unsubscribe gives the events back at once; an instance a
         // dead sluiced left behind is removed on the way.
