@@ -105,7 +105,7 @@ public final class XDPProgram {
         }
         let object: OpaquePointer = try bytes.withUnsafeBytes { raw in
             var options = bpf_object_open_opts()
-            options.sz = MemoryLayout<bpf_object_open_opts>.size
+            options.sz = MemoryLayout<bpf_object_open_opts>.stride  // C sizeof, tail padding included
             return try "sluice_xdp".withCString { name in
                 options.object_name = name
                 guard let object = bpf_object__open_mem(raw.baseAddress, raw.count, &options) else {
@@ -182,7 +182,7 @@ public final class XDPProgram {
             throw DataPathError("Sluice's XDP object has no program sluice_xdp (build problem)")
         }
         var options = bpf_link_create_opts()
-        options.sz = MemoryLayout<bpf_link_create_opts>.size
+        options.sz = MemoryLayout<bpf_link_create_opts>.stride  // C sizeof, tail padding included
         options.flags = mode.flags
         let link = bpf_link_create(bpf_program__fd(program), interfaceIndex, BPF_XDP, &options)
         guard link >= 0 else {
@@ -210,14 +210,15 @@ public final class XDPProgram {
             + "remove it with `ip link set dev \(interface) xdp off`"
     }
 
-    /// The id of any XDP program on the interface (any mode), or nil.
+    /// The id of any XDP program on the interface (driver, generic or
+    /// offloaded), or nil. One query per mode: `bpf_xdp_query_id` with a
+    /// mode flag answers for that mode alone.
     public static func attachedProgramID(interfaceIndex: Int32) -> UInt32? {
-        var options = bpf_xdp_query_opts()
-        options.sz = MemoryLayout<bpf_xdp_query_opts>.size
-        guard bpf_xdp_query(interfaceIndex, 0, &options) == 0, options.attach_mode != UInt8(XDP_ATTACHED_NONE) else {
-            return nil
+        for mode in [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, XDP_FLAGS_HW_MODE] {
+            var id: UInt32 = 0
+            if bpf_xdp_query_id(interfaceIndex, Int32(mode), &id) == 0, id != 0 { return id }
         }
-        return [options.prog_id, options.drv_prog_id, options.skb_prog_id, options.hw_prog_id].first { $0 != 0 }
+        return nil
     }
 
     /// The name of a loaded BPF program, or nil when it cannot be read.

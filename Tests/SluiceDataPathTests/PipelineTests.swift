@@ -164,6 +164,7 @@ final class PipelineTests: XCTestCase {
         let lab = try makeLab()
         let first = try Pipeline(config: config(lab, mode: .inline), bindings: [.identity(channel: 0)], makeModules: { _ in [] })
         defer { first.stop() }
+        XCTAssertEqual(XDPProgram.attachedProgramID(interfaceIndex: try InterfaceFacts.index(lab.appInterface)), first.programID)
         XCTAssertThrowsError(
             try Pipeline(config: config(lab, mode: .inline), bindings: [.identity(channel: 1)], makeModules: { _ in [] })
         ) { error in
