@@ -32,23 +32,11 @@ final class DoctorTests: XCTestCase {
     private func start(_ lab: Lab, interface: String, beforeStart: () throws -> Void = {}) throws -> DaemonProcess {
         self.lab = lab
         try beforeStart()
-        let daemon = try DaemonProcess(extraConfig: """
-            [plugins]
-            dir = "\(plugins!.path)"
-
-            [pipeline]
-            mode = "inline"
-            frame_size = 2048
-
-            [[interface]]
-            name = "\(lab.appInterface)"
-            \(interface)
-            """)
+        let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
+            pluginDirectory: plugins!.path, interface: lab.appInterface, mode: "inline", interfaceOptions: interface))
         self.daemon = daemon
         try daemon.start()
-        try waitUntil("the pipeline to run") {
-            try daemon.call("stats.get")["result"]?["pipelines"]?.arrayValue?.first?["running"] == true
-        }
+        try daemon.waitForPipeline()
         return daemon
     }
 

@@ -40,23 +40,12 @@ final class PipelineDaemonTests: XCTestCase {
     ) throws -> (Lab, DaemonProcess) {
         let lab = try Lab.up(queues: queues, xpsQueues: xpsQueues, prefix: "spd")
         self.lab = lab
-        let daemon = try DaemonProcess(extraConfig: """
-            [plugins]
-            dir = "\(plugins!.path)"
-
-            [pipeline]
-            mode = "\(mode)"
-            frame_size = 2048
-
-            \(modules)
-
-            [[interface]]
-            name = "\(lab.appInterface)"
-            \(interface)
-            """)
+        let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
+            pluginDirectory: plugins!.path, interface: lab.appInterface, mode: mode, modules: modules,
+            interfaceOptions: interface))
         self.daemon = daemon
         try daemon.start()
-        try waitUntil("the pipeline to run") { try self.pipeline()?["running"] == true }
+        try daemon.waitForPipeline()
         return (lab, daemon)
     }
 
