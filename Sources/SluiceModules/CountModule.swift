@@ -54,6 +54,13 @@ public final class CountModule: PacketModule {
     }
     private let slots: UnsafeMutablePointer<AtomicWord>
     private let mask: Int
+    /// The slot of every flow in insertion order, so that readers visit the
+    /// occupied slots only instead of the whole table. The writer fills entry
+    /// `n` and then publishes `n + 1` in ``insertedCount`` with release
+    /// ordering; the table is insert-only, so an entry never changes once
+    /// published and there are never more than `capacity` of them.
+    private let insertedSlots: UnsafeMutablePointer<UInt32>
+    private let insertedCount: UnsafeMutablePointer<AtomicWord>
 
     private enum Counter: Int, CaseIterable {
         case packets, bytes, overflowPackets, overflowBytes, nonIP, malformed
@@ -80,11 +87,18 @@ public final class CountModule: PacketModule {
         let words = options.capacity * Self.wordsPerSlot
         slots = .allocate(capacity: words)
         for index in 0..<words { (slots + index).initialize(to: .init(0)) }
+        insertedSlots = .allocate(capacity: options.capacity)
+        insertedSlots.initialize(repeating: 0, count: options.capacity)
+        insertedCount = .allocate(capacity: 1)
+        insertedCount.initialize(to: .init(0))
     }
 
     deinit {
         slots.deinitialize(count: options.capacity * Self.wordsPerSlot)
         slots.deallocate()
+        insertedSlots.deallocate()
+        insertedCount.deinitialize(count: 1)
+        insertedCount.deallocate()
         counters.deallocate()
     }
 
@@ -146,6 +160,10 @@ public final class CountModule: PacketModule {
                 store(slot, Word.packets, 1)
                 store(slot, Word.bytes, length)
                 AtomicWord.atomicStore(key, at: slot + Word.key, ordering: .releasing)
+                // Only this thread writes the count, so a relaxed load reads its own last store.
+                let inserted = AtomicWord.atomicLoad(at: insertedCount, ordering: .relaxed)
+                insertedSlots[Int(truncatingIfNeeded: inserted)] = UInt32(truncatingIfNeeded: slotIndex)
+                AtomicWord.atomicStore(inserted &+ 1, at: insertedCount, ordering: .releasing)
                 return .counted
             }
             if stored == key && load(slot, Word.sourceHigh) == sourceHigh && load(slot, Word.sourceLow) == sourceLow
@@ -193,38 +211,101 @@ public final class CountModule: PacketModule {
         public var packets: UInt64
         public var bytes: UInt64
 
-        /// The flow without its counters, to add up the same flow seen by several instances.
-        struct Key: Hashable {
-            var ipVersion: UInt8, ipProtocol: UInt8, source: String, destination: String
-            var sourcePort: UInt16, destinationPort: UInt16
+        init(_ flow: RawFlow) {
+            let key = flow.key
+            ipVersion = key.ipVersion
+            ipProtocol = UInt8(truncatingIfNeeded: key.packed >> 24)
+            source = IPAddressText.format(version: key.ipVersion, high: key.sourceHigh, low: key.sourceLow)
+            destination = IPAddressText.format(
+                version: key.ipVersion, high: key.destinationHigh, low: key.destinationLow)
+            sourcePort = UInt16(truncatingIfNeeded: key.packed >> 48)
+            destinationPort = UInt16(truncatingIfNeeded: key.packed >> 32)
+            packets = flow.packets
+            bytes = flow.bytes
         }
 
-        var key: Key {
-            Key(ipVersion: ipVersion, ipProtocol: ipProtocol, source: source, destination: destination,
-                sourcePort: sourcePort, destinationPort: destinationPort)
+        /// A row of the snapshot's top-flows table.
+        var row: [String: String] {
+            [
+                "src": source, "dst": destination, "proto": String(ipProtocol),
+                "sport": String(sourcePort), "dport": String(destinationPort),
+                "packets": String(packets), "bytes": String(bytes),
+            ]
         }
     }
 
-    /// Every flow in the table, read racily but safely while the data path
-    /// runs: a flow's counters may be one batch behind its neighbours'.
+    /// A flow's identity as the table stores it (the packed key word and the
+    /// four address words): merging instances hashes 40 bytes of integers,
+    /// not two formatted addresses per flow.
+    struct FlowKey: Hashable {
+        var packed: UInt64
+        var sourceHigh: UInt64, sourceLow: UInt64
+        var destinationHigh: UInt64, destinationLow: UInt64
+
+        var ipVersion: UInt8 { UInt8(truncatingIfNeeded: packed >> 16) }
+    }
+
+    /// A flow with its counters, before any text is made of it.
+    struct RawFlow {
+        var key: FlowKey
+        var packets: UInt64
+        var bytes: UInt64
+
+        /// The top-flows order: more packets, then more bytes, then (so that
+        /// equal counters always come out in the same order) the higher
+        /// source address, source port, destination address, destination
+        /// port, protocol and IP version, compared as numbers.
+        @inline(__always)
+        func ranks(above other: RawFlow) -> Bool {
+            if packets != other.packets { return packets > other.packets }
+            if bytes != other.bytes { return bytes > other.bytes }
+            return key.tieBreak > other.key.tieBreak
+        }
+    }
+
+    /// Flows published so far (acquire: their slots' words are visible).
+    private var publishedFlowCount: Int {
+        // Never more than capacity; the bound keeps a reader inside the index list regardless.
+        min(Int(truncatingIfNeeded: AtomicWord.atomicLoad(at: insertedCount, ordering: .acquiring)), options.capacity)
+    }
+
+    /// Calls `body` with every flow in the table, in insertion order, visiting
+    /// only the slots the index list names. Counters are read racily but
+    /// safely while the data path runs: a flow's may be one batch behind its
+    /// neighbours'.
+    @inline(__always)
+    private func forEachFlow(_ body: (RawFlow) -> Void) {
+        for position in 0..<publishedFlowCount {
+            body(rawFlow(at: slots + Int(insertedSlots[position]) * Self.wordsPerSlot))
+        }
+    }
+
+    @inline(__always)
+    private func rawFlow(at slot: UnsafeMutablePointer<AtomicWord>) -> RawFlow {
+        RawFlow(
+            key: FlowKey(
+                packed: load(slot, Word.key), sourceHigh: load(slot, Word.sourceHigh),
+                sourceLow: load(slot, Word.sourceLow), destinationHigh: load(slot, Word.destinationHigh),
+                destinationLow: load(slot, Word.destinationLow)),
+            packets: load(slot, Word.packets), bytes: load(slot, Word.bytes))
+    }
+
+    /// Every flow in the table, in insertion order; see ``forEachFlow(_:)``.
     public func flows() -> [Flow] {
+        var result: [Flow] = []
+        result.reserveCapacity(publishedFlowCount)
+        forEachFlow { result.append(Flow($0)) }
+        return result
+    }
+
+    /// Every flow found by reading all `capacity` slots, in slot order: what
+    /// ``flows()`` must agree with, for tests.
+    func flowsByScanningTable() -> [Flow] {
         var result: [Flow] = []
         for slotIndex in 0..<options.capacity {
             let slot = slots + slotIndex * Self.wordsPerSlot
-            let key = AtomicWord.atomicLoad(at: slot + Word.key, ordering: .acquiring)
-            guard key != 0 else { continue }
-            let version = UInt8(truncatingIfNeeded: key >> 16)
-            result.append(
-                Flow(
-                    ipVersion: version, ipProtocol: UInt8(truncatingIfNeeded: key >> 24),
-                    source: IPAddressText.format(
-                        version: version, high: load(slot, Word.sourceHigh), low: load(slot, Word.sourceLow)),
-                    destination: IPAddressText.format(
-                        version: version, high: load(slot, Word.destinationHigh),
-                        low: load(slot, Word.destinationLow)),
-                    sourcePort: UInt16(truncatingIfNeeded: key >> 48),
-                    destinationPort: UInt16(truncatingIfNeeded: key >> 32),
-                    packets: load(slot, Word.packets), bytes: load(slot, Word.bytes)))
+            guard AtomicWord.atomicLoad(at: slot + Word.key, ordering: .acquiring) != 0 else { continue }
+            result.append(Flow(rawFlow(at: slot)))
         }
         return result
     }
@@ -239,10 +320,13 @@ public final class CountModule: PacketModule {
     /// one per queue): counters added up, and a flow seen by several
     /// instances counted once with its packets and bytes summed. The top-N
     /// size is the largest of the instances'.
+    ///
+    /// The work is proportional to the flows, not the table: only published
+    /// slots are read, the top N are selected without sorting every flow,
+    /// and only those N are turned into text.
     public static func snapshot(merging modules: [CountModule]) -> ModuleSnapshot {
         var values: [String: UInt64] = ["capacity": 0]
         for counter in Counter.allCases { values[counter.name] = 0 }
-        var merged: [Flow.Key: Flow] = [:]
         var top = 0
         for module in modules {
             values["capacity"]! += UInt64(module.options.capacity)
@@ -250,26 +334,97 @@ public final class CountModule: PacketModule {
                 values[counter.name]! &+= module.counters.load(counter.rawValue)
             }
             top = max(top, module.options.top)
-            for flow in module.flows() {
-                if var known = merged[flow.key] {
-                    known.packets &+= flow.packets
-                    known.bytes &+= flow.bytes
-                    merged[flow.key] = known
-                } else {
-                    merged[flow.key] = flow
-                }
+        }
+        var selection = TopFlows(limit: top)
+        var flowCount = 0
+        if modules.count == 1 {
+            // Flows in one table are distinct: nothing to merge.
+            modules[0].forEachFlow { flow in
+                flowCount += 1
+                selection.offer(flow)
+            }
+        } else {
+            var merged: [FlowKey: Totals] = [:]
+            merged.reserveCapacity(modules.reduce(0) { $0 + $1.publishedFlowCount })
+            for module in modules {
+                module.forEachFlow { flow in merged[flow.key, default: Totals()].add(flow) }
+            }
+            flowCount = merged.count
+            for (key, totals) in merged {
+                selection.offer(RawFlow(key: key, packets: totals.packets, bytes: totals.bytes))
             }
         }
-        values["flows"] = UInt64(merged.count)
-        let rows = merged.values.sorted {
-            ($0.packets, $0.bytes, $0.source, $0.sourcePort) > ($1.packets, $1.bytes, $1.source, $1.sourcePort)
-        }.prefix(top).map {
-            [
-                "src": $0.source, "dst": $0.destination, "proto": String($0.ipProtocol),
-                "sport": String($0.sourcePort), "dport": String($0.destinationPort),
-                "packets": String($0.packets), "bytes": String($0.bytes),
-            ]
+        values["flows"] = UInt64(flowCount)
+        return ModuleSnapshot(kind: "count", counters: values, rows: selection.ranked().map { Flow($0).row })
+    }
+
+    /// One flow's counters summed over instances.
+    private struct Totals {
+        var packets: UInt64 = 0
+        var bytes: UInt64 = 0
+
+        mutating func add(_ flow: RawFlow) {
+            packets &+= flow.packets
+            bytes &+= flow.bytes
         }
-        return ModuleSnapshot(kind: "count", counters: values, rows: Array(rows))
+    }
+
+    /// The `limit` best flows offered (by ``RawFlow/ranks(above:)``), kept
+    /// in a binary heap whose root is the weakest of them: O(flows × log
+    /// limit) rather than sorting every flow.
+    struct TopFlows {
+        let limit: Int
+        private var heap: [RawFlow] = []
+
+        init(limit: Int) {
+            self.limit = max(0, limit)
+            heap.reserveCapacity(self.limit)
+        }
+
+        mutating func offer(_ flow: RawFlow) {
+            if heap.count < limit {
+                heap.append(flow)
+                siftUp(heap.count - 1)
+            } else if limit > 0 && flow.ranks(above: heap[0]) {
+                heap[0] = flow
+                siftDown(0)
+            }
+        }
+
+        /// The selected flows, best first.
+        func ranked() -> [RawFlow] {
+            heap.sorted { $0.ranks(above: $1) }
+        }
+
+        private mutating func siftUp(_ start: Int) {
+            var child = start
+            while child > 0 {
+                let parent = (child - 1) / 2
+                guard heap[parent].ranks(above: heap[child]) else { return }
+                heap.swapAt(parent, child)
+                child = parent
+            }
+        }
+
+        private mutating func siftDown(_ start: Int) {
+            var parent = start
+            while true {
+                var weakest = parent
+                let left = 2 * parent + 1, right = left + 1
+                if left < heap.count && heap[weakest].ranks(above: heap[left]) { weakest = left }
+                if right < heap.count && heap[weakest].ranks(above: heap[right]) { weakest = right }
+                guard weakest != parent else { return }
+                heap.swapAt(parent, weakest)
+                parent = weakest
+            }
+        }
+    }
+}
+
+extension CountModule.FlowKey {
+    /// Source address, source port, destination address, then destination
+    /// port, protocol and version (one word) — a total order on keys.
+    fileprivate var tieBreak: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) {
+        (sourceHigh, sourceLow, packed >> 48, destinationHigh, destinationLow, (packed >> 16) & 0xFFFF_FFFF)
     }
 }
