@@ -30,16 +30,20 @@ public struct RingCapacityError: Error, CustomStringConvertible, Equatable, Send
 /// ring costs no system call per batch.
 public final class SPSCRing<Element>: @unchecked Sendable {
     public let capacity: Int
-    private let mask: Int
-    private let slots: UnsafeMutablePointer<Element>
+    // Inlinable (with usable-from-inline storage) so that a client in another
+    // module gets the methods specialized for its element type: unspecialized,
+    // every element moves through the value witness table (measured: 0.4 × the
+    // C ring at batch 1).
+    @usableFromInline let mask: Int
+    @usableFromInline let slots: UnsafeMutablePointer<Element>
     /// Three 128-byte blocks: producer (index, cached consumer index),
     /// consumer (index, cached producer index), consumer's sleep flag.
     private let control: UnsafeMutableRawPointer
-    private let producerIndex: UnsafeAtomic<Int>
-    private let consumerIndex: UnsafeAtomic<Int>
-    private let consumerSleeping: UnsafeAtomic<Bool>
-    private let cachedConsumerIndex: UnsafeMutablePointer<Int>
-    private let cachedProducerIndex: UnsafeMutablePointer<Int>
+    @usableFromInline let producerIndex: UnsafeAtomic<Int>
+    @usableFromInline let consumerIndex: UnsafeAtomic<Int>
+    @usableFromInline let consumerSleeping: UnsafeAtomic<Bool>
+    @usableFromInline let cachedConsumerIndex: UnsafeMutablePointer<Int>
+    @usableFromInline let cachedProducerIndex: UnsafeMutablePointer<Int>
 
     private static var blockSize: Int { 128 }
 
@@ -79,7 +83,7 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     /// Copies as many of `elements` as fit, in order, and publishes them.
     /// Returns how many were taken: fewer than `elements.count` means the ring
     /// is full and the caller owns (and must account for) the rest.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func enqueue(from elements: UnsafeBufferPointer<Element>) -> Int {
         let head = producerIndex.load(ordering: .relaxed)
         var free = capacity - (head - cachedConsumerIndex.pointee)
@@ -100,7 +104,7 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     /// After enqueueing: whether the consumer has gone (or is going) to sleep
     /// and must be woken through its doorbell. Clears the request, so of two
     /// calls only the first says yes.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func takeWakeupRequest() -> Bool {
         // Orders the index store above before the flag load (Dekker with
         // prepareToSleep): either the consumer sees our items or we see its flag.
@@ -112,7 +116,7 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     // MARK: Consumer side
 
     /// Moves up to `buffer.count` elements, oldest first, into `buffer`.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func dequeue(into buffer: UnsafeMutableBufferPointer<Element>) -> Int {
         let tail = consumerIndex.load(ordering: .relaxed)
         var available = cachedProducerIndex.pointee - tail
@@ -133,6 +137,7 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     /// Announces that the consumer is about to block. Returns `true` when the
     /// ring is still empty and it may now wait on its doorbell; `false` when
     /// items arrived meanwhile (the announcement is withdrawn).
+    @inlinable
     public func prepareToSleep() -> Bool {
         consumerSleeping.store(true, ordering: .relaxed)
         atomicMemoryFence(ordering: .sequentiallyConsistent)
@@ -145,6 +150,7 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     }
 
     /// After waking (by doorbell or timeout): withdraw the sleep announcement.
+    @inlinable
     public func cancelSleep() {
         consumerSleeping.store(false, ordering: .relaxed)
     }
