@@ -23,6 +23,13 @@ int sluice_pin_current_thread(int cpu) {
     return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
+int sluice_name_current_thread(const char *name) {
+    char truncated[16];
+    strncpy(truncated, name, sizeof(truncated) - 1);
+    truncated[sizeof(truncated) - 1] = '\0';
+    return pthread_setname_np(pthread_self(), truncated);
+}
+
 int sluice_allowed_cpu_count(void) {
     cpu_set_t set;
     CPU_ZERO(&set);

@@ -126,16 +126,21 @@ final class QueueRunner: @unchecked Sendable {
     }
 
     func start(rxCPU: Int?, workerCPU: Int?) {
-        let label = "sluice-rx-\(socket.interface)-\(binding.bindQueue)"
-        threads.append(makeThread(name: label, cpu: rxCPU) { [self] in rxLoop() })
+        // Queue first: the kernel keeps 15 bytes of a thread name, and `top -H`
+        // or `ps -L` should tell the queues apart before the interface.
+        let suffix = "\(binding.bindQueue)@\(socket.interface)"
+        threads.append(makeThread(name: "rx" + suffix, cpu: rxCPU) { [self] in rxLoop() })
         if config.mode == .pipelined {
-            threads.append(makeThread(name: "sluice-wk-\(binding.bindQueue)", cpu: workerCPU) { [self] in workerLoop() })
+            threads.append(makeThread(name: "wk" + suffix, cpu: workerCPU) { [self] in workerLoop() })
         }
         for thread in threads { exited.enter(); thread.start() }
     }
 
     private func makeThread(name: String, cpu: Int?, _ body: @escaping () -> Void) -> Thread {
         let thread = Thread { [exited, logger] in
+            // Foundation's Thread.name does not reach the kernel on Linux: the
+            // thread would keep the name of the pool thread that started it.
+            _ = sluice_name_current_thread(name)
             if let cpu {
                 let error = sluice_pin_current_thread(Int32(cpu))
                 if error != 0 {
@@ -145,7 +150,7 @@ final class QueueRunner: @unchecked Sendable {
             body()
             exited.leave()
         }
-        thread.name = String(name.prefix(15))
+        thread.name = name
         return thread
     }
 
