@@ -25,6 +25,10 @@ final class PipelineManager: @unchecked Sendable {
     private var running: [String: RunningPipeline] = [:]
     /// The last counters of pipelines that stopped, until they start again.
     private var stopped: [String: PipelineReport] = [:]
+    /// Changes whenever a pipeline starts or stops: cached statistics that
+    /// saw another generation are out of date whatever their age.
+    private var generationCounter = 0
+    var generation: Int { lock.withLock { generationCounter } }
 
     init(nic: NICController, plugins: PluginHost, logger: Logger) {
         self.nic = nic
@@ -53,6 +57,7 @@ final class PipelineManager: @unchecked Sendable {
                     lock.withLock {
                         running[interface.name] = entry
                         stopped[interface.name] = nil
+                        generationCounter += 1
                     }
                     started.append(interface.name)
                 }
@@ -156,12 +161,18 @@ final class PipelineManager: @unchecked Sendable {
     /// Leaves the table first, so that reports() does not read a pipeline
     /// whose threads are being joined; its final counters appear when done.
     private func stopOne(_ name: String) -> PipelineReport? {
-        guard let entry = lock.withLock({ running.removeValue(forKey: name) }) else { return nil }
+        guard let entry = lock.withLock({ () -> RunningPipeline? in
+            generationCounter += 1
+            return running.removeValue(forKey: name)
+        }) else { return nil }
         entry.pipeline.stop()
         entry.lease.release()
         var final = PipelineReport(entry)
         final.running = false
-        lock.withLock { stopped[name] = final }
+        lock.withLock {
+            stopped[name] = final
+            generationCounter += 1
+        }
         logger.notice("pipeline stopped", metadata: [
             "interface": "\(name)", "received": "\(final.totals.rxPackets)", "dropped": "\(final.totals.dropped)",
         ])
