@@ -52,6 +52,13 @@ final class PipelineTests: XCTestCase {
         defer { pipeline.stop() }
         XCTAssertTrue(try hasXDPProgram(lab))
         XCTAssertEqual(try openXDPSockets(), 2, "one AF_XDP socket per binding")
+        // Operators find the data-path threads by name (ps -L, top -H).
+        let expectedThreads = Set([0, 1].flatMap { queue in
+            (mode == .pipelined ? ["rx", "wk"] : ["rx"]).map { String("\($0)\(queue)@\(lab.appInterface)".utf8.prefix(15))! }
+        })
+        try waitUntil("the data-path threads carry their names") {
+            expectedThreads.isSubset(of: Self.threadNames())
+        }
         let perWorker = 1500
         let flows = UDPFlows(lab: lab, ports: [9000, 9001])
         try flows.send(perWorker: perWorker)
@@ -80,6 +87,15 @@ final class PipelineTests: XCTestCase {
         XCTAssertFalse(try hasXDPProgram(lab), "stop detaches the program")
         XCTAssertEqual(try openXDPSockets(), 0, "stop closes the sockets")
         XCTAssertEqual(pipeline.statistics().sockets.map(\.rxPackets), [UInt64(perQueue), UInt64(perQueue)], "counters kept after stop")
+    }
+
+    /// The kernel's names of this process's threads.
+    private static func threadNames() -> Set<String> {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return Set(tasks.compactMap { task in
+            (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?
+                .trimmingCharacters(in: .newlines)
+        })
     }
 
     /// veth has no zero-copy: `auto` falls back to copy and says why;
