@@ -27,7 +27,7 @@ final class BenchSmokeTests: XCTestCase {
         let table = try String(contentsOf: output, encoding: .utf8)
         let kernel = try SluiceTestSupport.run(["uname", "-r"], check: true).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertTrue(table.contains("Kernel \(kernel),"), "no kernel line in:\n\(table)")
-        // | case | offered | received Mpps | sent | received | lost | CPU ns/packet |
+        // | case | offered | received Mpps | sent | received | lost | CPU ns/packet | wake-ups/1k packets |
         let rows = table.split(separator: "\n").map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
         func row(_ name: String, _ offered: String) throws -> [String] {
             try XCTUnwrap(rows.first { $0.count >= 7 && $0[0] == name && $0[1] == offered }, "no row \(name) \(offered) in:\n\(table)")
@@ -43,6 +43,12 @@ final class BenchSmokeTests: XCTestCase {
             XCTAssertGreaterThan(mpps, 0, "\(name): median rate 0")
             if name != "limit" {
                 XCTAssertNotNil(Double(cells[6]), "\(name): CPU ns/packet '\(cells[6])' is not a number")
+                XCTAssertNotNil(Double(cells.count > 7 ? cells[7] : ""), "\(name): no wake-ups per 1k packets in \(cells)")
+            }
+            if offered == "0.5 Mpps" {
+                // The generator paces itself: 2 s at 0.5 Mpps is at most 1 M frames
+                // (plus the slice it sends ahead), never a catch-up burst beyond.
+                XCTAssertLessThanOrEqual(sent, 1_010_000, "\(name): the generator sent more than its rate allows")
             }
         }
         XCTAssertEqual(try SluiceTestSupport.run(["ip", "netns", "list"]).stdout.contains("\(labName)-gen"), false,
