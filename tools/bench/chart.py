@@ -33,7 +33,7 @@ for offset, case in enumerate(cases):
             lost.append(100.0 * int(match[0][5] or 0) / sent if sent else 0.0)
     middle.bar(xs, cost, width, label=case, color=colors[case])
     right.bar(xs, lost, width, label=case, color=colors[case])
-for axes, title, unit in ((middle, "CPU time per packet (user + system)", "ns/packet"), (right, "Packets lost", "% of sent")):
+for axes, title, unit in ((middle, "Receiver CPU time per packet (all its threads)", "ns/packet"), (right, "Packets lost", "% of sent")):
     axes.set_xticks(range(len(loads)))
     axes.set_xticklabels([f"{load} Mpps offered" for load in loads])
     axes.set_title(title)
