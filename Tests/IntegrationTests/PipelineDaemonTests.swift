@@ -260,9 +260,13 @@ final class PipelineDaemonTests: XCTestCase {
     func testStopAndKillNineLeaveNoProgram() throws {
         let (lab, daemon) = try start(modules: "")
         XCTAssertTrue(try hasXDPProgram(lab))
+        XCTAssertEqual(try pipeline()?["running"], true)
         XCTAssertEqual(try daemon.call("pipeline.stop")["ok"], true)
         XCTAssertFalse(try hasXDPProgram(lab), "pipeline.stop detaches the program")
+        // stats.get shares snapshots for 20 ms, but never across a stop or start.
+        XCTAssertEqual(try pipeline()?["running"], false)
         XCTAssertEqual(try daemon.call("pipeline.start")["ok"], true)
+        XCTAssertEqual(try pipeline()?["running"], true)
         XCTAssertTrue(try hasXDPProgram(lab))
         daemon.signal(SIGKILL)
         try daemon.waitForExit()
