@@ -3,10 +3,6 @@ import SluiceControl
 import SluiceTestSupport
 import XCTest
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// `doctor` and `trace.subscribe` against the real daemon on a lab veth:
 /// the seed's failure (socket on channel 1, traffic on queue 0), a healthy
 /// set-up, and a real XDP redirect failure seen through the trace stream.
@@ -17,10 +13,8 @@ final class DoctorTests: XCTestCase {
 
     override func setUpWithError() throws {
         try Privilege.require()
-        let plugins = try PluginDirectory()
+        let plugins = try PluginDirectory.withShippedPlugins()
         self.plugins = plugins
-        try plugins.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
-        chmod(plugins.path, 0o755)
     }
 
     override func tearDown() {

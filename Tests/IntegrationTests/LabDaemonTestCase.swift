@@ -2,10 +2,6 @@ import Foundation
 import SluiceTestSupport
 import XCTest
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A lab veth with 4 queues, a plugin directory holding the built plugins, and
 /// a daemon configured to use it (not started: tests add plugins first or
 /// start at once). Everything is removed in tearDown, also after a failure.
@@ -20,9 +16,7 @@ class LabDaemonTestCase: XCTestCase {
     override func setUpWithError() throws {
         try Privilege.require()
         lab = try Lab.up(queues: 4, prefix: Self.labPrefix)
-        plugins = try PluginDirectory()
-        try plugins.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
-        chmod(plugins.path, 0o755)
+        plugins = try PluginDirectory.withShippedPlugins()
         daemon = try DaemonProcess(extraConfig: "[plugins]\ndir = \"\(plugins.path)\"\n")
     }
 

@@ -36,10 +36,8 @@ final class MetricsTests: XCTestCase {
 
     func testScrapeCountsEveryPacketPerQueueAsStatsGetDoes() throws {
         try Privilege.require()
-        let plugins = try PluginDirectory()
+        let plugins = try PluginDirectory.withShippedPlugins()
         self.plugins = plugins
-        try plugins.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
-        chmod(plugins.path, 0o755)
         let lab = try Lab.up(queues: 2, prefix: "smx")
         self.lab = lab
         let daemon = try DaemonProcess(extraConfig: """

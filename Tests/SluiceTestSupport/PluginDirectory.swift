@@ -25,6 +25,21 @@ public final class PluginDirectory {
         }
     }
 
+    /// A directory the daemon accepts (mode 0755) holding the plugins this
+    /// package ships, generic and mlx5: what a daemon test's `[plugins] dir`
+    /// points at. Removed again if the copy fails.
+    public static func withShippedPlugins() throws -> PluginDirectory {
+        let directory = try PluginDirectory()
+        do {
+            try directory.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
+        } catch {
+            directory.remove()
+            throw error
+        }
+        chmod(directory.path, 0o755)
+        return directory
+    }
+
     public func file(_ name: String) -> String { "\(path)/\(name)" }
 
     /// Copies built plugins (e.g. "libsluice_generic.so") into the directory.
