@@ -104,11 +104,8 @@ public final class XDPProgram {
             throw DataPathError("the embedded XDP object is not valid base64 (build problem)")
         }
         let object: OpaquePointer = try bytes.withUnsafeBytes { raw in
-            var options = bpf_object_open_opts()
-            options.sz = MemoryLayout<bpf_object_open_opts>.stride  // C sizeof, tail padding included
-            return try "sluice_xdp".withCString { name in
-                options.object_name = name
-                guard let object = bpf_object__open_mem(raw.baseAddress, raw.count, &options) else {
+            try "sluice_xdp".withCString { name in
+                guard let object = sluice_bpf_object_open_mem(raw.baseAddress, raw.count, name) else {
                     throw DataPathError("opening Sluice's XDP object", errno: Errno(rawValue: Glibc.errno))
                 }
                 return object
@@ -181,10 +178,7 @@ public final class XDPProgram {
         guard let program = bpf_object__find_program_by_name(object, "sluice_xdp") else {
             throw DataPathError("Sluice's XDP object has no program sluice_xdp (build problem)")
         }
-        var options = bpf_link_create_opts()
-        options.sz = MemoryLayout<bpf_link_create_opts>.stride  // C sizeof, tail padding included
-        options.flags = mode.flags
-        let link = bpf_link_create(bpf_program__fd(program), interfaceIndex, BPF_XDP, &options)
+        let link = sluice_bpf_link_create_xdp(bpf_program__fd(program), interfaceIndex, mode.flags)
         guard link >= 0 else {
             let errno = Errno(rawValue: -link)
             if errno == .resourceBusy || errno == .fileExists {

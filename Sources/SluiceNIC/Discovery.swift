@@ -75,9 +75,8 @@ public enum NICDiscovery {
 
     public static func xdpAttachment(index: UInt32) -> XDPAttachment? {
         guard let ifindex = Int32(exactly: index) else { return nil }
-        var options = bpf_xdp_query_opts()
-        options.sz = MemoryLayout<bpf_xdp_query_opts>.size
-        guard bpf_xdp_query(ifindex, 0, &options) == 0 else { return nil }
+        var options = sluice_xdp_query_result()
+        guard sluice_xdp_query(ifindex, &options) == 0 else { return nil }
         let mode: String
         switch UInt32(options.attach_mode) {
         case UInt32(XDP_ATTACHED_NONE): return nil
