@@ -338,15 +338,11 @@ public final class ControlServer: Sendable {
         }
         let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         guard !directory.isEmpty else { return }
-        var info = stat()
-        if stat(directory, &info) == 0 { return }
-        // Create missing parents like `mkdir -p`, 0755: systemd's RuntimeDirectory does this in production.
-        var prefix = ""
-        for component in directory.split(separator: "/") {
-            prefix += "/" + component
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
-                throw ControlServerError(description: "cannot create \(prefix): \(currentErrno)")
-            }
+        // Like systemd's RuntimeDirectory= in production: 0755, the socket's own mode guards it.
+        do {
+            try Directory.create(directory, mode: 0o755)
+        } catch {
+            throw ControlServerError(description: "cannot create the socket's directory: \(error)")
         }
     }
 

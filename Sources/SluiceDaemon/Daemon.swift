@@ -48,9 +48,7 @@ public final class Daemon: Sendable {
         self.logger = logger
         // systemd's StateDirectory= makes it in production; make it when run by hand.
         do {
-            try FileManager.default.createDirectory(
-                atPath: config.daemon.stateDirectory, withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o750])
+            try Directory.create(config.daemon.stateDirectory, mode: 0o750)
         } catch {
             throw DaemonError(description: "cannot create the state directory \(config.daemon.stateDirectory): \(error)")
         }

@@ -66,6 +66,9 @@ public final class PcapModule: PacketModule {
             if path.utf8.count > Int(PATH_MAX) - 8 || path.utf8.contains(0) {
                 return ("path", "path is too long or contains NUL")
             }
+            if let problem = Directory.problem(creating: Directory.parent(of: path)) {
+                return ("path", "the capture directory \(problem); create it or choose a path on a writable file system")
+            }
             if !Self.snaplenRange.contains(Int64(snaplen)) { return ("snaplen", "\(snaplen) is out of range \(Self.snaplenRange)") }
             if maxBytes != 0 && maxBytes < Self.minimumMaxBytes {
                 return ("max_bytes", "\(maxBytes) is below \(Self.minimumMaxBytes) (0 disables rotation)")
@@ -119,6 +122,15 @@ public final class PcapModule: PacketModule {
         }
         // Open before allocating anything, so a failure leaks nothing.
         let fd: Int32
+        let directory = Directory.parent(of: options.path)
+        do {
+            // Captures hold other people's traffic: a directory made here is 0750.
+            try Directory.create(directory, mode: 0o750)
+        } catch let error as SystemCallError {
+            throw ModuleConfigurationError(
+                kind: "pcap", option: "path",
+                reason: "cannot create the capture directory '\(directory)': \(error)")
+        }
         do {
             fd = try Self.create(options.path)
         } catch let error as SystemCallError {

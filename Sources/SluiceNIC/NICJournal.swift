@@ -125,7 +125,7 @@ public final class NICJournal: @unchecked Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let data = try encoder.encode(document)
-            try DurableFile.createDirectory(DurableFile.parentDirectory(of: path))
+            try Directory.create(Directory.parent(of: path), mode: 0o700)
             try DurableFile.write(Array(data), to: path)
         } catch {
             throw NICError.journal("cannot write \(path): \(error)")

@@ -9,7 +9,7 @@ import SystemPackage
 /// directory so the rename itself is durable.
 public enum DurableFile {
     public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws {
-        let directory = parentDirectory(of: path)
+        let directory = Directory.parent(of: path)
         let temporary = "\(path).tmp.\(getpid())"
         let fd = try retryingEINTR("open(\(temporary))") {
             open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
@@ -47,7 +47,7 @@ public enum DurableFile {
             if code == .noSuchFileOrDirectory { return }
             throw SystemCallError(call: "unlink(\(path))", errno: code)
         }
-        try syncDirectory(parentDirectory(of: path))
+        try syncDirectory(Directory.parent(of: path))
     }
 
     /// The whole file, or nil when it does not exist. Other errors throw.
@@ -71,24 +71,6 @@ public enum DurableFile {
                 throw SystemCallError(call: "read(\(path)): larger than \(limit) bytes", errno: .fileTooLarge)
             }
         }
-    }
-
-    /// Creates `path` and its parents (mode 0700 for new ones).
-    public static func createDirectory(_ path: String, mode: mode_t = 0o700) throws {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            prefix += "/\(component)"
-            if mkdir(prefix, mode) != 0 {
-                let code = currentErrno
-                if code != .fileExists { throw SystemCallError(call: "mkdir(\(prefix))", errno: code) }
-            }
-        }
-    }
-
-    public static func parentDirectory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        let parent = String(path[..<slash])
-        return parent.isEmpty ? "/" : parent
     }
 
     static func syncDirectory(_ directory: String) throws {

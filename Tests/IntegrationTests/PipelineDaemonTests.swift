@@ -132,6 +132,46 @@ final class PipelineDaemonTests: XCTestCase {
         XCTAssertEqual(total, 100)
     }
 
+    /// On a fresh machine no directory a config names for output exists:
+    /// the daemon makes the missing ones (0750, its own user) and the
+    /// pipeline starts. Before, the pcap module's open failed with ENOENT and
+    /// the pipeline silently did not start.
+    func testMissingCaptureDirectoriesAreMadeAndThePipelineStarts() throws {
+        let made = captureDirectory + "/made"
+        let directory = made + "/by/sluiced"
+        _ = try start(modules: """
+            [[pipeline.modules]]
+            kind = "pcap"
+            path = "\(directory)/capture.pcap"
+            """)
+        for path in [made, made + "/by", directory, daemon!.stateDirectory] {
+            var info = stat()
+            XCTAssertEqual(stat(path, &info), 0, "\(path) was not made")
+            XCTAssertEqual(info.st_mode & S_IFMT, S_IFDIR, path)
+            XCTAssertEqual(String(info.st_mode & 0o7777, radix: 8), "750", path)
+            XCTAssertEqual(info.st_uid, geteuid(), path)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/capture-queue0.pcap"), daemon!.log())
+    }
+
+    /// libbpf prints to stderr when an options struct has a size or padding
+    /// it does not expect ("bpf_xdp_query_opts has non-zero extra bytes" on
+    /// every nic.show and doctor with Debian 12's libbpf 1.1): a start, the
+    /// commands that query XDP state, and a stop log nothing from libbpf or libxdp.
+    func testStartQueriesAndStopLogNoLibbpfWarning() throws {
+        let (lab, daemon) = try start(modules: "")
+        let interface = JSONValue.string(lab.appInterface)
+        for (command, arguments) in [("nic.show", ["iface": interface]), ("nic.list", [:]), ("doctor", ["iface": interface])] {
+            XCTAssertNotNil(try daemon.call(command, arguments)["result"], command)
+        }
+        let xdp = try daemon.call("nic.show", ["iface": interface])["result"]?["interface"]?["xdp"]
+        XCTAssertNotNil(xdp?["program_id"], "nic.show does not see the pipeline's program: \(String(describing: xdp))")
+        daemon.stop(keepDirectory: true)
+        let log = daemon.log()
+        let complaints = log.split(separator: "\n").filter { $0.contains("libbpf") || $0.contains("libxdp") }
+        XCTAssertEqual(complaints, [], log)
+    }
+
     func testFilterDropsExactlyTheConfiguredFlow() throws {
         let (lab, _) = try start(modules: """
             [[pipeline.modules]]

@@ -328,6 +328,39 @@ final class ConfigParsingTests: XCTestCase {
         XCTAssertEqual(empty?.description, "test.toml:4: plugins.dir: \"\" is not an absolute path")
     }
 
+    /// Directories the daemon writes into are made at start when missing;
+    /// one that can never be made is refused with the config, naming the
+    /// key, the path and the fix, instead of a daemon or pipeline that fails later.
+    func testOutputDirectoriesThatCannotBeMadeAreRefusedNamingKeyPathAndFix() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("notadir")).path
+        try "not a directory".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let fix = "create it or choose a path on a writable file system"
+        let errors = configErrors("""
+            [daemon]
+            state_dir = "\(file)/state"
+            [control]
+            socket_group = ""
+            socket = "\(file)/run/sluiced.sock"
+            [[pipeline.modules]]
+            kind = "pcap"
+            path = "\(file)/captures/capture.pcap"
+            """)
+        XCTAssertEqual(errors.map(\.description), [
+            "test.toml:2: daemon.state_dir: '\(file)/state' cannot be made: '\(file)' is not a directory; \(fix)",
+            "test.toml:5: control.socket: its directory '\(file)/run' cannot be made: '\(file)' is not a directory; \(fix)",
+            "test.toml:8: pipeline.modules[0].path: the capture directory '\(file)/captures' cannot be made:"
+                + " '\(file)' is not a directory; \(fix)",
+        ])
+        let existing = onlyConfigError(ownGroup + "[daemon]\nstate_dir = \"\(file)\"\n")
+        XCTAssertEqual(existing?.description, "test.toml:4: daemon.state_dir: '\(file)' exists and is not a directory; \(fix)")
+        // Directories that do not exist yet but can be made are fine: the daemon makes them.
+        let fresh = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("fresh")).path
+        let config = try SluiceConfig.parse(text: ownGroup + "socket = \"\(fresh)/run/s.sock\"\n[daemon]\nstate_dir = \"\(fresh)/state\"\n", file: "t")
+        XCTAssertEqual(config.daemon.stateDirectory, fresh + "/state")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fresh), "checking the config made a directory")
+    }
+
     func testSocketPathTooLong() throws {
         let longest = "/" + String(repeating: "s", count: 106)
         XCTAssertEqual(

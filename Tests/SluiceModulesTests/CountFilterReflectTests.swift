@@ -1,3 +1,4 @@
+import Foundation
 import SluiceModules
 import SluiceTestSupport
 import XCTest
@@ -344,9 +345,13 @@ final class ModuleFactoryTests: XCTestCase {
                        "module 'pcap', option 'max_bytes': 100 is below 1024 (0 disables rotation)")
         XCTAssertEqual(error("pcap", ["path": .string("/tmp/x.pcap"), "snaplen": .integer(65535), "buffer_bytes": .integer(8192)]),
                        "module 'pcap', option 'buffer_bytes': 8192 cannot hold one 65535-byte record plus headers")
-        let missing = "/nonexistent-\(uniqueName("dir"))/cap.pcap"
-        XCTAssertEqual(error("pcap", ["path": .string(missing)]),
-                       "module 'pcap', option 'path': cannot create '\(missing)': No such file or directory (errno 2)")
+        // A missing capture directory is made when the module starts; one under a file never can be.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("file")).path
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data()))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        XCTAssertEqual(error("pcap", ["path": .string(file + "/captures/cap.pcap")]),
+                       "module 'pcap', option 'path': the capture directory '\(file)/captures' cannot be made:"
+                           + " '\(file)' is not a directory; create it or choose a path on a writable file system")
     }
 }
 

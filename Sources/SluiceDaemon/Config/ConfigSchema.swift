@@ -1,4 +1,5 @@
 import Logging
+import SluiceSystem
 import TOMLKit
 
 /// A value the schema writes keys into: ``SluiceConfig`` for the `[tables]`,
@@ -59,12 +60,12 @@ extension SluiceConfig {
     /// absent keys keep the values in ``SluiceConfig/defaults``.
     public static let schema: [ConfigSection] = [
         ConfigSection(name: "daemon", doc: "The daemon process.", keys: [
-            .absolutePath("state_dir", \.daemon.stateDirectory,
+            .absolutePath("state_dir", \.daemon.stateDirectory, makes: .itself,
                           doc: "Persistent state: the NIC change journal that undoes Sluice's changes after a crash."),
             .choice("log_level", \.daemon.logLevel, doc: "Least severe level that is logged."),
         ]),
         ConfigSection(name: "control", doc: "The UNIX control socket that sluicectl talks to.", keys: [
-            .absolutePath("socket", \.control.socketPath, maximumBytes: unixSocketPathMaximumBytes,
+            .absolutePath("socket", \.control.socketPath, maximumBytes: unixSocketPathMaximumBytes, makes: .parent,
                           doc: "Path of the control socket."),
             .fileMode("socket_mode", \.control.socketMode, doc: "Permissions of the socket, as an octal string."),
             .group("socket_group", \.control.socketGroup,
@@ -304,7 +305,7 @@ extension ConfigKey where Root: ConfigSchemaRoot {
 
     public static func absolutePath(
         _ name: String, _ keyPath: WritableKeyPath<Root, String> & Sendable,
-        maximumBytes: Int = pathMaximumBytes, doc: String
+        maximumBytes: Int = pathMaximumBytes, makes directory: MadeDirectory? = nil, doc: String
     ) -> ConfigKey {
         .string(
             name, keyPath, allowed: "absolute path, at most \(maximumBytes) bytes",
@@ -319,8 +320,24 @@ extension ConfigKey where Root: ConfigSchemaRoot {
                     : "the limit is \(maximumBytes)"
                 return .failure(ConfigValueRejected("the path is \(bytes) bytes long; \(limit)"))
             }
+            if let directory, let problem = Directory.problem(creating: directory.path(for: path)) {
+                return .failure(ConfigValueRejected(
+                    "\(directory.role)\(problem); create it or choose a path on a writable file system"))
+            }
             return .success(path)
         }
+    }
+
+    /// A directory the daemon makes at start when it is missing, so the
+    /// configuration is refused when it could never be made.
+    public enum MadeDirectory: Sendable {
+        /// The key names the directory itself (`state_dir`).
+        case itself
+        /// The key names a file or socket inside it (`socket`).
+        case parent
+
+        func path(for value: String) -> String { self == .itself ? value : Directory.parent(of: value) }
+        var role: String { self == .itself ? "" : "its directory " }
     }
 
     /// Permission bits written as an octal string ("0660"): a bare TOML
