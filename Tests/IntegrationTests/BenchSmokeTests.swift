@@ -3,7 +3,7 @@ import SluiceTestSupport
 import XCTest
 
 /// `tools/bench/run --quick` end to end so the benchmark never rots: the
-/// live-frames generator, the XDP_DROP limit, sluiced inline and pipelined with
+/// generator (live frames, or AF_XDP TX where the kernel refuses them), the XDP_DROP limit, sluiced inline and pipelined with
 /// `count`, the table with numbers, and no lab left behind. No rate targets are
 /// asserted: two shared cores make rates meaningless in a test.
 final class BenchSmokeTests: XCTestCase {
@@ -27,6 +27,9 @@ final class BenchSmokeTests: XCTestCase {
         let table = try String(contentsOf: output, encoding: .utf8)
         let kernel = try SluiceTestSupport.run(["uname", "-r"], check: true).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertTrue(table.contains("Kernel \(kernel),"), "no kernel line in:\n\(table)")
+        // Which generator sent: live frames, or AF_XDP TX where the kernel refuses them.
+        XCTAssertTrue(table.contains("\nGenerator: live-frames") || table.contains("\nGenerator: af_xdp-tx"),
+                      "the report does not say which generator sent:\n\(table)")
         // | case | offered | received Mpps | sent | received | lost | CPU ns/packet | wake-ups/1k packets |
         let rows = table.split(separator: "\n").map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
         func row(_ name: String, _ offered: String) throws -> [String] {

@@ -1,20 +1,40 @@
 // SPDX-License-Identifier: Apache-2.0
-/* sluice-gen: a UDP traffic generator on the XDP live-frames technique (the one
- * upstream xdp-trafficgen uses): an XDP program returning XDP_TX is run by
- * BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on the generator interface, so
- * every run of the program sends the packet template as a real frame, without
- * sockets or copies. One thread, pinned to one CPU. Kernel >= 5.18.
+/* sluice-gen: a UDP traffic generator with two ways of sending, one thread
+ * pinned to one CPU.
  *
- * On veth the peer only receives XDP-transmitted frames while an XDP program is
- * attached to it; otherwise they are dropped (and counted by the peer). */
+ * live-frames: the XDP live-frames technique (the one upstream xdp-trafficgen
+ * uses): an XDP program returning XDP_TX is run by BPF_PROG_RUN with
+ * BPF_F_TEST_XDP_LIVE_FRAMES on the generator interface, so every run of the
+ * program sends the packet template as a real frame, without sockets or
+ * copies. Kernel >= 5.18. On veth the peer only receives XDP-transmitted
+ * frames while an XDP program is attached to it; otherwise they are dropped
+ * (and counted by the peer). The frames land on the peer's rx queue
+ * (sending CPU mod its rx queues): veth_xdp_xmit picks smp_processor_id().
+ *
+ * af_xdp-tx: an AF_XDP socket (libxdp, TX ring only, no XDP program loaded on
+ * the sender, copy mode) whose UMEM holds the frames, written once; sending is
+ * queueing descriptors to them and kicking the kernel with sendto(). Slower
+ * (the kernel copies every frame into an skb), but it needs no BPF_PROG_RUN.
+ * On veth its frames land on the peer's rx queue with the socket's queue
+ * number (dev_direct_xmit), with or without an XDP program on the peer; the
+ * default --queue is the one live frames from the same CPU would land on.
+ *
+ * Why two: some kernels refuse BPF_PROG_RUN with live frames with EPERM even
+ * to root (upstream xdp-trafficgen fails the same way there), and the
+ * benchmark and its smoke test run on such machines too. --mode auto (the
+ * default) probes live frames with one frame and falls back to af_xdp-tx
+ * when the kernel refuses them; the method used is printed as the first
+ * line ("generator: ..."). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <linux/if_ether.h>
+#include <linux/if_link.h>
 #include <linux/ip.h>
 #include <linux/udp.h>
 #include <net/if.h>
@@ -25,8 +45,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <xdp/xsk.h>
 
 #define MIN_FRAME 42     /* Ethernet + IPv4 + UDP, no payload */
 #define MAX_FRAME 1514   /* what one page of live frames holds comfortably */
@@ -36,6 +59,15 @@
 /* Unlimited runs: frames per BPF_PROG_RUN call (the kernel bounds one call by
  * time too, and checks for signals between batches). */
 #define UNLIMITED_CHUNK 100000u
+/* af_xdp-tx: UMEM chunk size (the smallest the kernel accepts; a frame fits)
+ * and TX and completion ring entries. */
+#define XSK_FRAME_SIZE 2048u
+#define XSK_RING 2048u
+/* The kernel's "not supported" errno, which has no name in userspace. */
+#define ENOTSUPP_KERNEL 524
+
+enum gen_mode { MODE_AUTO, MODE_LIVE, MODE_AFXDP };
+static const char *const mode_names[] = { "auto", "live", "afxdp" };
 
 struct gen_config { /* layout of `config` in xdp_tx.bpf.c */
     uint32_t flows;
@@ -57,6 +89,10 @@ struct options {
     int cpu;             /* -1: no pinning */
     uint32_t batch;
     bool per_second;
+    enum gen_mode mode;
+    const char *mode_source; /* "--mode", "SLUICE_GEN_MODE" or NULL (default) */
+    uint32_t queue;          /* af_xdp-tx: the socket's queue */
+    bool have_queue;
 };
 
 static volatile sig_atomic_t stopping;
@@ -75,12 +111,22 @@ static void usage(FILE *out)
         "  --size BYTES       frame size without FCS, %d-%d [60]\n"
         "  --count N          stop after N frames [0 = no limit]\n"
         "  --rate PPS         frames per second on average; sent in bursts of what is\n"
-        "                     due (one kernel run each, ~25 ms on the lab VM) [0 = max]\n"
+        "                     due (live: one kernel run each, ~25 ms on the lab VM) [0 = max]\n"
         "  --duration SEC     stop after SEC seconds [0 = no limit; one of count/duration needed]\n"
         "  --cpu N            pin to CPU N [0; -1 = no pinning]\n"
-        "  --batch N          frames per kernel batch, 1-256 [64]\n"
+        "  --mode M           how to send [auto, or $SLUICE_GEN_MODE when set]:\n"
+        "                       live   BPF_PROG_RUN with XDP live frames; fails where the\n"
+        "                              kernel refuses them (EPERM even to root on some)\n"
+        "                       afxdp  an AF_XDP socket's TX ring, copy mode (slower)\n"
+        "                       auto   live, probed with one frame; afxdp when refused\n"
+        "  --queue N          afxdp: the socket's queue, which is the receiving veth's rx\n"
+        "                     queue [CPU mod IF's tx queues, where live frames from that CPU\n"
+        "                     land; 0 with --cpu -1]\n"
+        "  --batch N          live: frames per kernel batch, 1-256 [64]\n"
         "  --per-second       print frames sent every second\n"
-        "  --object PATH      the compiled xdp_tx.bpf.o [next to this program]\n",
+        "  --object PATH      live: the compiled xdp_tx.bpf.o [next to this program]\n"
+        "The first line of output names the method used (\"generator: ...\"), the last\n"
+        "is \"sent N frames in T s: X Mpps\".\n",
         MAX_FLOWS, MIN_FRAME, MAX_FRAME);
 }
 
@@ -160,7 +206,7 @@ static void build_template(const struct options *o, uint8_t *frame)
     udp->source = htons(o->source_port);
     udp->dest = htons(o->destination_port);
     udp->len = htons((uint16_t)(o->size - sizeof *eth - sizeof *ip));
-    udp->check = 0; /* none: the program rewrites the source port */
+    udp->check = 0; /* none: the port changes per frame (program or UMEM copy) */
 }
 
 static uint64_t now_ns(void)
@@ -177,6 +223,34 @@ static void sleep_until(uint64_t deadline)
     }
 }
 
+static bool parse_mode(const char *text, enum gen_mode *out)
+{
+    for (int mode = MODE_AUTO; mode <= MODE_AFXDP; mode++) {
+        if (strcmp(text, mode_names[mode]) == 0) {
+            *out = (enum gen_mode)mode;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* IF's tx queues: the tx-N entries of /sys/class/net/IF/queues; 0 if unreadable. */
+static uint32_t tx_queues(const char *interface)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/sys/class/net/%s/queues", interface);
+    DIR *directory = opendir(path);
+    if (!directory)
+        return 0;
+    uint32_t count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(directory)))
+        if (strncmp(entry->d_name, "tx-", 3) == 0)
+            count++;
+    closedir(directory);
+    return count;
+}
+
 static char default_object[PATH_MAX];
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -190,6 +264,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         { "rate", required_argument, 0, 'r' }, { "duration", required_argument, 0, 't' },
         { "cpu", required_argument, 0, 'c' }, { "batch", required_argument, 0, 'b' },
         { "per-second", no_argument, 0, 'v' }, { "object", required_argument, 0, 'o' },
+        { "mode", required_argument, 0, 'x' }, { "queue", required_argument, 0, 'q' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     *o = (struct options){ .flows = 1, .size = 60, .cpu = 0, .batch = 64, .source_port = 9000, .destination_port = 9000 };
@@ -271,6 +346,17 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'o':
             o->object = optarg;
             break;
+        case 'x':
+            if (!parse_mode(optarg, &o->mode))
+                return fail("--mode", "expected auto, live or afxdp");
+            o->mode_source = "--mode";
+            break;
+        case 'q':
+            if (!parse_u64(optarg, 65535, &value))
+                return fail("--queue", "expected a queue number");
+            o->queue = (uint32_t)value;
+            o->have_queue = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -281,6 +367,12 @@ static int parse_options(int argc, char **argv, struct options *o)
     }
     if (optind != argc)
         return fail("arguments", "unexpected positional argument (try --help)");
+    const char *environment_mode = getenv("SLUICE_GEN_MODE");
+    if (!o->mode_source && environment_mode && *environment_mode) {
+        if (!parse_mode(environment_mode, &o->mode))
+            return fail("SLUICE_GEN_MODE", "expected auto, live or afxdp (or unset)");
+        o->mode_source = "SLUICE_GEN_MODE";
+    }
     if (!o->interface)
         return fail("--interface", "required");
     if (!o->have_destination_mac)
@@ -293,6 +385,16 @@ static int parse_options(int argc, char **argv, struct options *o)
         return fail(o->interface, "no such interface in this network namespace");
     if (!have_source_mac && !interface_mac(o->interface, o->source_mac))
         return fail(o->interface, "cannot read its MAC from /sys/class/net (not in this namespace?); give --src-mac");
+    /* The queue live frames from the pinned CPU land on (veth_xdp_xmit picks
+     * the peer's rx queue by CPU), so both methods feed the same receiver. */
+    uint32_t queues = tx_queues(o->interface);
+    if (!o->have_queue)
+        o->queue = o->cpu >= 0 && queues ? (uint32_t)o->cpu % queues : 0;
+    else if (queues && o->queue >= queues && o->mode != MODE_LIVE) {
+        fprintf(stderr, "sluice-gen: error: --queue %u: %s has %u tx queues (0-%u)\n", o->queue, o->interface,
+            queues, queues - 1);
+        return 1;
+    }
     if (!o->object) {
         /* Next to the executable, where tools/gen/build puts it. */
         ssize_t n = readlink("/proc/self/exe", default_object, sizeof default_object - 32);
@@ -304,6 +406,259 @@ static int parse_options(int argc, char **argv, struct options *o)
         o->object = default_object;
     }
     return 0;
+}
+
+/* live-frames: the loaded xdp_tx program and the template it is run on. */
+struct live_sender {
+    struct bpf_object *object;
+    int program_fd;
+    uint8_t frame[MAX_FRAME];
+    struct xdp_md context;
+    uint32_t size, batch;
+};
+
+static int live_open(const struct options *o, unsigned int ifindex, struct live_sender *l)
+{
+    memset(l, 0, sizeof *l);
+    l->object = bpf_object__open_file(o->object, NULL);
+    if (!l->object)
+        return fail(o->object, strerror(errno));
+    struct bpf_map *rodata = NULL, *map;
+    bpf_object__for_each_map(map, l->object) {
+        const char *name = bpf_map__name(map);
+        size_t length = strlen(name);
+        if (length >= 7 && strcmp(name + length - 7, ".rodata") == 0)
+            rodata = map;
+    }
+    struct gen_config config = { .flows = o->flows, .base_port = o->source_port };
+    if (!rodata || bpf_map__set_initial_value(rodata, &config, sizeof config))
+        return fail(o->object, "no .rodata of struct gen_config's size: object and generator out of step");
+    if (bpf_object__load(l->object))
+        return fail(o->object, "loading the program failed (root? kernel >= 5.18? --mode afxdp needs no program)");
+    struct bpf_program *program = bpf_object__find_program_by_name(l->object, "sluice_gen_tx");
+    if (!program)
+        return fail(o->object, "no program sluice_gen_tx");
+    l->program_fd = bpf_program__fd(program);
+    build_template(o, l->frame);
+    l->context = (struct xdp_md){ .data_end = o->size, .ingress_ifindex = ifindex, .rx_queue_index = 0 };
+    l->size = o->size;
+    l->batch = o->batch;
+    return 0;
+}
+
+/* Sends `count` frames in one BPF_PROG_RUN: 0, or the errno. */
+static int live_send(struct live_sender *l, uint32_t count)
+{
+    LIBBPF_OPTS(bpf_test_run_opts, run,
+        .data_in = l->frame, .data_size_in = l->size,
+        .ctx_in = &l->context, .ctx_size_in = sizeof l->context,
+        .repeat = count, .batch_size = l->batch,
+        .flags = BPF_F_TEST_XDP_LIVE_FRAMES);
+    return bpf_prog_test_run_opts(l->program_fd, &run) ? errno : 0;
+}
+
+static void live_close(struct live_sender *l)
+{
+    bpf_object__close(l->object);
+    l->object = NULL;
+}
+
+/* af_xdp-tx: a TX-only AF_XDP socket on a UMEM of pre-written frames. Frame
+ * k carries source port base + k % flows, and there are a multiple of flows
+ * frames, sent in order: the same port sequence as the live-frames program.
+ * At most XSK_RING frames are in flight (queued or awaiting completion) and
+ * there are at least as many frames, so no frame is ever in flight twice. */
+struct xsk_sender {
+    void *area;
+    size_t area_size;
+    struct xsk_umem *umem;
+    struct xsk_socket *socket;
+    struct xsk_ring_prod fill; /* libxdp and bind() want one; TX never uses it */
+    struct xsk_ring_cons completion;
+    struct xsk_ring_prod tx;
+    int fd;
+    uint32_t frames, next, length;
+    uint64_t queued;    /* descriptors handed to the TX ring */
+    uint64_t completed; /* ... and given back by the kernel: sent */
+    int busy_error;     /* the last "try again" from sendto() but EAGAIN */
+};
+
+static int xsk_open(const struct options *o, struct xsk_sender *x)
+{
+    /* Zeroed first: libxdp sets up only part of the ring structs (the
+     * completion ring's cached indices not at all). */
+    memset(x, 0, sizeof *x);
+    x->fd = -1;
+    x->frames = o->flows >= XSK_RING ? o->flows : o->flows * ((XSK_RING + o->flows - 1) / o->flows);
+    x->length = o->size;
+    x->area_size = (size_t)x->frames * XSK_FRAME_SIZE;
+    x->area = mmap(NULL, x->area_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (x->area == MAP_FAILED) {
+        x->area = NULL;
+        return fail("AF_XDP UMEM (mmap)", strerror(errno));
+    }
+    uint8_t template[MAX_FRAME];
+    build_template(o, template);
+    for (uint32_t k = 0; k < x->frames; k++) {
+        uint8_t *frame = (uint8_t *)x->area + (size_t)k * XSK_FRAME_SIZE;
+        memcpy(frame, template, o->size);
+        struct udphdr *udp = (struct udphdr *)(frame + sizeof(struct ethhdr) + sizeof(struct iphdr));
+        udp->source = htons((uint16_t)(o->source_port + k % o->flows));
+    }
+
+    /* A socket that was on this queue until just now (the previous run's)
+     * holds it for a moment after it is closed: the kernel releases its
+     * buffer pool from a work queue, and until then bind() says EBUSY. */
+    uint64_t give_up = now_ns() + 3000000000ull;
+    for (;;) {
+        struct xsk_umem_config umem_config;
+        memset(&umem_config, 0, sizeof umem_config);
+        umem_config.fill_size = XSK_RING;
+        umem_config.comp_size = XSK_RING;
+        umem_config.frame_size = XSK_FRAME_SIZE;
+        umem_config.frame_headroom = 0;
+        memset(&x->fill, 0, sizeof x->fill);
+        memset(&x->completion, 0, sizeof x->completion);
+        memset(&x->tx, 0, sizeof x->tx);
+        int error = xsk_umem__create(&x->umem, x->area, x->area_size, &x->fill, &x->completion, &umem_config);
+        if (error) {
+            x->umem = NULL;
+            return fail("AF_XDP UMEM (xsk_umem__create)", strerror(-error));
+        }
+        /* TX only, copy mode (veth has no zero-copy; on NICs whose drivers
+         * do, zero-copy wake-ups need an XDP program, which this socket does
+         * not load). xdp_flags only choose how libxdp would attach its
+         * program, so with INHIBIT_PROG_LOAD they change nothing. */
+        struct xsk_socket_config socket_config;
+        memset(&socket_config, 0, sizeof socket_config);
+        socket_config.rx_size = 0;
+        socket_config.tx_size = XSK_RING;
+        socket_config.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
+        socket_config.xdp_flags = XDP_FLAGS_DRV_MODE;
+        socket_config.bind_flags = XDP_COPY;
+        error = xsk_socket__create(&x->socket, o->interface, o->queue, x->umem, NULL, &x->tx, &socket_config);
+        if (!error)
+            break;
+        x->socket = NULL;
+        /* A fresh UMEM for the next try: libxdp's rings of a failed socket are not reused. */
+        xsk_umem__delete(x->umem);
+        x->umem = NULL;
+        if (error == -EBUSY && !stopping && now_ns() < give_up) {
+            sleep_until(now_ns() + 20000000ull);
+            continue;
+        }
+        fprintf(stderr, "sluice-gen: error: AF_XDP socket on %s queue %u (xsk_socket__create): %s%s\n",
+            o->interface, o->queue, strerror(-error),
+            error == -EBUSY ? " (another AF_XDP socket holds this queue)" : "");
+        return 1;
+    }
+    x->fd = xsk_socket__fd(x->socket);
+    return 0;
+}
+
+/* Takes back what the kernel has sent. */
+static void xsk_reap(struct xsk_sender *x)
+{
+    uint32_t index;
+    uint32_t done = xsk_ring_cons__peek(&x->completion, XSK_RING, &index);
+    if (done) {
+        xsk_ring_cons__release(&x->completion, done);
+        x->completed += done;
+    }
+}
+
+/* Copy mode transmits only inside sendto(), a bounded batch per call. 0, or
+ * -1 after a fatal error. The others mean "busy, try again": more queued
+ * than one call sends (EAGAIN), the device queue or completion ring full
+ * (EBUSY, EAGAIN), no memory for an skb (ENOBUFS), link down (ENETDOWN). */
+static int xsk_kick(struct xsk_sender *x)
+{
+    if (sendto(x->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
+        return 0;
+    int error = errno;
+    if (error == EBUSY || error == ENOBUFS || error == ENETDOWN)
+        x->busy_error = error;
+    if (error == EAGAIN || error == EBUSY || error == ENOBUFS || error == ENETDOWN || error == EINTR)
+        return 0;
+    fprintf(stderr, "sluice-gen: error: AF_XDP transmit (sendto): %s\n", strerror(error));
+    return -1;
+}
+
+static bool xsk_tx_empty(struct xsk_sender *x)
+{
+    return xsk_prod_nb_free(&x->tx, XSK_RING) == XSK_RING;
+}
+
+/* Queues `count` frames and kicks until the kernel has taken them all, or
+ * until a stop or `end`. Returns the frames queued, or -1. */
+static int64_t xsk_send(struct xsk_sender *x, uint64_t count, uint64_t end)
+{
+    uint64_t queued = 0;
+    for (;;) {
+        xsk_reap(x);
+        uint64_t room = XSK_RING - (x->queued - x->completed);
+        if (room > count - queued)
+            room = count - queued;
+        uint32_t index;
+        uint32_t reserved = room ? xsk_ring_prod__reserve(&x->tx, (uint32_t)room, &index) : 0;
+        for (uint32_t i = 0; i < reserved; i++) {
+            struct xdp_desc *descriptor = xsk_ring_prod__tx_desc(&x->tx, index + i);
+            descriptor->addr = (uint64_t)x->next * XSK_FRAME_SIZE;
+            descriptor->len = x->length;
+            descriptor->options = 0;
+            if (++x->next == x->frames)
+                x->next = 0;
+        }
+        if (reserved) {
+            xsk_ring_prod__submit(&x->tx, reserved);
+            x->queued += reserved;
+            queued += reserved;
+        }
+        if (queued == count && xsk_tx_empty(x))
+            return (int64_t)queued;
+        if (xsk_kick(x))
+            return -1;
+        if (stopping || now_ns() >= end)
+            return (int64_t)queued;
+    }
+}
+
+/* At the end: what is queued still goes out, and its completions are counted
+ * (for at most a second). */
+static int xsk_drain(struct xsk_sender *x)
+{
+    uint64_t deadline = now_ns() + 1000000000ull;
+    xsk_reap(x);
+    while (x->completed < x->queued && now_ns() < deadline) {
+        if (!xsk_tx_empty(x) && xsk_kick(x))
+            return -1;
+        xsk_reap(x);
+    }
+    if (x->completed < x->queued)
+        fprintf(stderr, "sluice-gen: warning: %llu queued frames were not sent%s%s\n",
+            (unsigned long long)(x->queued - x->completed), x->busy_error ? ": " : "",
+            x->busy_error ? strerror(x->busy_error) : "");
+    return 0;
+}
+
+static void xsk_close(struct xsk_sender *x)
+{
+    if (x->socket)
+        xsk_socket__delete(x->socket);
+    if (x->umem)
+        xsk_umem__delete(x->umem);
+    if (x->area)
+        munmap(x->area, x->area_size);
+}
+
+static bool live_refusal(int error)
+{
+    return error == EPERM || error == EOPNOTSUPP || error == ENOTSUPP_KERNEL || error == EINVAL;
+}
+
+static const char *error_text(int error)
+{
+    return error == ENOTSUPP_KERNEL ? "Operation not supported (ENOTSUPP)" : strerror(error);
 }
 
 int main(int argc, char **argv)
@@ -323,32 +678,48 @@ int main(int argc, char **argv)
             return fail("--cpu", strerror(errno));
     }
 
-    struct bpf_object *object = bpf_object__open_file(o.object, NULL);
-    if (!object)
-        return fail(o.object, strerror(errno));
-    struct bpf_map *rodata = NULL, *map;
-    bpf_object__for_each_map(map, object) {
-        const char *name = bpf_map__name(map);
-        size_t length = strlen(name);
-        if (length >= 7 && strcmp(name + length - 7, ".rodata") == 0)
-            rodata = map;
-    }
-    struct gen_config config = { .flows = o.flows, .base_port = o.source_port };
-    if (!rodata || bpf_map__set_initial_value(rodata, &config, sizeof config))
-        return fail(o.object, "no .rodata of struct gen_config's size: object and generator out of step");
-    if (bpf_object__load(object))
-        return fail(o.object, "loading the program failed (root? kernel >= 5.18?)");
-    struct bpf_program *program = bpf_object__find_program_by_name(object, "sluice_gen_tx");
-    if (!program)
-        return fail(o.object, "no program sluice_gen_tx");
-    int program_fd = bpf_program__fd(program);
-
-    uint8_t frame[MAX_FRAME];
-    build_template(&o, frame);
-    struct xdp_md context = { .data_end = o.size, .ingress_ifindex = ifindex, .rx_queue_index = 0 };
-
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+
+    /* `sent` counts frames handed to the kernel (pacing and --count go by it);
+     * af_xdp-tx reports the frames the kernel gave back as sent. */
+    static struct live_sender live;
+    static struct xsk_sender xsk;
+    bool use_live = false;
+    uint64_t sent = 0;
+    char why[160] = "";
+    if (o.mode == MODE_AFXDP) {
+        snprintf(why, sizeof why, "forced by %s%s", o.mode_source,
+            strcmp(o.mode_source, "--mode") == 0 ? " afxdp" : "=afxdp");
+    } else {
+        if ((status = live_open(&o, ifindex, &live)))
+            return status;
+        /* The probe: one frame, counted as sent when it goes. */
+        int error;
+        while ((error = live_send(&live, 1)) == EINTR) {
+        }
+        if (!error) {
+            use_live = true;
+            sent = 1;
+        } else if (o.mode == MODE_AUTO && live_refusal(error)) {
+            snprintf(why, sizeof why, "live frames refused: %s", error_text(error));
+            live_close(&live);
+        } else {
+            fprintf(stderr, "sluice-gen: error: BPF_PROG_RUN with live frames: %s%s\n", error_text(error),
+                live_refusal(error) ? " (this kernel refuses live frames: --mode afxdp sends with AF_XDP instead)" : "");
+            return 1;
+        }
+    }
+    if (use_live) {
+        printf("generator: live-frames (BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES)\n");
+    } else {
+        if ((status = xsk_open(&o, &xsk))) {
+            xsk_close(&xsk);
+            return status;
+        }
+        printf("generator: af_xdp-tx (copy mode, queue %u; %s)\n", o.queue, why);
+    }
+    fflush(stdout);
 
     uint64_t slice = o.rate ? (o.rate * SLICE_NS + 999999999ull) / 1000000000ull : UNLIMITED_CHUNK;
     if (slice == 0)
@@ -359,8 +730,10 @@ int main(int argc, char **argv)
      * stall of over a second the pacing skips ahead; `sent` never does).
      * Each BPF_PROG_RUN with live frames costs about 24 ms here whatever
      * its size (measured with strace -T), so a limited rate goes out as
-     * about 40 bursts a second, each the frames due since the last one. */
-    uint64_t sent = 0, paced = 0, last_report = start, sent_at_report = 0;
+     * about 40 bursts a second, each the frames due since the last one.
+     * af_xdp-tx sends what is due at once too, but has no such fixed cost. */
+    uint64_t paced = sent, last_report = start, sent_at_report = 0;
+    status = 0;
     while (!stopping) {
         uint64_t now = now_ns();
         if (now >= end || (o.count && sent >= o.count))
@@ -381,31 +754,50 @@ int main(int argc, char **argv)
             chunk = o.count - sent;
         if (chunk > UINT32_MAX)
             chunk = UINT32_MAX;
-        LIBBPF_OPTS(bpf_test_run_opts, run,
-            .data_in = frame, .data_size_in = o.size,
-            .ctx_in = &context, .ctx_size_in = sizeof context,
-            .repeat = (uint32_t)chunk, .batch_size = o.batch,
-            .flags = BPF_F_TEST_XDP_LIVE_FRAMES);
-        if (bpf_prog_test_run_opts(program_fd, &run)) {
-            int error = errno;
+        if (use_live) {
+            int error = live_send(&live, (uint32_t)chunk);
             if (error == EINTR)
                 continue;
-            return fail("BPF_PROG_RUN with live frames", strerror(error));
+            if (error) {
+                fprintf(stderr, "sluice-gen: error: BPF_PROG_RUN with live frames: %s%s\n", error_text(error),
+                    live_refusal(error) ? " (--mode afxdp sends with AF_XDP instead)" : "");
+                return 1;
+            }
+        } else {
+            /* Behind a rate it cannot reach, the due chunk grows to a second's
+             * worth: come back for the reports and checks in between. */
+            if (chunk > UNLIMITED_CHUNK)
+                chunk = UNLIMITED_CHUNK;
+            int64_t queued = xsk_send(&xsk, chunk, end);
+            if (queued < 0) {
+                status = 1;
+                break;
+            }
+            chunk = (uint64_t)queued;
         }
         sent += chunk;
         paced += chunk;
         now = now_ns();
         if (o.per_second && now - last_report >= 1000000000ull) {
+            uint64_t so_far = use_live ? sent : xsk.completed;
             printf("second %.0f sent %llu\n", (double)(now - start) / 1e9,
-                (unsigned long long)(sent - sent_at_report));
+                (unsigned long long)(so_far - sent_at_report));
             fflush(stdout);
             last_report = now;
-            sent_at_report = sent;
+            sent_at_report = so_far;
         }
+    }
+    if (!use_live) {
+        if (xsk_drain(&xsk))
+            status = 1;
+        sent = xsk.completed;
     }
     double seconds = (double)(now_ns() - start) / 1e9;
     printf("sent %llu frames in %.3f s: %.3f Mpps\n", (unsigned long long)sent, seconds,
         seconds > 0 ? (double)sent / seconds / 1e6 : 0.0);
-    bpf_object__close(object);
-    return 0;
+    if (use_live)
+        live_close(&live);
+    else
+        xsk_close(&xsk);
+    return status;
 }
