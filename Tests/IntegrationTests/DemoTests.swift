@@ -6,19 +6,74 @@ import XCTest
 /// `sluicectl status`, and nothing left behind afterwards.
 final class DemoTests: XCTestCase {
     func testDemoRunsAndLeavesNothingBehind() throws {
+        let run = try runDemo(labPrefix: "sdemo")
+        let result = run.result
+        XCTAssertEqual(result.status, 0, "\(result)")
+        XCTAssertTrue(result.stdout.contains("sluicectl status --socket \(run.socket)"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("lab '\(run.labName)' is down"), result.stdout)
+        // The newcomer's summary: what was sent, what Sluice received, and the capture read back.
+        let sent = try XCTUnwrap(Self.number(after: "sent:", in: result.stdout), result.stdout)
+        let received = try XCTUnwrap(Self.number(after: "received:", in: result.stdout), result.stdout)
+        XCTAssertGreaterThanOrEqual(sent, 100_000, result.stdout)
+        XCTAssertGreaterThan(received, 0, result.stdout)
+        XCTAssertLessThanOrEqual(received, sent, result.stdout)
+        XCTAssertTrue(result.stdout.contains("UDP, length 18"), "no captured packet shown:\n\(result.stdout)")
+
+        XCTAssertFalse(try networkNamespaces().contains("\(run.labName)-gen"))
+        XCTAssertFalse(try linkExists("\(run.labName)-app"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.socket), "the daemon left its socket behind")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.stateDirectory),
+                       "the demo's daemon wrote to the config's state directory instead of its own")
+        let daemons = try SluiceTestSupport.run(["pgrep", "-f", run.configFile])
+        XCTAssertFalse(daemons.succeeded, "sluiced still running: \(daemons.stdout)")
+    }
+
+    /// A demo in which Sluice receives nothing must not pass: here the
+    /// interface's prefilter hands all UDP to the kernel.
+    func testDemoFailsWhenSluiceReceivesNothing() throws {
+        let run = try runDemo(labPrefix: "sdemn", interfaceLines: #"prefilter_protocols = ["tcp"]"#)
+        let result = run.result
+        XCTAssertEqual(result.status, 1, "\(result)")
+        XCTAssertEqual(Self.number(after: "received:", in: result.stdout), 0, result.stdout)
+        XCTAssertTrue(result.stderr.contains("Sluice received none of the"), result.stderr)
+        XCTAssertTrue(result.stdout.contains("lab '\(run.labName)' is down"), "no clean-up after the failure:\n\(result.stdout)")
+        XCTAssertFalse(try networkNamespaces().contains("\(run.labName)-gen"))
+    }
+
+    /// The integer after `label` at the start of a line of `text`.
+    private static func number(after label: String, in text: String) -> Int? {
+        for line in text.split(separator: "\n") where line.hasPrefix(label) {
+            let digits = line.dropFirst(label.count).drop { $0 == " " }.prefix { $0.isNumber }
+            return Int(digits)
+        }
+        return nil
+    }
+
+    private struct DemoRun {
+        var result: CommandResult
+        var labName: String
+        var socket: String
+        var stateDirectory: String
+        var configFile: String
+    }
+
+    /// Runs tools/demo on the lab config with its own lab, socket and state
+    /// (so a developer's demo running at the same time is not disturbed),
+    /// `interfaceLines` added to the `[[interface]]` table; removes all of it.
+    private func runDemo(labPrefix: String, interfaceLines: String = "") throws -> DemoRun {
         try Privilege.require()
-        let labName = uniqueName("sdemo")
+        let labName = uniqueName(labPrefix)
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent(uniqueName("sluice-demo-test"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer {
+        // After the test's own checks, which look at what the demo left.
+        addTeardownBlock {
             try? FileManager.default.removeItem(at: directory)
             _ = try? SluiceTestSupport.run([Lab.script.path, "down", "--name", labName])
         }
-        // The lab config with its own socket and state, so a developer's demo
-        // running at the same time is not disturbed.
         let socket = directory.appendingPathComponent("sluiced.sock").path
-        let config = try labConfig(socket: socket, stateDirectory: directory.appendingPathComponent("state").path)
+        let stateDirectory = directory.appendingPathComponent("state").path
+        let config = try labConfig(socket: socket, stateDirectory: stateDirectory) + "\n" + interfaceLines + "\n"
         let configFile = directory.appendingPathComponent("sluice-lab.toml")
         try config.write(to: configFile, atomically: true, encoding: .utf8)
 
@@ -31,15 +86,9 @@ final class DemoTests: XCTestCase {
                 "SLUICE_DEMO_CONFIG": configFile.path,
                 "SLUICE_LAB_NAME": labName,
             ])
-        XCTAssertEqual(result.status, 0, "\(result)")
-        XCTAssertTrue(result.stdout.contains("sluicectl status --socket \(socket)"), result.stdout)
-        XCTAssertTrue(result.stdout.contains("lab '\(labName)' is down"), result.stdout)
-
-        XCTAssertFalse(try networkNamespaces().contains("\(labName)-gen"))
-        XCTAssertFalse(try linkExists("\(labName)-app"))
-        XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the daemon left its socket behind")
-        let daemons = try SluiceTestSupport.run(["pgrep", "-f", configFile.path])
-        XCTAssertFalse(daemons.succeeded, "sluiced still running: \(daemons.stdout)")
+        return DemoRun(
+            result: result, labName: labName, socket: socket, stateDirectory: stateDirectory,
+            configFile: configFile.path)
     }
 
     private func labConfig(socket: String, stateDirectory: String) throws -> String {
