@@ -11,4 +11,7 @@
 #include <linux/genetlink.h>
 #include <linux/ethtool_netlink.h>
 #include <linux/rtnetlink.h>
+/* AF_XDP socket diagnostics (NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY). */
+#include <linux/sock_diag.h>
+#include <linux/xdp_diag.h>
 #endif

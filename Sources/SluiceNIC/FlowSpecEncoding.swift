@@ -136,7 +136,7 @@ extension NtupleRule {
         if let vlan {
             flowType |= L.flowExt
             w.be16(vlan, at: L.headerExt + L.extVLANTCI)
-            w.be16(vlanMask ?? 0xFFFF, at: L.maskExt + L.extVLANTCI)
+            w.be16(vlanMask ?? Self.vlanIDMask, at: L.maskExt + L.extVLANTCI)
         }
         w.host32(flowType, at: L.flowType)
         switch action {
@@ -194,8 +194,10 @@ extension NtupleRule {
         if rawType & L.flowExt != 0 {
             let mask = r.be16(at: L.maskExt + L.extVLANTCI)
             if mask != 0 {
-                vlan = r.be16(at: L.headerExt + L.extVLANTCI)
-                vlanMask = mask == 0xFFFF ? nil : mask
+                let tci = r.be16(at: L.headerExt + L.extVLANTCI)
+                vlan = tci
+                // nil only where it encodes back to the same bytes.
+                vlanMask = mask == Self.vlanIDMask && tci <= Self.vlanIDMask ? nil : mask
             }
         }
     }
@@ -226,8 +228,8 @@ extension NtupleRule {
         port("src-port", sourcePort, sourcePortMask)
         port("dst-port", destinationPort, destinationPortMask)
         if let vlan {
-            args += ["vlan", String(vlan)]
-            if let vlanMask { args += ["m", "0x" + hex4(~vlanMask)] }
+            // Always with its mask: ethtool's default is the whole TCI, Sluice's the VLAN id.
+            args += ["vlan", String(vlan), "m", "0x" + hex4(~(vlanMask ?? Self.vlanIDMask))]
         }
         switch action {
         case .queue(let q): args += ["action", String(q)]

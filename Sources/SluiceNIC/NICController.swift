@@ -60,6 +60,67 @@ public struct SteeringResult: Codable, Equatable, Sendable {
     public var backend: EthtoolBackend
 }
 
+/// What became of one feature that `features.set` asked for, read back
+/// from the driver after the change.
+public struct FeatureOutcome: Codable, Equatable, Sendable {
+    /// The kernel's name (`rx-ntuple-filter`).
+    public var name: String
+    /// The name the caller used (`ntuple`), which may stand for several features.
+    public var requestedAs: String
+    /// The state asked for.
+    public var requested: Bool
+    /// The state the driver has now (`ethtool -k`).
+    public var active: Bool
+    /// `[fixed]` in `ethtool -k`: the driver cannot change it.
+    public var fixed: Bool
+    /// `active == requested`.
+    public var applied: Bool
+    /// "requested ntuple (rx-ntuple-filter) on; it is fixed off on eth0".
+    public var message: String
+
+    public init(name: String, requestedAs: String, requested: Bool, active: Bool, fixed: Bool, message: String) {
+        self.name = name; self.requestedAs = requestedAs; self.requested = requested
+        self.active = active; self.fixed = fixed; self.applied = active == requested; self.message = message
+    }
+
+    /// `now` is the feature as read back; nil when the device no longer lists it.
+    init(interface: String, kernelName: String, requestedAs: String, requested: Bool, now: Feature?) {
+        let asked = requestedAs == kernelName ? kernelName : "\(requestedAs) (\(kernelName))"
+        let state = { (on: Bool) in on ? "on" : "off" }
+        let active = now?.active ?? false
+        let message: String
+        if now == nil {
+            message = "requested \(asked) \(state(requested)); \(interface) no longer has it"
+        } else if active == requested {
+            message = "requested \(asked) \(state(requested)); it is \(state(active))"
+        } else if now?.changeable == false {
+            message = "requested \(asked) \(state(requested)); it is fixed \(state(active)) on \(interface) ([fixed] in ethtool -k)"
+        } else {
+            message = "requested \(asked) \(state(requested)); the driver left it \(state(active))"
+        }
+        self.init(name: kernelName, requestedAs: requestedAs, requested: requested, active: active,
+                  fixed: now.map { !$0.changeable } ?? false, message: message)
+        if now == nil { applied = false }
+    }
+}
+
+/// The result of `features.set`: the features as read back after the
+/// change (`value` and `backend`, the shape of ``Served``) and, per
+/// requested feature, what was asked for and what is in effect.
+public struct FeaturesSetResult: Codable, Equatable, Sendable {
+    public var interface: String
+    public var value: Features
+    public var backend: EthtoolBackend
+    public var outcomes: [FeatureOutcome]
+
+    public init(interface: String, value: Features, backend: EthtoolBackend, outcomes: [FeatureOutcome]) {
+        self.interface = interface; self.value = value; self.backend = backend; self.outcomes = outcomes
+    }
+
+    /// Requested features that are not in effect.
+    public var notApplied: [FeatureOutcome] { outcomes.filter { !$0.applied } }
+}
+
 /// What `nic.show` reports for one interface.
 public struct InterfaceDetails: Codable, Equatable, Sendable {
     public var interface: InterfaceInfo
@@ -169,18 +230,29 @@ public final class NICController: @unchecked Sendable {
 
     /// `ethtool -K`, with kernel names, ethtool display names or short
     /// names (`ntuple`, `gro`, `tso`...). A group name sets every member
-    /// that can change; a fixed feature is an error naming it.
-    public func setFeatures(_ name: String, _ wanted: [String: Bool]) throws -> Served<Features> {
+    /// that can change (its fixed members are left out, as ethtool does).
+    ///
+    /// The features are read back afterwards, and the result says per
+    /// feature what was requested and what is active now. Drivers refuse
+    /// silently (the kernel ignores fixed bits, and a dependency such as
+    /// TSO needing scatter-gather drops a feature without an error), so a
+    /// request that is not fully in effect throws
+    /// ``NICError/featuresNotApplied(_:)`` rather than returning: whatever did
+    /// take effect stays applied and journaled, for restore.
+    public func setFeatures(_ name: String, _ wanted: [String: Bool]) throws -> FeaturesSetResult {
         try lock.withLock {
             guard !wanted.isEmpty else { throw NICError.invalidArgument("no feature given for \(name)") }
             let current = try ethtool.features(name).value
             let available = current.features.map(\.name)
             var kernelWanted: [String: Bool] = [:]
-            for (requested, on) in wanted {
+            var checks: [(kernelName: String, requestedAs: String, on: Bool)] = []
+            for (requested, on) in wanted.sorted(by: { $0.key < $1.key }) {
                 let members = try FeatureNames.resolve(requested, available: available, interface: name)
                 let changeable = members.filter { current[$0]?.changeable == true }
-                guard !changeable.isEmpty else {
-                    throw NICError.invalidArgument("feature \(requested) is fixed on \(name)")
+                // All fixed: nothing to send; the outcome reports whether
+                // the fixed state happens to be the one asked for.
+                for member in changeable.isEmpty ? members : changeable {
+                    checks.append((member, requested, on))
                 }
                 for member in changeable { kernelWanted[member] = on }
             }
@@ -191,7 +263,17 @@ public final class NICController: @unchecked Sendable {
             if !changes.isEmpty {
                 try journaled(name, changes) { try ethtool.setFeatures(name, kernelWanted) }
             }
-            return try ethtool.features(name)
+            let after = try ethtool.features(name)
+            let outcomes = checks.map { check in
+                FeatureOutcome(interface: name, kernelName: check.kernelName, requestedAs: check.requestedAs,
+                               requested: check.on, now: after.value[check.kernelName])
+            }
+            let result = FeaturesSetResult(interface: name, value: after.value, backend: after.backend, outcomes: outcomes)
+            if !result.notApplied.isEmpty {
+                logger.warning("\(NICError.featuresNotApplied(result))")
+                throw NICError.featuresNotApplied(result)
+            }
+            return result
         }
     }
 

@@ -61,6 +61,22 @@ public enum NICError: Error, Equatable, Sendable, CustomStringConvertible {
     case netlinkUnavailable(String)
     /// The change journal could not be read or written.
     case journal(String)
+    /// The kernel has no AF_XDP socket diagnostics (CONFIG_XDP_SOCKETS_DIAG
+    /// off, or module `xsk_diag` missing): other processes' sockets cannot
+    /// be seen. `detail` says what the kernel answered and whether loading
+    /// the module was tried.
+    case xskDiagnosticsUnavailable(detail: String)
+    /// The kernel's AF_XDP socket list is cut short: `inUse` sockets exist
+    /// in this namespace, `listed` were reported. A socket whose interface
+    /// went away hides the ones created before it until its owner closes it.
+    case xskListIncomplete(inUse: Int, listed: Int)
+    /// An AF_XDP sock_diag request failed: what, and the errno.
+    case socketDiagnostics(what: String, errno: Int32)
+    /// `ethtool -K` went through, but the driver did not put every requested
+    /// feature into effect (fixed, or dropped by a dependency). The result
+    /// says, per feature, what was requested and what is active now;
+    /// changes that did take effect stay in place and in the journal.
+    case featuresNotApplied(FeaturesSetResult)
 
     /// The control protocol's error code.
     public var code: String {
@@ -71,7 +87,10 @@ public enum NICError: Error, Equatable, Sendable, CustomStringConvertible {
         case .kernel(_, _, let e, _) where e == EBUSY: return "busy"
         case .kernel(_, _, let e, _) where e == EPERM || e == EACCES: return "permission_denied"
         case .kernel(_, _, let e, _) where e == EINVAL || e == ERANGE: return "invalid_argument"
-        case .kernel, .netlinkUnavailable, .journal: return "internal"
+        case .xskDiagnosticsUnavailable, .featuresNotApplied: return "unsupported"
+        case .xskListIncomplete: return "busy"
+        case .socketDiagnostics(_, let e) where e == EPERM || e == EACCES: return "permission_denied"
+        case .kernel, .netlinkUnavailable, .journal, .socketDiagnostics: return "internal"
         }
     }
 
@@ -92,6 +111,23 @@ public enum NICError: Error, Equatable, Sendable, CustomStringConvertible {
             return "ethtool netlink unavailable: \(why)"
         case .journal(let why):
             return "NIC change journal: \(why)"
+        case .xskDiagnosticsUnavailable(let detail):
+            return "the kernel has no AF_XDP socket diagnostics (CONFIG_XDP_SOCKETS_DIAG); "
+                + "zero-copy sockets of other processes cannot be counted (\(detail))"
+        case .xskListIncomplete(let inUse, let listed):
+            return "the kernel listed \(listed) of the \(inUse) AF_XDP sockets in this network namespace: "
+                + "an AF_XDP socket whose interface went away hides the sockets created before it "
+                + "until its owner closes it, so zero-copy sockets cannot be counted"
+        case .socketDiagnostics(let what, let code):
+            return "AF_XDP socket diagnostics: \(what) failed: \(String(cString: strerror(code))) (errno \(code))"
+        case .featuresNotApplied(let result):
+            var text = "not every feature change took effect on \(result.interface): "
+                + result.notApplied.map(\.message).joined(separator: "; ")
+            let applied = result.outcomes.filter(\.applied)
+            if !applied.isEmpty {
+                text += ". In effect: " + applied.map { "\($0.name) \($0.active ? "on" : "off")" }.joined(separator: ", ")
+            }
+            return text
         }
     }
 }

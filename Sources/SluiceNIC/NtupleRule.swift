@@ -82,8 +82,14 @@ public struct NtupleRule: Codable, Equatable, Sendable {
     public var sourceMAC: String?
     public var destinationMAC: String?
     public var etherType: UInt16?
-    /// VLAN TCI to match (sets FLOW_EXT).
+    /// VLAN to match (sets FLOW_EXT): the TCI, of which only the 12-bit
+    /// VLAN id is matched unless ``vlanMask`` says otherwise, so `vlan 100`
+    /// means VLAN id 100 whatever the priority bits. Without a mask the
+    /// value must be a VLAN id (0...4095).
     public var vlan: UInt16?
+    /// Bits of the TCI that must match (kernel sense). nil means
+    /// ``NtupleRule/vlanIDMask`` (0x0fff, the VLAN id): mlx5 refuses a full
+    /// 0xffff TCI mask with EINVAL. Give 0xffff to match priority and DEI too.
     public var vlanMask: UInt16?
     public var action: SteerAction
     /// The rule's slot; nil lets Sluice choose as `ethtool` does.
@@ -108,6 +114,9 @@ public struct NtupleRule: Codable, Equatable, Sendable {
         self.vlan = vlan; self.vlanMask = vlanMask
         self.action = action; self.location = location
     }
+
+    /// The VLAN mask used when a rule gives none: the 12-bit VLAN id of the TCI.
+    public static let vlanIDMask: UInt16 = 0x0FFF
 
     /// Checks that every field fits the flow type and parses.
     public func validate() throws {
@@ -137,6 +146,11 @@ public struct NtupleRule: Codable, Equatable, Sendable {
             if let text { _ = try MACAddress.parse(text, what: what) }
         }
         if vlanMask != nil && vlan == nil { throw NICError.invalidArgument("a vlan mask needs a vlan") }
+        if let vlan, vlanMask == nil, vlan > Self.vlanIDMask {
+            // Only the VLAN id is matched by default: the other bits given would be ignored.
+            throw NICError.invalidArgument(
+                "vlan \(vlan) is not a VLAN id (0-4095); give vlan_mask to match priority or DEI bits of the TCI")
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 import CSluiceShims
 import SluiceNIC
+import SluiceTestSupport
 import XCTest
 
 /// ntuple rules: the struct ethtool_rx_flow_spec encoding checked byte for
@@ -82,7 +83,8 @@ final class FlowSpecTests: XCTestCase {
         XCTAssertEqual(slice(bytes, uapi.h_u + uapi.ip6_pdst, 2), [0x01, 0xBB])
         XCTAssertEqual(slice(bytes, uapi.m_u + uapi.ip6_psrc, 2), [0, 0])
         XCTAssertEqual(slice(bytes, uapi.h_ext + uapi.ext_vlan_tci, 2), [0, 100])
-        XCTAssertEqual(slice(bytes, uapi.m_ext + uapi.ext_vlan_tci, 2), [0xFF, 0xFF])
+        // No vlan_mask: only the 12-bit VLAN id must match.
+        XCTAssertEqual(slice(bytes, uapi.m_ext + uapi.ext_vlan_tci, 2), [0x0F, 0xFF])
         XCTAssertEqual(u64(bytes, uapi.ring_cookie), 7)
         var decoded = try XCTUnwrap(NtupleRule(flowSpecBytes: bytes))
         decoded.location = nil
@@ -143,12 +145,73 @@ final class FlowSpecTests: XCTestCase {
             (NtupleRule(flowType: .udp4, destinationPort: 4791, destinationPortMask: 0xFF00, action: .queue(1)), 2,
              "ethtool -N eth0 flow-type udp4 dst-port 4791 m 0x00ff action 1 loc 2"),
             (NtupleRule(flowType: .ether, sourceMAC: "02:AA:00:00:00:01", etherType: 0x0800, vlan: 100, action: .queue(4)), 0,
-             "ethtool -N eth0 flow-type ether src 02:aa:00:00:00:01 proto 0x0800 vlan 100 action 4 loc 0"),
+             "ethtool -N eth0 flow-type ether src 02:aa:00:00:00:01 proto 0x0800 vlan 100 m 0xf000 action 4 loc 0"),
             (NtupleRule(flowType: .udp6, destinationAddress: "fd00::2", vlan: 5, vlanMask: 0x0FFF, action: .queue(1)), 3,
              "ethtool -N eth0 flow-type udp6 dst-ip fd00::2 vlan 5 m 0xf000 action 1 loc 3"),
+            (NtupleRule(flowType: .udp4, destinationPort: 53, vlan: 0x2064, vlanMask: 0xFFFF, action: .queue(2)), 1,
+             "ethtool -N eth0 flow-type udp4 dst-port 53 vlan 8292 m 0x0000 action 2 loc 1"),
         ]
         for (rule, location, expected) in lines {
             XCTAssertEqual(rule.ethtoolCommand(interface: "eth0", location: location), expected)
+        }
+    }
+
+    func testVLANWithoutAMaskMatchesTheVLANIDOnly() throws {
+        // mlx5 refuses a full 0xffff TCI mask with EINVAL, and "vlan 100"
+        // means VLAN id 100 to an operator: the default mask is 0x0fff.
+        let rule = NtupleRule(flowType: .udp4, destinationPort: 4791, vlan: 100, action: .queue(1))
+        let bytes = try rule.flowSpecBytes(location: 2)
+        XCTAssertEqual(u32(bytes, uapi.flow_type), 0x02 | 0x8000_0000)  // UDP_V4_FLOW | FLOW_EXT
+        XCTAssertEqual(slice(bytes, uapi.h_ext + uapi.ext_vlan_tci, 2), [0x00, 0x64])
+        XCTAssertEqual(slice(bytes, uapi.m_ext + uapi.ext_vlan_tci, 2), [0x0F, 0xFF])
+        XCTAssertEqual(NtupleRule.vlanIDMask, 0x0FFF)
+        // ethtool's m is the don't-care bits: the priority and DEI bits.
+        XCTAssertEqual(rule.ethtoolCommand(interface: "eth0", location: 2),
+                       "ethtool -N eth0 flow-type udp4 dst-port 4791 vlan 100 m 0xf000 action 1 loc 2")
+        var decoded = try XCTUnwrap(NtupleRule(flowSpecBytes: bytes))
+        decoded.location = nil
+        XCTAssertEqual(decoded, rule, "the default mask decodes back to no mask")
+
+        // A whole-TCI rule (inserted by someone else) keeps its mask.
+        var full = rule
+        full.vlanMask = 0xFFFF
+        let fullBytes = try full.flowSpecBytes(location: 2)
+        XCTAssertEqual(slice(fullBytes, uapi.m_ext + uapi.ext_vlan_tci, 2), [0xFF, 0xFF])
+        XCTAssertEqual(NtupleRule(flowSpecBytes: fullBytes)?.vlanMask, 0xFFFF)
+
+        // Priority bits without a mask would be silently ignored: refused.
+        XCTAssertThrowsError(try NtupleRule(flowType: .udp4, vlan: 0x2064, action: .queue(1)).flowSpecBytes(location: 0)) {
+            XCTAssertEqual($0 as? NICError, .invalidArgument(
+                "vlan 8292 is not a VLAN id (0-4095); give vlan_mask to match priority or DEI bits of the TCI"))
+        }
+    }
+
+    /// The line Sluice shows must be the rule it inserts: the real
+    /// `ethtool` parses the line, and an LD_PRELOAD interposer catches the
+    /// struct ethtool_rx_flow_spec of its ETHTOOL_SRXCLSRLINS before any
+    /// device sees it (on `lo`, which would refuse it anyway).
+    func testEthtoolParsesTheShownLineIntoTheSameBytes() throws {
+        let oracle = try EthtoolRuleOracle()
+        defer { oracle.remove() }
+        let rules: [NtupleRule] = [
+            NtupleRule(flowType: .udp4, sourceAddress: "10.0.0.1", destinationAddress: "10.0.0.2",
+                       sourcePort: 1, destinationPort: 2, action: .queue(2)),
+            NtupleRule(flowType: .tcp4, destinationPort: 80, action: .queue(3)),
+            NtupleRule(flowType: .tcp6, sourceAddress: "2001:db8::1", destinationPort: 443, action: .drop),
+            NtupleRule(flowType: .ip4, destinationAddress: "192.168.0.0", destinationAddressMask: "255.255.255.0",
+                       action: .queue(0)),
+            NtupleRule(flowType: .udp4, destinationPort: 4791, destinationPortMask: 0xFF00, action: .queue(1)),
+            NtupleRule(flowType: .ether, sourceMAC: "02:AA:00:00:00:01", etherType: 0x0800, vlan: 100, action: .queue(4)),
+            NtupleRule(flowType: .udp6, destinationAddress: "fd00::2", vlan: 5, vlanMask: 0x0FFF, action: .queue(1)),
+            NtupleRule(flowType: .udp4, destinationPort: 4791, vlan: 100, action: .queue(1)),
+            NtupleRule(flowType: .tcp4, vlan: 0x2064, vlanMask: 0xFFFF, action: .queue(1)),
+            NtupleRule(flowType: .tcp4, vlan: 7, vlanMask: 0xEFFF, action: .queue(1)),
+        ]
+        for (index, rule) in rules.enumerated() {
+            let location = UInt32(index + 1)
+            let parsed = try oracle.bytes(for: rule.ethtoolArguments(location: location))
+            XCTAssertEqual(parsed, try rule.flowSpecBytes(location: location),
+                           rule.ethtoolCommand(interface: "lo", location: location))
         }
     }
 
@@ -199,4 +262,64 @@ final class FlowSpecTests: XCTestCase {
         XCTAssertEqual(queued.action, .queue(3))
         XCTAssertThrowsError(try JSONDecoder().decode(NtupleRule.self, from: Data(#"{"flowType":"tcp4","action":-1}"#.utf8)))
     }
+}
+
+/// Runs the real `ethtool -N lo ...` with an ioctl interposer that writes
+/// the flow spec it would insert to a file and reports success.
+final class EthtoolRuleOracle {
+    let directory: String
+    let library: String
+
+    static let source = """
+        #define _GNU_SOURCE
+        #include <dlfcn.h>
+        #include <fcntl.h>
+        #include <linux/ethtool.h>
+        #include <linux/sockios.h>
+        #include <net/if.h>
+        #include <stdarg.h>
+        #include <stdlib.h>
+        #include <unistd.h>
+
+        int ioctl(int fd, unsigned long request, ...)
+        {
+            va_list ap;
+            va_start(ap, request);
+            void *arg = va_arg(ap, void *);
+            va_end(ap);
+            if (request == SIOCETHTOOL) {
+                struct ethtool_rxnfc *nfc = (struct ethtool_rxnfc *)((struct ifreq *)arg)->ifr_data;
+                if (nfc->cmd == ETHTOOL_SRXCLSRLINS) {
+                    const char *path = getenv("SLUICE_FLOW_SPEC_OUT");
+                    int out = path ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+                    if (out < 0)
+                        return -1;
+                    ssize_t written = write(out, &nfc->fs, sizeof nfc->fs);
+                    close(out);
+                    return written == (ssize_t)sizeof nfc->fs ? 0 : -1;
+                }
+            }
+            int (*next)(int, unsigned long, ...) = (int (*)(int, unsigned long, ...))dlsym(RTLD_NEXT, "ioctl");
+            return next(fd, request, arg);
+        }
+        """
+
+    init() throws {
+        directory = NSTemporaryDirectory() + uniqueName("sluice-ethtool-oracle")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let sourcePath = directory + "/capture.c"
+        library = directory + "/capture.so"
+        try Self.source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
+        try runCommand(["cc", "-O2", "-shared", "-fPIC", "-o", library, sourcePath, "-ldl"], check: true)
+    }
+
+    func bytes(for arguments: [String]) throws -> [UInt8] {
+        let output = directory + "/spec.bin"
+        try? FileManager.default.removeItem(atPath: output)
+        try runCommand(["ethtool", "-N", "lo"] + arguments,
+                environment: ["LD_PRELOAD": library, "SLUICE_FLOW_SPEC_OUT": output], check: true)
+        return Array(try Data(contentsOf: URL(fileURLWithPath: output)))
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: directory) }
 }

@@ -131,8 +131,13 @@ final class JournalTests: VethTestCase {
                 return XCTFail("expected EINVAL from the kernel, got \($0)")
             }
         }
+        // A fixed feature: nothing is sent, and the error says it is fixed.
         XCTAssertThrowsError(try controller.setFeatures(lab.device, ["ntuple": true])) {
-            XCTAssertEqual($0 as? NICError, .invalidArgument("feature ntuple is fixed on \(lab.device)"))
+            guard case NICError.featuresNotApplied(let result)? = $0 as? NICError else {
+                return XCTFail("expected featuresNotApplied, got \($0)")
+            }
+            XCTAssertEqual(result.notApplied.map(\.message),
+                           ["requested ntuple (rx-ntuple-filter) on; it is fixed off on \(lab.device) ([fixed] in ethtool -k)"])
         }
         let missing = uniqueName("nosuch")
         XCTAssertThrowsError(try controller.setChannels(missing, ChannelsChange(rx: 1))) {
