@@ -58,9 +58,13 @@ public struct DriverFacts: Codable, Sendable, Equatable {
     public var sysfsTxQueues: UInt32
     public var xdpAttached: Bool
     public var xdpMode: XDPMode
-    /// The pipeline asks for zero-copy (bind mode `zerocopy` or `auto`).
+    /// The socket being mapped asks for zero-copy (bind mode `zerocopy` or
+    /// `auto`); false for copy mode, including an `auto` bind whose
+    /// zero-copy attempt failed and is mapped again.
     public var zeroCopyRequested: Bool
-    /// Zero-copy AF_XDP sockets open on the interface now.
+    /// Zero-copy AF_XDP sockets bound on the interface now, by any process
+    /// (the kernel's AF_XDP sock_diag). mlx5 before Linux 6.1 reports its
+    /// channel counts doubled while there are any.
     public var zeroCopySockets: UInt32
     /// True when the facts describe a hypothetical machine (what-if).
     public var synthetic: Bool
@@ -181,26 +185,26 @@ public struct DriverFacts: Codable, Sendable, Equatable {
     func withABIFacts<R, E: Error>(
         _ body: (UnsafePointer<sluice_driver_facts>) throws(E) -> R
     ) throws(E) -> R {
-        var facts = sluice_driver_facts()
-        facts.sz = MemoryLayout<sluice_driver_facts>.size
-        copy(interface, into: &facts.ifname)
-        copy(driver, into: &facts.driver)
-        copy(driverVersion, into: &facts.driver_version)
-        copy(firmwareVersion, into: &facts.firmware_version)
-        copy(kernelRelease, into: &facts.kernel_release)
-        facts.rx_channels = channels.rx
-        facts.tx_channels = channels.tx
-        facts.combined_channels = channels.combined
-        facts.max_rx_channels = maxChannels.rx
-        facts.max_tx_channels = maxChannels.tx
-        facts.max_combined_channels = maxChannels.combined
-        facts.sysfs_rx_queues = sysfsRxQueues
-        facts.sysfs_tx_queues = sysfsTxQueues
-        facts.xdp_attached = xdpAttached ? 1 : 0
-        facts.xdp_mode = xdpMode.abiValue
-        facts.zerocopy_requested = zeroCopyRequested ? 1 : 0
-        facts.zerocopy_sockets = zeroCopySockets
-        return try withUnsafePointer(to: &facts, body)
+        try withZeroedABIStruct(sluice_driver_facts.self, size: ABISize.facts) { (facts) throws(E) -> R in
+            copy(interface, into: &facts.pointee.ifname)
+            copy(driver, into: &facts.pointee.driver)
+            copy(driverVersion, into: &facts.pointee.driver_version)
+            copy(firmwareVersion, into: &facts.pointee.firmware_version)
+            copy(kernelRelease, into: &facts.pointee.kernel_release)
+            facts.pointee.rx_channels = channels.rx
+            facts.pointee.tx_channels = channels.tx
+            facts.pointee.combined_channels = channels.combined
+            facts.pointee.max_rx_channels = maxChannels.rx
+            facts.pointee.max_tx_channels = maxChannels.tx
+            facts.pointee.max_combined_channels = maxChannels.combined
+            facts.pointee.sysfs_rx_queues = sysfsRxQueues
+            facts.pointee.sysfs_tx_queues = sysfsTxQueues
+            facts.pointee.xdp_attached = xdpAttached ? 1 : 0
+            facts.pointee.xdp_mode = xdpMode.abiValue
+            facts.pointee.zerocopy_requested = zeroCopyRequested ? 1 : 0
+            facts.pointee.zerocopy_sockets = zeroCopySockets
+            return try body(UnsafePointer(facts))
+        }
     }
 }
 

@@ -36,6 +36,9 @@ final class LoadedPlugin: @unchecked Sendable {
         MemoryLayout<sluice_driver_plugin>.offset(of: \sluice_driver_plugin.check_channels_change)!
         + MemoryLayout<UnsafeRawPointer?>.size
 
+    /// The largest `sz` the host reads. Far beyond any real plugin struct.
+    static let maxPluginStructSize = 4096
+
     static let entrySymbol = SLUICE_DRIVER_PLUGIN_ENTRY
     static let hostABIVersion = UInt32(SLUICE_DRIVER_ABI_VERSION)
 
@@ -115,10 +118,25 @@ final class LoadedPlugin: @unchecked Sendable {
             return .failure(PluginRejection(
                 "struct size \(declaredSize) is smaller than the v1 size \(v1Size)"))
         }
-        // Copy only what the plugin declared: a newer host's struct may be larger.
+        // Past this the number is garbage, and reading that far could fault.
+        guard declaredSize <= UInt(maxPluginStructSize) else {
+            return .failure(PluginRejection(
+                "struct size \(declaredSize) is implausible (more than \(maxPluginStructSize) bytes); set sz = sizeof(struct sluice_driver_plugin)"))
+        }
+        // libbpf's rule for opts: a larger struct is fine as long as this
+        // host would ignore nothing, i.e. every byte it does not know is zero.
+        let hostSize = ABISize.plugin
+        if declaredSize > UInt(hostSize) {
+            let unknown = UnsafeRawBufferPointer(start: raw + hostSize, count: Int(declaredSize) - hostSize)
+            if let index = unknown.firstIndex(where: { $0 != 0 }) {
+                return .failure(PluginRejection(
+                    "struct size \(declaredSize) is larger than this host's \(hostSize) and byte \(hostSize + index) is not zero: the plugin sets fields of a newer plugin ABI that this Sluice would ignore; upgrade Sluice or rebuild the plugin against this host's sluice/driver_plugin.h"))
+            }
+        }
+        // Copy only what both sides know: an older plugin's struct may be smaller.
         var table = sluice_driver_plugin()
         withUnsafeMutableBytes(of: &table) { dest in
-            let count = Int(min(declaredSize, UInt(dest.count)))
+            let count = min(Int(declaredSize), hostSize, dest.count)
             dest.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: count))
         }
         guard table.abi_version == hostABIVersion else {
@@ -169,15 +187,15 @@ final class LoadedPlugin: @unchecked Sendable {
     func mapChannel(
         _ channel: UInt32, facts: DriverFacts, abiFacts: UnsafePointer<sluice_driver_facts>
     ) throws(PluginHostError) -> QueueMapping {
-        var map = sluice_queue_map(
-            sz: MemoryLayout<sluice_queue_map>.size,
-            bind_queue: channel, steer_queue: channel, xskmap_key: channel)
-        var message = ""
-        if let hook = table.map_channel {
-            let result: Int32
-            (result, message) = withMessageBuffer { hook(abiFacts, channel, &map, $0, $1) }
-            guard result == 0 else { throw .hookRefused(plugin: name, hook: "map_channel", message: message) }
+        let (result, message, map) = withZeroedABIStruct(sluice_queue_map.self, size: ABISize.queueMap) { map in
+            map.pointee.bind_queue = channel
+            map.pointee.steer_queue = channel
+            map.pointee.xskmap_key = channel
+            guard let hook = table.map_channel else { return (Int32(0), "", map.pointee) }
+            let (result, message) = withMessageBuffer { hook(abiFacts, channel, map, $0, $1) }
+            return (result, message, map.pointee)
         }
+        guard result == 0 else { throw .hookRefused(plugin: name, hook: "map_channel", message: message) }
         let mapping = QueueMapping(
             channel: channel, bindQueue: map.bind_queue, steerQueue: map.steer_queue,
             xskmapKey: map.xskmap_key, message: message)
@@ -195,17 +213,30 @@ final class LoadedPlugin: @unchecked Sendable {
         return mapping
     }
 
-    func prepare(_ facts: UnsafePointer<sluice_driver_facts>) throws(PluginHostError) -> Preparation {
+    func prepare(
+        _ abiFacts: UnsafePointer<sluice_driver_facts>, facts: DriverFacts
+    ) throws(PluginHostError) -> Preparation {
         guard let hook = table.prepare else { return .none }
-        var requirements = sluice_requirements()
-        requirements.sz = MemoryLayout<sluice_requirements>.size
-        let (result, message) = withMessageBuffer { hook(facts, &requirements, $0, $1) }
+        let (result, message, requirements) = withZeroedABIStruct(
+            sluice_requirements.self, size: ABISize.requirements
+        ) { requirements in
+            let (result, message) = withMessageBuffer { hook(abiFacts, requirements, $0, $1) }
+            return (result, message, requirements.pointee)
+        }
         guard result == 0 else { throw .hookRefused(plugin: name, hook: "prepare", message: message) }
         // An XSKMAP is kernel memory sized by this number: keep it plausible.
         guard requirements.min_xskmap_entries <= Self.maxXskmapEntries else {
             throw .invalidResult(
                 plugin: name, hook: "prepare",
                 message: "min_xskmap_entries \(requirements.min_xskmap_entries) exceeds \(Self.maxXskmapEntries)")
+        }
+        // The plugin may say the device has fewer channels than reported, never more.
+        let reported = facts.channels.receiveChannels
+        let ceiling = reported > 0 ? reported : (facts.sysfsRxQueues > 0 ? facts.sysfsRxQueues : DriverFacts.maxQueueCount)
+        guard requirements.rx_channels <= ceiling else {
+            throw .invalidResult(
+                plugin: name, hook: "prepare",
+                message: "rx_channels \(requirements.rx_channels) exceeds the \(ceiling) receive channels \(facts.interface) reports")
         }
         return Preparation(requirements, message: message)
     }
@@ -218,10 +249,14 @@ final class LoadedPlugin: @unchecked Sendable {
         guard let hook = table.check_channels_change else {
             return ChannelChangeVerdict(allowed: true, message: "")
         }
-        var counts = sluice_channel_counts(
-            sz: MemoryLayout<sluice_channel_counts>.size,
-            rx: proposed.rx, tx: proposed.tx, combined: proposed.combined)
-        let (result, message) = withMessageBuffer { hook(facts, &counts, $0, $1) }
+        let (result, message) = withZeroedABIStruct(
+            sluice_channel_counts.self, size: ABISize.channelCounts
+        ) { counts in
+            counts.pointee.rx = proposed.rx
+            counts.pointee.tx = proposed.tx
+            counts.pointee.combined = proposed.combined
+            return withMessageBuffer { hook(facts, counts, $0, $1) }
+        }
         return ChannelChangeVerdict(allowed: result == 0, message: message)
     }
 }

@@ -81,19 +81,21 @@ public final class PluginHost: Sendable {
     }
 
     /// `plugins.explain`: the chosen plugin, the scores, the facts, the mapping
-    /// of each channel in `channels` (all receive channels when nil) and what
-    /// `prepare` requires.
+    /// of each channel in `channels` (when nil, every receive channel the
+    /// interface has, as `prepare` counts them) and what `prepare` requires.
     public func explain(
         _ facts: DriverFacts, channels: [UInt32]? = nil, forced: String? = nil
     ) throws(PluginHostError) -> PluginExplanation {
-        let requested = try Self.channelList(channels, facts: facts)
+        if let channels { try Self.checkChannelCount(channels.count) }
         return try state.withLock { (registry: inout Registry) throws(PluginHostError) in
             let (plugin, selection) = try choose(facts, forced: forced, among: registry)
             return try facts.withABIFacts { (abiFacts) throws(PluginHostError) in
+                // prepare first: it may know better than the facts how many channels there are.
+                let preparation = try plugin.prepare(abiFacts, facts: facts)
+                let requested = channels ?? Array(preparation.defaultChannels(for: facts).prefix(Self.maxChannelsPerRequest))
                 let mappings = try requested.map { (channel) throws(PluginHostError) in
                     try plugin.mapChannel(channel, facts: facts, abiFacts: abiFacts)
                 }
-                let preparation = try plugin.prepare(abiFacts)
                 return PluginExplanation(
                     facts: facts, selection: selection, mappings: mappings, preparation: preparation)
             }
@@ -171,16 +173,10 @@ public final class PluginHost: Sendable {
         return detail
     }
 
-    private static func channelList(_ channels: [UInt32]?, facts: DriverFacts) throws(PluginHostError) -> [UInt32] {
-        if let channels {
-            guard channels.count <= maxChannelsPerRequest else {
-                throw .invalidFacts("\(channels.count) channels requested; at most \(maxChannelsPerRequest) at once")
-            }
-            return channels
+    static func checkChannelCount(_ count: Int) throws(PluginHostError) {
+        guard count <= maxChannelsPerRequest else {
+            throw .invalidFacts("\(count) channels requested; at most \(maxChannelsPerRequest) at once")
         }
-        let known = facts.channels.receiveChannels
-        let count = min(known > 0 ? known : facts.sysfsRxQueues, UInt32(maxChannelsPerRequest))
-        return Array(0..<count)
     }
 
     // MARK: Scanning
@@ -266,9 +262,7 @@ public final class PluginLease: Sendable {
 
     /// Queue ids for each channel (validated against the sysfs queue count).
     public func mapChannels(_ channels: [UInt32], facts: DriverFacts) throws(PluginHostError) -> [QueueMapping] {
-        guard channels.count <= PluginHost.maxChannelsPerRequest else {
-            throw .invalidFacts("\(channels.count) channels requested; at most \(PluginHost.maxChannelsPerRequest) at once")
-        }
+        try PluginHost.checkChannelCount(channels.count)
         return try withFacts(facts) { (abiFacts) throws(PluginHostError) in
             try channels.map { (channel) throws(PluginHostError) in
                 try loaded.mapChannel(channel, facts: facts, abiFacts: abiFacts)
@@ -283,7 +277,7 @@ public final class PluginLease: Sendable {
 
     /// What must hold before the pipeline starts.
     public func prepare(_ facts: DriverFacts) throws(PluginHostError) -> Preparation {
-        try withFacts(facts) { (abiFacts) throws(PluginHostError) in try loaded.prepare(abiFacts) }
+        try withFacts(facts) { (abiFacts) throws(PluginHostError) in try loaded.prepare(abiFacts, facts: facts) }
     }
 
     /// Whether the interface's channel counts may change to `proposed` now.

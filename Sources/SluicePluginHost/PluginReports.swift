@@ -69,6 +69,11 @@ public struct Preparation: Codable, Sendable, Equatable {
     public var unknownFlags: UInt64
     /// The XSKMAP must have at least this many entries (0: default).
     public var minXskmapEntries: UInt32
+    /// The receive channels the interface really has when the facts
+    /// overstate them (mlx5 before Linux 6.1 reports its counts doubled while
+    /// zero-copy sockets are bound); nil when the facts are right. Channels
+    /// 0 to this minus one are the ones to map by default.
+    public var receiveChannels: UInt32?
     /// Advice or warning for the operator (empty when none).
     public var message: String
 
@@ -88,7 +93,15 @@ public struct Preparation: Codable, Sendable, Equatable {
         copyModeOnly = take(SLUICE_REQ_COPY_MODE_ONLY)
         unknownFlags = rest
         minXskmapEntries = req.min_xskmap_entries
+        receiveChannels = req.rx_channels > 0 ? req.rx_channels : nil
         self.message = message
+    }
+
+    /// The channels a pipeline on `facts` maps when config names none: every
+    /// receive channel the interface has.
+    public func defaultChannels(for facts: DriverFacts) -> [UInt32] {
+        let known = receiveChannels ?? facts.channels.receiveChannels
+        return Array(0..<(known > 0 ? known : facts.sysfsRxQueues))
     }
 }
 

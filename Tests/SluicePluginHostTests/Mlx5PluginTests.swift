@@ -54,16 +54,17 @@ final class Mlx5PluginTests: XCTestCase {
             "Driver mlx5_core on eth2 uses the pre-6.1 split queue scheme (XSK queues at channels+i): sysfs shows 8 rx queues for 4 channels.")
         XCTAssertEqual(
             explanation.mappings[0].message,
-            "mlx5 before Linux 6.1 (sysfs shows 8 rx queues for 4 channels) serves zero-copy AF_XDP for channel 2 on queue 6, so the socket, the steering action and the XSKMAP key all use 6.")
+            "mlx5 before Linux 6.1 serves zero-copy AF_XDP for channel 2 on queue 6, so the socket, the steering action and the XSKMAP key all use 6; sysfs shows 8 rx queues for 4 channels.")
 
         let preparation = explanation.preparation
-        XCTAssertTrue(preparation.needsNtuple)
+        // mlx5 takes ntuple rules without the feature; turning it on enables aRFS.
+        XCTAssertFalse(preparation.needsNtuple)
         XCTAssertTrue(preparation.steeringRequired)
         XCTAssertFalse(preparation.excludeFromRSS)
         XCTAssertEqual(preparation.minXskmapEntries, 8)
         XCTAssertEqual(
             preparation.message,
-            "On mlx5 before Linux 6.1 the zero-copy AF_XDP queues of eth2 (4-7) are outside RSS, so only traffic that ntuple rules steer to them arrives; Sluice turns ntuple on for this.")
+            "On mlx5 before Linux 6.1 the zero-copy AF_XDP queues of eth2 (4-7) are outside RSS, so only traffic that ntuple rules steer to them arrives; Sluice leaves rx-ntuple-filter off because mlx5 takes `ethtool -N eth2 ... action 4` rules without it and turning it on enables aRFS, which moves the kernel's own flows (VLAN matches take only the mask 0x0fff).")
 
         // sysfs outranks the release: a 6.x number with the split layout is still split.
         try assertTable(mlx5Facts(kernel: "6.5.0-custom", sysfsRxQueues: 8), [4, 5, 6, 7])
@@ -90,7 +91,7 @@ final class Mlx5PluginTests: XCTestCase {
         let explanation = try host.explain(facts, channels: [2])
         XCTAssertEqual(
             explanation.selection.scores[0].reason,
-            "Driver mlx5_core on eth2 uses the 6.1+ identity queue scheme: sysfs shows 4 rx queues for 4 channels.")
+            "Driver mlx5_core on eth2 uses the 6.1+ identity queue scheme: sysfs shows 4 rx queues for 4 channels and no zero-copy socket is bound.")
         XCTAssertEqual(
             explanation.mappings[0].message,
             "mlx5 with the Linux 6.1+ queue scheme serves AF_XDP for channel 2 on queue 2.")
@@ -125,7 +126,7 @@ final class Mlx5PluginTests: XCTestCase {
             try lease.checkChannelsChange(live, proposed: ChannelCounts(combined: 8)),
             ChannelChangeVerdict(
                 allowed: false,
-                message: "mlx5 before Linux 6.1 cannot change the channel count of eth2 while 2 zero-copy AF_XDP sockets are open; stop the pipeline first."))
+                message: "mlx5 before Linux 6.1 refuses every channel change on eth2 while 2 zero-copy AF_XDP sockets are bound (EINVAL, \"AF_XDP is active\"); close the sockets (stop the pipeline) first."))
         XCTAssertEqual(
             try lease.checkChannelsChange(live, proposed: ChannelCounts(combined: 4)),
             ChannelChangeVerdict(allowed: true, message: ""), "setting the same counts changes nothing")
@@ -156,16 +157,18 @@ final class Mlx5PluginTests: XCTestCase {
         XCTAssertEqual(
             try host.select(unknown).scores[0].reason,
             "Driver mlx5_core on eth2 uses an undetermined queue scheme: sysfs shows 6 rx queues for 4 channels and kernel release '' has no version.")
-        XCTAssertThrowsError(try host.explain(unknown)) { error in
+        XCTAssertThrowsError(try host.explain(unknown, channels: [0])) { error in
             XCTAssertEqual(
                 error as? PluginHostError,
                 .hookRefused(
-                    plugin: "mlx5", hook: "map_channel",
+                    plugin: "mlx5", hook: "prepare",
                     message: "Cannot tell which mlx5 queue scheme eth2 uses because sysfs shows 6 rx queues for 4 channels and kernel release '' has no version; check `ethtool -l eth2` and /sys/class/net/eth2/queues."))
             XCTAssertEqual((error as? PluginHostError)?.controlErrorCode, "invalid_argument")
         }
-        XCTAssertThrowsError(try host.explain(unknown, channels: [])) { error in
-            guard case .hookRefused(plugin: "mlx5", hook: "prepare", _)? = error as? PluginHostError else {
+        let lease = try host.acquire(unknown)
+        defer { lease.release() }
+        XCTAssertThrowsError(try lease.mapChannel(0, facts: unknown)) { error in
+            guard case .hookRefused(plugin: "mlx5", hook: "map_channel", _)? = error as? PluginHostError else {
                 return XCTFail("unexpected \(error)")
             }
         }

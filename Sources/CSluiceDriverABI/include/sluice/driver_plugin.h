@@ -15,12 +15,17 @@
  *
  * Rules for plugin authors:
  *
- *  - Every struct begins with `size_t sz`, the size of the struct as the
+ *  - Every struct begins with `size_t sz`, the sizeof of the struct as the
  *    side that filled it was compiled (the libxdp "opts" idiom). The host
  *    reads only the fields of struct sluice_driver_plugin that lie within
  *    the plugin's `sz`; a plugin reads only the fields of the structs the
  *    host passes that lie within the host's `sz` (use SLUICE_HAS_FIELD for
  *    any field added after version 1; every v1 field is always present).
+ *    The host zeroes every struct it passes, padding included. It refuses a
+ *    plugin whose `sz` is larger than its own sizeof unless every byte
+ *    beyond it is zero (libbpf's rule for opts): non-zero bytes there are
+ *    fields this host would ignore. Initialise the plugin struct with a
+ *    designated initialiser so that unused fields and padding are zero.
  *  - New fields are only ever appended. `abi_version` changes only for an
  *    incompatible change, which the host then refuses to load.
  *  - Hooks are pure functions of their arguments: no global state, no I/O,
@@ -104,7 +109,10 @@ struct sluice_driver_facts {
     char kernel_release[SLUICE_KERNEL_RELEASE_LEN];
     /* Current channel counts, as `ethtool -l` shows them. Receive queues
      * are numbered across combined and rx-only channels, so the number of
-     * receive channels is combined_channels + rx_channels. */
+     * receive channels is combined_channels + rx_channels. They are what the
+     * driver reports, not always what the device has: mlx5 before Linux 6.1
+     * reports combined and max_combined doubled while any zero-copy socket
+     * is bound; its plugin works out the truth. */
     uint32_t rx_channels;
     uint32_t tx_channels;
     uint32_t combined_channels;
@@ -121,10 +129,13 @@ struct sluice_driver_facts {
     uint32_t xdp_attached;
     /* How XDP is or will be attached: enum sluice_xdp_mode. */
     uint32_t xdp_mode;
-    /* 1 when the pipeline asks for zero-copy sockets (bind mode "zerocopy"
-     * or "auto"), 0 when it forces copy mode. */
+    /* 1 when the socket being mapped asks for zero-copy (bind mode
+     * "zerocopy" or "auto"), 0 for copy mode: forced, or an "auto" bind
+     * whose zero-copy attempt failed and is mapped again. With xdp_mode
+     * SLUICE_XDP_MODE_SKB every socket runs in copy mode whatever this says. */
     uint32_t zerocopy_requested;
-    /* Number of zero-copy AF_XDP sockets currently open on the interface. */
+    /* Zero-copy AF_XDP sockets bound on the interface now, by any process
+     * (the kernel's AF_XDP sock_diag), the pipeline's own included. */
     uint32_t zerocopy_sockets;
 };
 
@@ -171,6 +182,13 @@ struct sluice_requirements {
     /* Smallest XSKMAP size the keys need (0: the host's default, which is
      * sysfs_rx_queues). */
     uint32_t min_xskmap_entries;
+    /* Added after version 1: write it only when SLUICE_HAS_FIELD(req,
+     * struct sluice_requirements, rx_channels). The number of receive
+     * channels the interface really has, when the channel counts in the
+     * facts overstate it (mlx5 before Linux 6.1 reports its counts doubled
+     * while zero-copy sockets are bound); the host then maps channels 0 to
+     * this minus one by default. 0: the counts in the facts are right. */
+    uint32_t rx_channels;
 };
 
 /* A proposed channel configuration: the argument of check_channels_change. */
@@ -240,8 +258,9 @@ struct sluice_driver_plugin {
                                  char *msg, size_t msg_len);
 };
 
-/* The number of receive channels (combined + rx-only): channel ids run
- * from 0 to this minus one. */
+/* The number of receive channels (combined + rx-only) the facts report:
+ * channel ids run from 0 to this minus one, unless the driver is known to
+ * overstate them (see sluice_requirements.rx_channels). */
 static inline uint32_t
 sluice_facts__rx_channels(const struct sluice_driver_facts *facts)
 {
