@@ -108,7 +108,7 @@ public final class Daemon: Sendable {
         // Outside changes to values Sluice set are logged and shown in
         // nic.show; Sluice runs without the watch if netlink refuses it.
         do {
-            try nic.startMonitoring()
+            try nic.startMonitoring { [weak self] event, _ in self?.pipelineMayBeStale(after: event) }
         } catch {
             logger.warning("not watching for outside NIC changes", metadata: ["error": "\(error)"])
         }

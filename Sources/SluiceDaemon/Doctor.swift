@@ -91,6 +91,13 @@ struct DoctorInput: Sendable {
     var outsideChanges: [String] = []
     var traceEvents: [TraceEvent] = []
     var traceProblem: String?
+    /// Receive channels of the interface as the sockets were bound (a running
+    /// pipeline's facts) or as ethtool shows them; queues at or above exist
+    /// only as zero-copy AF_XDP queues (mlx5 before Linux 6.1).
+    var receiveChannels: UInt32?
+    /// Queues some AF_XDP socket of any process is bound to (sock_diag); nil
+    /// when the kernel cannot say.
+    var boundQueues: Set<UInt32>?
 }
 
 /// Why a bound queue sees no packets, in findings sorted worst first.
@@ -105,6 +112,7 @@ enum Doctor {
         }
         let restart = restart(name)
 
+        diagnoseRulesToUnreadQueues(input, add: add)
         guard let pipeline = input.pipeline, pipeline.running else {
             let stopped = input.pipeline != nil
             if let id = input.attachedProgramID {
@@ -225,6 +233,34 @@ enum Doctor {
         }
     }
 
+    /// A rule whose action is a zero-copy-only queue that no socket reads
+    /// makes the NIC drop what it matches, whoever installed it and whether
+    /// or not a pipeline runs.
+    private static func diagnoseRulesToUnreadQueues(_ input: DoctorInput, add: Add) {
+        guard let rules = input.rules, let channels = input.receiveChannels else { return }
+        let name = input.interface
+        let bound = readQueues(input)
+        for rule in rules {
+            guard let queue = rule.queue, isUnreadZeroCopyQueue(queue, input) else { continue }
+            let location = rule.location.map(String.init) ?? "?"
+            add(.error, "ntuple rule \(location) steers to queue \(queue), which no AF_XDP socket reads: the NIC drops what it matches",
+                queue, [rule.summary,
+                        "queue \(queue) is beyond the \(channels) receive channels of \(name): only a zero-copy AF_XDP socket's queue is there (as on mlx5 before Linux 6.1)",
+                        input.boundQueues == nil ? "other processes' sockets could not be listed (no AF_XDP sock_diag)"
+                            : "AF_XDP sockets are bound to queues: \(bound.sorted().map(String.init).joined(separator: ", "))"],
+                "ethtool -N \(name) delete \(location), or start the pipeline that reads queue \(queue) first")
+        }
+    }
+
+    private static func readQueues(_ input: DoctorInput) -> Set<UInt32> {
+        input.boundQueues ?? Set(input.pipeline.map { $0.running ? $0.sockets.map(\.queue) : [] } ?? [])
+    }
+
+    static func isUnreadZeroCopyQueue(_ queue: UInt32, _ input: DoctorInput) -> Bool {
+        guard let channels = input.receiveChannels, channels > 0 else { return false }
+        return queue >= channels && !readQueues(input).contains(queue)
+    }
+
     private static func diagnoseSteering(
         _ input: DoctorInput, _ pipeline: DoctorInput.Pipeline,
         add: Add
@@ -242,7 +278,8 @@ enum Doctor {
         }
         let steerQueues = Set(pipeline.mappings.map(\.steerQueue))
         for rule in rules {
-            guard let queue = rule.queue, !steerQueues.contains(queue) else { continue }
+            // Rules that make the NIC drop are reported once, as errors, above.
+            guard let queue = rule.queue, !steerQueues.contains(queue), !isUnreadZeroCopyQueue(queue, input) else { continue }
             let location = rule.location.map(String.init) ?? "?"
             add(.warning, "ntuple rule \(location) steers to queue \(queue), which no socket is bound to", queue,
                 [rule.summary, "bound steer queues: \(steerQueues.sorted().map(String.init).joined(separator: ", "))"],

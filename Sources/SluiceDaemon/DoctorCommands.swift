@@ -1,6 +1,7 @@
 import Foundation
 import SluiceControl
 import SluiceNIC
+import SluicePluginHost
 
 #if canImport(Glibc)
 import Glibc
@@ -152,10 +153,14 @@ extension Daemon {
             let reports = pipelines.reports()
             var findings: [DoctorFinding] = []
             for name in names {
-                let gathered = Self.doctorInput(name, config: config, nic: nic, reports: reports)
+                let gathered = Self.doctorInput(
+                    name, config: config, nic: nic, reports: reports, lease: pipelines.lease(for: name))
                 guard var input = gathered.input else {
                     findings += gathered.missing.map { [$0] } ?? []
                     continue
+                }
+                if input.receiveChannels == nil {
+                    input.receiveChannels = try? self.receiveChannels(name)
                 }
                 input.traceEvents = events
                 input.traceProblem = sampleProblem
@@ -169,7 +174,7 @@ extension Daemon {
     }
 
     private static func doctorInput(
-        _ name: String, config: SluiceConfig, nic: NICController, reports: [PipelineReport]
+        _ name: String, config: SluiceConfig, nic: NICController, reports: [PipelineReport], lease: InterfaceLease?
     ) -> (input: DoctorInput?, missing: DoctorFinding?) {
         let configured = config.interfaces.first { $0.name == name }
         let info: InterfaceInfo
@@ -185,6 +190,14 @@ extension Daemon {
         input.attachedProgramID = info.xdp?.programID
         input.attachedMode = info.xdp?.mode
         input.outsideChanges = nic.outsideChanges(name)
+        // The channel count the sockets were bound with while a pipeline runs
+        // (old mlx5 doubles what ethtool shows once zero-copy sockets are bound).
+        // A running pipeline knows the count its sockets were bound with;
+        // otherwise the caller asks the plugin (old mlx5 doubles ethtool's count).
+        input.receiveChannels = lease?.receiveChannels
+        input.boundQueues = (try? XSKSocketDiagnostics.boundSockets()).map { sockets in
+            Set(sockets.filter { $0.ifindex == info.index }.map(\.queue))
+        }
         do {
             for queue in try nic.statistics(name).value.queues where queue.direction == .rx {
                 input.driverQueues[queue.queue] = queue.counters

@@ -52,7 +52,7 @@ extension Daemon {
             let forced = self.forcedPlugin(for: name)
             let result = try await blocking { () throws -> Served<Channels> in
                 let current = try nic.channels(name).value
-                let facts = try Self.facts(for: name, nic: nic)
+                let facts = try Self.liveFacts(for: name, nic: nic)
                 let proposed = ChannelCounts(
                     rx: change.rx ?? current.rx, tx: change.tx ?? current.tx,
                     combined: change.combined ?? current.combined)
@@ -194,17 +194,5 @@ extension Daemon {
     /// The plugin `[[interface]] plugin = "…"` forces for `name`, if any.
     func forcedPlugin(for name: String) -> String? {
         config.interfaces.first { $0.name == name }?.plugin
-    }
-
-    /// The plugin host's view of a real interface, from ethtool and sysfs.
-    static func facts(for name: String, nic: NICController) throws -> DriverFacts {
-        let info = try nic.interface(name)
-        let channels = try? nic.channels(name).value
-        return try DriverFacts.gather(
-            interface: name, driver: info.driver, driverVersion: info.driverVersion,
-            firmwareVersion: info.firmwareVersion,
-            channels: ChannelCounts(rx: channels?.rx ?? 0, tx: channels?.tx ?? 0, combined: channels?.combined ?? 0),
-            maxChannels: ChannelCounts(
-                rx: channels?.maxRX ?? 0, tx: channels?.maxTX ?? 0, combined: channels?.maxCombined ?? 0))
     }
 }

@@ -78,9 +78,60 @@ final class PipelineManager: @unchecked Sendable {
             if let name, !names.contains(name) {
                 throw ControlError.notFound("no pipeline is running on \(name)")
             }
-            return names.filter { name == nil || $0 == name }.compactMap(stopOne)
+            return names.filter { name == nil || $0 == name }.compactMap { stopOne($0) }
         }
     }
+
+    /// The NIC changed under `name`'s pipeline (`reason` says how): its map
+    /// is derived again from live facts and its sockets bound again — a
+    /// stop and a start with the same configuration — so it never runs on
+    /// a stale map. When it cannot start again it stays stopped, and its
+    /// report and the log say why. Nothing happens when no pipeline runs there.
+    func rebind(_ name: String, _ config: SluiceConfig, because reason: String) {
+        operations.withLock {
+            guard runningInterfaces.contains(name) else { return }
+            let before = lock.withLock { running[name]?.held.channels.map(\.mapping.bindQueue) } ?? []
+            _ = stopOne(name, because: reason)
+            guard let interface = config.interfaces.first(where: { $0.name == name }) else {
+                recordStop(name, "\(reason); \(name) is no longer in the configuration, so its pipeline stays stopped")
+                return
+            }
+            do {
+                let entry = try startPipeline(interface, config.pipeline)
+                lock.withLock {
+                    running[name] = entry
+                    stopped[name] = nil
+                    generationCounter += 1
+                }
+                logger.notice("pipeline bound again on a new map", metadata: [
+                    "interface": "\(name)", "because": "\(reason)", "queues_before": "\(before)",
+                    "queues_now": "\(entry.held.channels.map(\.mapping.bindQueue))",
+                ])
+            } catch {
+                recordStop(name, "\(reason), and the pipeline cannot start again: \(error)")
+            }
+        }
+    }
+
+    /// `name` is gone: its pipeline stops and says why.
+    func stopForGood(_ name: String, because reason: String) {
+        operations.withLock {
+            guard runningInterfaces.contains(name) else { return }
+            _ = stopOne(name, because: reason)
+            recordStop(name, reason)
+        }
+    }
+
+    private func recordStop(_ name: String, _ why: String) {
+        logger.error("pipeline stopped", metadata: ["interface": "\(name)", "why": "\(why)"])
+        lock.withLock {
+            stopped[name]?.stopReason = why
+            generationCounter += 1
+        }
+    }
+
+    /// The XDP program id of `name`'s running pipeline.
+    func programID(for name: String) -> UInt32? { lock.withLock { running[name]?.pipeline.programID } }
 
     /// Running pipelines' live counters (atomic loads), then stopped ones'
     /// final counters. Never waits for a start or stop in progress.
@@ -95,50 +146,103 @@ final class PipelineManager: @unchecked Sendable {
     /// compares steering rules with it); nil when none runs.
     func preparation(for name: String) -> Preparation? { lock.withLock { running[name]?.preparation } }
 
+    /// Takes a steering rule just added on `name` into the running pipeline's
+    /// keeping when its action is a zero-copy-only queue (at or above the
+    /// receive channels the sockets were bound with) that one of the
+    /// pipeline's sockets reads: once that socket is gone the NIC would drop
+    /// what the rule matches, so the rule is deleted when the pipeline stops
+    /// (a crash leaves it to the NIC journal, which deletes it at the next start).
+    func adoptRule(_ location: UInt32?, toQueue queue: UInt32, on name: String) {
+        lock.withLock {
+            guard var entry = running[name], queue >= entry.held.receiveChannels,
+                  entry.held.channels.contains(where: { $0.mapping.bindQueue == queue }) else { return }
+            guard let location else {
+                logger.warning("a rule to a zero-copy queue has no known location; it is not removed with the pipeline", metadata: [
+                    "interface": "\(name)", "queue": "\(queue)",
+                ])
+                return
+            }
+            entry.rules.append(location)
+            running[name] = entry
+        }
+    }
+
+    /// The mapping `name`'s running pipeline bound its sockets with: the
+    /// authority every command that maps a channel consults first. Nil when
+    /// no pipeline runs there (then fresh live facts decide).
+    func lease(for name: String) -> InterfaceLease? { lock.withLock { running[name]?.held } }
+
     // MARK: Start and stop (`operations` held)
 
     private func startPipeline(_ interface: SluiceConfig.Interface, _ settings: SluiceConfig.Pipeline) throws -> RunningPipeline {
         let name = interface.name
-        var facts = try Daemon.facts(for: name, nic: nic)
+        // The question the sockets are bound with: live facts, in the XDP
+        // mode the program will run in, asking for zero-copy unless copy is set.
+        var facts = try Daemon.liveFacts(for: name, nic: nic)
+        facts.xdpAttached = true
+        facts.xdpMode = interface.attachMode == .skb ? .skb : .native
         facts.zeroCopyRequested = interface.bindMode != .copy
         let lease = try plugins.acquire(facts, forced: interface.plugin)
         do {
             let preparation = try lease.prepare(facts)
             try apply(preparation, on: name, plugin: lease.plugin.name)
-            let channels = interface.channels ?? Array(0..<facts.channels.receiveChannels)
-            let mappings = try lease.mapChannels(channels, facts: facts)
-            let bindings = mappings.map {
-                ChannelBinding(channel: Int($0.channel), bindQueue: $0.bindQueue, xskmapKey: $0.xskmapKey)
-            }
-            for mapping in mappings where mapping.bindQueue != mapping.channel || !mapping.message.isEmpty {
-                logger.notice("channel mapping", metadata: [
-                    "interface": "\(name)", "channel": "\(mapping.channel)", "queue": "\(mapping.bindQueue)",
-                    "xskmap_key": "\(mapping.xskmapKey)", "plugin": "\(lease.plugin.name)", "why": "\(mapping.message)",
-                ])
+            let channels = interface.channels ?? preparation.defaultChannels(for: facts)
+            // Asked once per mode a socket can end up in: an `auto` bind that
+            // the driver refuses in zero-copy takes the copy-mode answer, for
+            // its queue, its XSKMAP key and whatever is steered to it.
+            let zeroCopyMappings = try lease.mapChannels(channels, facts: facts)
+            var copyFacts = facts
+            copyFacts.zeroCopyRequested = false
+            let copyMappings = facts.zeroCopyRequested ? try lease.mapChannels(channels, facts: copyFacts) : zeroCopyMappings
+            let plans = zip(zeroCopyMappings, copyMappings).map { zeroCopy, copy in
+                ChannelPlan(zeroCopy: Self.binding(zeroCopy), copy: Self.binding(copy))
             }
             let dataPath = try Self.dataPathConfig(interface, settings, preparation: preparation)
             var chains: [[PacketModule]] = []
-            let pipeline = try Pipeline(config: dataPath, bindings: bindings) { binding in
+            let pipeline = try Pipeline(config: dataPath, plans: plans) { binding in
                 let chain = try settings.modules.map { module in
                     try ModuleFactory.make(
                         kind: module.kind,
-                        options: Self.perSocketOptions(module, binding: binding, sockets: bindings.count))
+                        options: Self.perSocketOptions(module, binding: binding, sockets: plans.count))
                 }
                 chains.append(chain)
                 return chain
             }
+            // The mapping in effect: per socket, the answer for the mode it bound in.
+            let sockets = pipeline.statistics().sockets
+            let channelsInEffect = zip(sockets, zip(zeroCopyMappings, copyMappings)).map { socket, answers in
+                LeasedChannel(
+                    mapping: socket.zeroCopy ? answers.0 : answers.1,
+                    mode: socket.zeroCopy ? .zeroCopy : (dataPath.attachMode == .skb ? .skb : .copy))
+            }
+            for leased in channelsInEffect
+            where leased.mapping.bindQueue != leased.mapping.channel || !leased.mapping.message.isEmpty {
+                logger.notice("channel mapping", metadata: [
+                    "interface": "\(name)", "channel": "\(leased.mapping.channel)", "queue": "\(leased.mapping.bindQueue)",
+                    "xskmap_key": "\(leased.mapping.xskmapKey)", "mode": "\(leased.mode.rawValue)",
+                    "plugin": "\(lease.plugin.name)", "why": "\(leased.mapping.message)",
+                ])
+            }
             logger.notice("pipeline started", metadata: [
                 "interface": "\(name)", "plugin": "\(lease.plugin.name)", "mode": "\(dataPath.mode.rawValue)",
-                "queues": "\(bindings.map(\.bindQueue))",
-                "zero_copy": "\(pipeline.statistics().sockets.map(\.zeroCopy))",
+                "queues": "\(pipeline.bindings.map(\.bindQueue))",
+                "zero_copy": "\(sockets.map(\.zeroCopy))",
             ])
             return RunningPipeline(
-                interface: name, pipeline: pipeline, lease: lease, mappings: mappings, preparation: preparation,
-                chains: chains, startedAt: Date())
+                interface: name, pipeline: pipeline, lease: lease,
+                held: InterfaceLease(
+                    interface: name, plugin: lease.plugin.name, facts: facts,
+                    receiveChannels: preparation.receiveChannels ?? facts.channels.receiveChannels,
+                    channels: channelsInEffect),
+                preparation: preparation, chains: chains, startedAt: Date())
         } catch {
             lease.release()
             throw error
         }
+    }
+
+    private static func binding(_ mapping: QueueMapping) -> ChannelBinding {
+        ChannelBinding(channel: Int(mapping.channel), bindQueue: mapping.bindQueue, xskmapKey: mapping.xskmapKey)
     }
 
     /// What the plugin's `prepare` asks for, applied (journaled) or logged.
@@ -160,11 +264,25 @@ final class PipelineManager: @unchecked Sendable {
 
     /// Leaves the table first, so that reports() does not read a pipeline
     /// whose threads are being joined; its final counters appear when done.
-    private func stopOne(_ name: String) -> PipelineReport? {
+    private func stopOne(_ name: String, because reason: String? = nil) -> PipelineReport? {
         guard let entry = lock.withLock({ () -> RunningPipeline? in
             generationCounter += 1
             return running.removeValue(forKey: name)
         }) else { return nil }
+        // Before the sockets close: a rule to a queue nobody reads drops traffic.
+        for location in entry.rules {
+            do {
+                try nic.deleteRule(name, location: location)
+                logger.notice("steering rule removed with the pipeline", metadata: [
+                    "interface": "\(name)", "location": "\(location)",
+                ])
+            } catch {
+                logger.error("could not remove the steering rule of the stopped pipeline; the NIC drops what it matches", metadata: [
+                    "interface": "\(name)", "location": "\(location)", "error": "\(error)",
+                    "fix": "ethtool -N \(name) delete \(location)",
+                ])
+            }
+        }
         entry.pipeline.stop()
         entry.lease.release()
         var final = PipelineReport(entry)
@@ -175,6 +293,7 @@ final class PipelineManager: @unchecked Sendable {
         }
         logger.notice("pipeline stopped", metadata: [
             "interface": "\(name)", "received": "\(final.totals.rxPackets)", "dropped": "\(final.totals.dropped)",
+            "because": "\(reason ?? "asked to")",
         ])
         return final
     }
@@ -232,11 +351,45 @@ final class PipelineManager: @unchecked Sendable {
     }
 }
 
+/// How a running pipeline's socket reads its channel.
+enum SocketMode: String, Codable, Sendable {
+    case zeroCopy = "zerocopy"
+    case copy
+    /// Copy mode behind XDP in skb (generic) mode.
+    case skb
+}
+
+/// One channel of a running pipeline: the plugin's answer for the mode the
+/// socket really bound in.
+struct LeasedChannel: Codable, Sendable, Equatable {
+    var mapping: QueueMapping
+    var mode: SocketMode
+}
+
+/// What a running pipeline holds on its interface: the facts its sockets
+/// were bound with and, per channel, the mapping in effect. While it runs,
+/// this is the answer to "which queue is channel i" for every command.
+struct InterfaceLease: Codable, Sendable, Equatable {
+    var interface: String
+    var plugin: String
+    var facts: DriverFacts
+    /// The device's receive channels as the plugin counts them (old mlx5's
+    /// ethtool counts double while zero-copy sockets are bound); queues at or
+    /// above exist only as zero-copy AF_XDP queues.
+    var receiveChannels: UInt32
+    var channels: [LeasedChannel]
+
+    func channel(_ channel: UInt32) -> LeasedChannel? { channels.first { $0.mapping.channel == channel } }
+}
+
 struct RunningPipeline {
     var interface: String
     var pipeline: Pipeline
     var lease: PluginLease
-    var mappings: [QueueMapping]
+    var held: InterfaceLease
+    /// Locations of the steering rules that leave with this pipeline.
+    var rules: [UInt32] = []
+    var mappings: [QueueMapping] { held.channels.map(\.mapping) }
     var preparation: Preparation
     var chains: [[PacketModule]]
     var startedAt: Date
@@ -253,6 +406,9 @@ struct PipelineReport: Encodable, Sendable {
 
     var interface: String
     var running: Bool
+    /// Why a pipeline stopped without being asked to (the NIC changed under
+    /// it and it could not start again, or the interface went away).
+    var stopReason: String?
     var plugin: String
     var startedAt: Date
     var mappings: [QueueMapping]

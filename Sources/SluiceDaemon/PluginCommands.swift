@@ -41,9 +41,30 @@ extension Daemon {
                     throw ControlError.invalidArgument("\(extra) is for what-if explanations; leave out iface, or leave out \(extra)")
                 }
                 let name = try Self.interfaceName(arguments)
+                // While a pipeline runs, it answers: the facts its sockets were
+                // bound with and, per channel, the mapping of the mode in effect.
+                // Naming another plugin asks what it would say about the live
+                // facts: an answer no socket uses, marked live_facts.
+                if let lease = self?.pipelines.lease(for: name), forced == nil || forced == lease.plugin {
+                    // Without a channel: the channels the pipeline reads.
+                    let channels = channel.map { [$0] } ?? lease.channels.map(\.mapping.channel)
+                    var leased = try await blocking { () throws -> PluginExplanation in
+                        try plugins.explain(lease.facts, channels: channels, forced: lease.plugin)
+                    }
+                    var modes: [String: JSONValue] = [:]
+                    leased.mappings = leased.mappings.map { answer in
+                        guard let held = lease.channel(answer.channel) else { return answer }
+                        modes[String(held.mapping.channel)] = .string(held.mode.rawValue)
+                        return held.mapping
+                    }
+                    guard case .object(var object) = try WireEncoding.encode(leased) else { return .null }
+                    object["source"] = .string(MappingSource.pipeline(mode: .copy).wireValue)
+                    object["socket_modes"] = .object(modes)
+                    return .object(object)
+                }
                 let chosen = forced ?? self?.forcedPlugin(for: name)
                 explanation = try await blocking { () throws -> PluginExplanation in
-                    let facts = try Self.facts(for: name, nic: nic)
+                    let facts = try Self.liveFacts(for: name, nic: nic)
                     return try plugins.explain(facts, channels: channel.map { [$0] }, forced: chosen)
                 }
             } else {
@@ -59,7 +80,9 @@ extension Daemon {
                     try plugins.explain(facts, channels: channel.map { [$0] }, forced: forced)
                 }
             }
-            return try WireEncoding.encode(explanation)
+            guard case .object(var object) = try WireEncoding.encode(explanation) else { return .null }
+            object["source"] = .string(arguments.has("iface") ? MappingSource.liveFacts.wireValue : "what_if")
+            return .object(object)
         }
     }
 }

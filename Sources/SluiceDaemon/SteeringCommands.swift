@@ -8,7 +8,6 @@ import SluicePluginHost
 extension Daemon {
     func registerSteeringCommands() {
         let nic = self.nic
-        let plugins = self.plugins
         register("steer.add", .admin, "Add an ntuple rule (ethtool -N IF flow-type ...); dry_run shows the rule and the ethtool line", [
             Self.ifaceArgument,
             ArgumentSpec("flow_type", .string, required: true, "tcp4, udp4, tcp6, udp6, ip4, ip6, ether"),
@@ -18,7 +17,8 @@ extension Daemon {
             ArgumentSpec("dst_port", .integer, "destination port"), ArgumentSpec("dst_port_mask", .integer, "destination port mask"),
             ArgumentSpec("src_mac", .string, "ether: source MAC"), ArgumentSpec("dst_mac", .string, "ether: destination MAC"),
             ArgumentSpec("ether_type", .integer, "ether: EtherType"),
-            ArgumentSpec("vlan", .integer, "VLAN TCI"), ArgumentSpec("vlan_mask", .integer, "VLAN TCI mask"),
+            ArgumentSpec("vlan", .integer, "VLAN id (0-4095; with vlan_mask, the whole TCI)"),
+            ArgumentSpec("vlan_mask", .integer, "VLAN TCI bits that must match (default 0x0fff: the VLAN id only, which mlx5 requires)"),
             ArgumentSpec("queue", .integer, "deliver to this queue id (as ethtool's action)"),
             ArgumentSpec("channel", .integer, "deliver to this channel: the driver plugin picks the queue id"),
             ArgumentSpec("drop", .boolean, "drop matching packets"),
@@ -31,21 +31,41 @@ extension Daemon {
             let channel = try arguments.integer("channel", as: UInt32.self)
             let forced = try arguments.string("plugin") ?? self?.forcedPlugin(for: name)
             let dryRun = try arguments.bool("dry_run") ?? false
-            let outcome = try await blocking { () throws -> (SteeringResult, QueueMapping?) in
+            guard let self else { throw ControlError.internal("daemon is shutting down") }
+            let outcome = try await blocking {
+                () throws -> (SteeringResult, (mapping: QueueMapping, source: MappingSource)?, String?) in
                 var rule = requested
-                var mapping: QueueMapping?
+                var mapped: (mapping: QueueMapping, source: MappingSource)?
                 if let channel {
-                    let facts = try Self.facts(for: name, nic: nic)
-                    mapping = try plugins.explain(facts, channels: [channel], forced: forced).mappings.first
-                    rule.action = .queue(mapping?.steerQueue ?? channel)
+                    // The running pipeline's mapping first: a rule must feed
+                    // the queue its socket really reads (after a copy fallback too).
+                    mapped = try self.channelMapping(name, channel: channel, forced: forced)
+                    rule.action = .queue(mapped?.mapping.steerQueue ?? channel)
                 }
-                return (try nic.addRule(name, rule, dryRun: dryRun), mapping)
+                var warning: String?
+                if case .queue(let queue) = rule.action, let problem = try self.unreadQueueProblem(name, queue: queue) {
+                    guard dryRun else { throw ControlError.invalidArgument(problem) }
+                    warning = problem
+                }
+                let added = try nic.addRule(name, rule, dryRun: dryRun)
+                // A rule to a zero-copy-only queue a pipeline reads leaves with
+                // that pipeline: afterwards it would drop the traffic.
+                if !dryRun, case .queue(let queue) = added.rule.action {
+                    self.pipelines.adoptRule(added.rule.location, toQueue: queue, on: name)
+                }
+                return (added, mapped, warning)
             }
             var result = try WireEncoding.encode(outcome.0)
-            if case .object(var object) = result, let mapping = outcome.1 {
-                object["channel"] = JSONValue(mapping.channel)
-                object["queue"] = JSONValue(mapping.steerQueue)
-                object["mapping"] = try WireEncoding.encode(mapping)
+            if let warning = outcome.2, case .object(var object) = result {
+                object["warning"] = .string(warning)
+                result = .object(object)
+            }
+            if case .object(var object) = result, let mapped = outcome.1 {
+                object["channel"] = JSONValue(mapped.mapping.channel)
+                object["queue"] = JSONValue(mapped.mapping.steerQueue)
+                object["mapping"] = try WireEncoding.encode(mapped.mapping)
+                object["mapping_source"] = .string(mapped.source.wireValue)
+                if case .pipeline(let mode) = mapped.source { object["socket_mode"] = .string(mode.rawValue) }
                 result = .object(object)
             }
             return result

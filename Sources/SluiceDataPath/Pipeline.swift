@@ -26,6 +26,27 @@ public struct ChannelBinding: Sendable, Codable, Equatable {
     }
 }
 
+/// Channel *i* mapped by the driver plugin once for each way its socket can
+/// bind. Zero-copy reads the queue some drivers number apart (mlx5 before
+/// Linux 6.1: its XSK queue at channels + *i*), copy mode and XDP in skb mode
+/// read the channel's own queue. A socket that binds in another mode than
+/// the one tried first takes that mode's binding, queue and XSKMAP key alike.
+public struct ChannelPlan: Sendable, Codable, Equatable {
+    public var zeroCopy: ChannelBinding
+    public var copy: ChannelBinding
+
+    public init(zeroCopy: ChannelBinding, copy: ChannelBinding) {
+        self.zeroCopy = zeroCopy
+        self.copy = copy
+    }
+
+    /// One binding whatever the mode (every driver but old mlx5).
+    public static func same(_ binding: ChannelBinding) -> ChannelPlan { ChannelPlan(zeroCopy: binding, copy: binding) }
+
+    public var channel: Int { zeroCopy.channel }
+    public func binding(zeroCopy: Bool) -> ChannelBinding { zeroCopy ? self.zeroCopy : copy }
+}
+
 public struct DataPathConfig: Sendable, Codable, Equatable {
     public var interface: String
     public var mode: ProcessingMode = .inline
@@ -122,64 +143,135 @@ public final class Pipeline: @unchecked Sendable {
     private let lock = NSLock()
     private let logger = Logger(label: "sluice.datapath")
 
-    /// Loads and attaches the XDP program, binds one socket per binding,
+    /// Loads and attaches the XDP program, binds one socket per plan,
     /// registers each at its XSKMAP key and starts the threads.
     ///
-    /// `makeModules` is called once per binding: a module instance belongs
-    /// to one data-path thread (the socket's RX thread, or its worker), so
-    /// every socket gets a chain of its own.
+    /// Each socket binds as `config.bindMode` asks: `auto` tries zero-copy on
+    /// the plan's zero-copy queue and, refused, binds in copy mode with the
+    /// plan's copy binding; `bindings` are the bindings in effect. With XDP
+    /// in skb mode sockets bind in copy mode (a zero-copy queue of its own
+    /// would never see the frames generic XDP redirects).
+    ///
+    /// `makeModules` is called once per socket, with its binding in effect:
+    /// a module instance belongs to one data-path thread (the socket's RX
+    /// thread, or its worker), so every socket gets a chain of its own.
     public init(
-        config: DataPathConfig, bindings: [ChannelBinding],
+        config: DataPathConfig, plans: [ChannelPlan],
         makeModules: (ChannelBinding) throws -> [PacketModule]
     ) throws {
         try config.validate()
-        guard !bindings.isEmpty else { throw DataPathError("no channels to bind on \(config.interface)") }
-        var seenQueues = Set<UInt32>(), seenKeys = Set<UInt32>()
-        for binding in bindings {
-            guard seenQueues.insert(binding.bindQueue).inserted, seenKeys.insert(binding.xskmapKey).inserted else {
-                throw DataPathError("two channels on \(config.interface) bind queue \(binding.bindQueue) or XSKMAP key \(binding.xskmapKey)")
+        guard !plans.isEmpty else { throw DataPathError("no channels to bind on \(config.interface)") }
+        for plan in plans where plan.zeroCopy.channel != plan.copy.channel {
+            throw DataPathError("a plan for \(config.interface) maps channel \(plan.zeroCopy.channel) in zero-copy but \(plan.copy.channel) in copy mode")
+        }
+        guard Set(plans.map(\.channel)).count == plans.count else {
+            throw DataPathError("a channel of \(config.interface) is listed twice")
+        }
+        let bindMode: XSKBindMode
+        switch (config.attachMode, config.bindMode) {
+        case (.skb, .zerocopy):
+            throw DataPathError("bind mode zerocopy needs XDP in native mode on \(config.interface); attach mode is skb")
+        case (.skb, _): bindMode = .copy
+        case (_, let mode): bindMode = mode
+        }
+        // Either mode's bindings must be possible before anything touches the kernel.
+        for bindings in [plans.map(\.zeroCopy), plans.map(\.copy)] {
+            var seenQueues = Set<UInt32>(), seenKeys = Set<UInt32>()
+            for binding in bindings {
+                guard seenQueues.insert(binding.bindQueue).inserted, seenKeys.insert(binding.xskmapKey).inserted else {
+                    throw DataPathError("two channels on \(config.interface) bind queue \(binding.bindQueue) or XSKMAP key \(binding.xskmapKey)")
+                }
             }
         }
         self.config = config
-        self.bindings = bindings
         let rxQueues = try InterfaceFacts.rxQueueCount(config.interface)
-        for binding in bindings where Int(binding.bindQueue) >= rxQueues {
+        for binding in plans.flatMap({ bindMode == .copy ? [$0.copy] : bindMode == .zerocopy ? [$0.zeroCopy] : [$0.zeroCopy, $0.copy] })
+        where Int(binding.bindQueue) >= rxQueues {
             throw DataPathError("\(config.interface) has \(rxQueues) rx queues; channel \(binding.channel) asks for queue \(binding.bindQueue)")
         }
-        let largestKey = Int(bindings.map(\.xskmapKey).max() ?? 0)
+        // Room for either binding of every plan: which one a socket takes is
+        // known only once it is bound, after the program is attached.
+        let candidates = plans.flatMap { [$0.zeroCopy, $0.copy] }
+        let largestKey = Int(candidates.map(\.xskmapKey).max() ?? 0)
         let entries = max(rxQueues, config.minimumXSKMapEntries, largestKey + 1)
         guard entries <= XDPProgram.maximumMapEntries else {
             throw DataPathError("XSKMAP size \(entries) for \(config.interface) is outside 1...\(XDPProgram.maximumMapEntries)")
         }
-        var queueToKey: [UInt32: UInt32] = [:]
-        for binding in bindings { queueToKey[binding.bindQueue] = binding.xskmapKey }
         let driver = InterfaceFacts.driverName(config.interface) ?? "the driver of \(config.interface)"
         program = try XDPProgram(
             interface: config.interface, mode: config.attachMode, mapEntries: entries,
-            queueToKey: queueToKey, prefilter: config.prefilter)
+            queueToKey: [:], prefilter: config.prefilter)
         var runners: [QueueRunner] = []
         var chains: [[PacketModule]] = []
+        var bound: [ChannelBinding] = []
         do {
-            for binding in bindings {
+            for plan in plans {
+                let (socket, binding) = try Self.bind(
+                    plan, mode: bindMode, interface: config.interface, geometry: config.geometry,
+                    rxQueues: rxQueues, driver: driver)
+                if let clash = bound.first(where: { $0.bindQueue == binding.bindQueue || $0.xskmapKey == binding.xskmapKey }) {
+                    throw DataPathError(
+                        "channels \(clash.channel) and \(binding.channel) on \(config.interface) both bind queue \(binding.bindQueue) or XSKMAP key \(binding.xskmapKey)")
+                }
+                bound.append(binding)
+                if let reason = socket.binding.fallbackReason { logger.notice("\(reason)") }
                 let modules = try makeModules(binding)
                 chains.append(modules)
-                let socket = try XSKSocket(
-                    interface: config.interface, queue: binding.bindQueue, geometry: config.geometry,
-                    bindMode: config.bindMode, driver: driver)
-                if let reason = socket.binding.fallbackReason { logger.notice("\(reason)") }
                 runners.append(try QueueRunner(binding: binding, socket: socket, config: config, modules: modules))
                 try program.register(socketDescriptor: socket.fileDescriptor, key: binding.xskmapKey)
+                try program.route(queue: binding.bindQueue, key: binding.xskmapKey)
             }
         } catch {
             program.close()
             throw error
         }
+        self.bindings = bound
         self.runners = runners
         self.chains = chains
         for (index, runner) in runners.enumerated() {
             runner.start(
                 rxCPU: config.rxCPUs.isEmpty ? nil : config.rxCPUs[index % config.rxCPUs.count],
                 workerCPU: config.workerCPUs.isEmpty ? nil : config.workerCPUs[index % config.workerCPUs.count])
+        }
+    }
+
+    /// One binding whatever the mode.
+    public convenience init(
+        config: DataPathConfig, bindings: [ChannelBinding],
+        makeModules: (ChannelBinding) throws -> [PacketModule]
+    ) throws {
+        try self.init(config: config, plans: bindings.map(ChannelPlan.same), makeModules: makeModules)
+    }
+
+    /// Binds `plan`'s socket in `mode`; returns it with the binding in effect.
+    private static func bind(
+        _ plan: ChannelPlan, mode: XSKBindMode, interface: String, geometry: XSKGeometry,
+        rxQueues: Int, driver: String
+    ) throws -> (XSKSocket, ChannelBinding) {
+        func socket(_ binding: ChannelBinding, _ mode: XSKBindMode) throws -> XSKSocket {
+            guard Int(binding.bindQueue) < rxQueues else {
+                throw DataPathError("\(interface) has \(rxQueues) rx queues; channel \(binding.channel) asks for queue \(binding.bindQueue)")
+            }
+            return try XSKSocket(interface: interface, queue: binding.bindQueue, geometry: geometry, bindMode: mode, driver: driver)
+        }
+        switch mode {
+        case .copy:
+            return (try socket(plan.copy, .copy), plan.copy)
+        case .zerocopy:
+            return (try socket(plan.zeroCopy, .zerocopy), plan.zeroCopy)
+        case .auto:
+            do {
+                return (try socket(plan.zeroCopy, .zerocopy), plan.zeroCopy)
+            } catch let refusal as DataPathError {
+                let fallback = try socket(plan.copy, .copy)
+                let moved = plan.copy.bindQueue == plan.zeroCopy.bindQueue
+                    ? "" : " on queue \(plan.copy.bindQueue), XSKMAP key \(plan.copy.xskmapKey) (the copy-mode mapping)"
+                fallback.noteFallback(
+                    "\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(plan.zeroCopy.bindQueue) ("
+                        + (refusal.errno.map { "\($0.description), \($0.symbolicName)" } ?? refusal.message)
+                        + "); bound in copy mode" + moved)
+                return (fallback, plan.copy)
+            }
         }
     }
 

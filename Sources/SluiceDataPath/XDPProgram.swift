@@ -245,6 +245,20 @@ public final class XDPProgram {
         return false
     }
 
+    /// Sends frames arriving on rx `queue` to XSKMAP `key`, or (nil) back to
+    /// the kernel. Set once a socket is bound, since the queue that socket
+    /// reads depends on the mode the bind ended up in.
+    public func route(queue: UInt32, key: UInt32?) throws {
+        guard Int(queue) < mapEntries, key.map({ Int($0) < mapEntries }) ?? true else {
+            throw DataPathError(
+                "queue \(queue) → XSKMAP key \(key.map(String.init) ?? "none") on \(interface) does not fit maps of \(mapEntries) entries")
+        }
+        var queue = queue
+        var value = key ?? XDPProgram.noKey
+        let result = bpf_map_update_elem(queueToKeyMap, &queue, &value, UInt64(BPF_ANY))
+        guard result == 0 else { throw DataPathError("setting XSKMAP key for queue \(queue) of \(interface)", negativeErrno: result) }
+    }
+
     /// Puts an AF_XDP socket at `key` of the XSKMAP.
     public func register(socketDescriptor: Int32, key: UInt32) throws {
         guard Int(key) < mapEntries else { throw DataPathError("XSKMAP key \(key) on \(interface) beyond \(mapEntries) entries") }

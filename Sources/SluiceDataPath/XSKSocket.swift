@@ -107,6 +107,10 @@ final class XSKSocket {
         }
     }
 
+    /// Why this copy-mode socket is not the zero-copy one that was tried
+    /// first (the pipeline tries zero-copy on the queue the plugin gave for it).
+    func noteFallback(_ reason: String) { binding.fallbackReason = reason }
+
     private func create(zeroCopy: Bool) throws {
         var umemConfig = xsk_umem_config(
             fill_size: geometry.fillRingSize, comp_size: geometry.completionRingSize,

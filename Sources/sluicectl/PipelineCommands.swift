@@ -70,6 +70,9 @@ enum StatsText {
         let statistics = pipeline["statistics"]
         lines.append("\(text(pipeline["interface"])): \(state), plugin \(text(pipeline["plugin"])), "
             + "\(text(statistics?["mode"])), XDP \(text(statistics?["attach_mode"])) (program \(text(statistics?["program_id"])))")
+        if let reason = pipeline["stop_reason"]?.stringValue {
+            lines.append("stopped because \(reason)")
+        }
         let totals = pipeline["totals"], rates = pipeline["rates"]
         var rows: [[String]] = [["", "RX PACKETS", "RX BYTES", "PKT/S", "BYTES/S", "KERNEL DROP", "RING FULL",
                                  "HANDOFF DROP", "DROPPED", "MALFORMED"]]

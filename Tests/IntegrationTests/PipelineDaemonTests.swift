@@ -287,6 +287,152 @@ final class PipelineDaemonTests: XCTestCase {
         XCTAssertEqual(try pipeline()?["totals"]?["rx_packets"], 0)
     }
 
+    /// A plugin that numbers queues like mlx5 before Linux 6.1: zero-copy on
+    /// channel + 2, copy mode on the channel's own queue. veth refuses
+    /// zero-copy, so an `auto` bind falls back to copy mode; the sockets, the
+    /// XSKMAP keys, `plugins.explain` and `steer.add` during the run must all
+    /// use the copy-mode answer, and the traffic on queues 0-1 arrives.
+    /// Before, the fallback sockets stayed on queues 2-3 and received nothing.
+    func testAutoFallbackIsMappedAgainForCopyModeEverywhere() throws {
+        let factsLog = plugins!.path + "-facts.log"
+        defer { unlink(factsLog) }
+        try plugins!.compile(testPluginSource, as: "libsluice_veth_test.so", defines: ["SPLIT_BY_MODE", "FACTS_LOG=\"\(factsLog)\""])
+        let (lab, daemon) = try start(queues: 4, xpsQueues: [0, 1], modules: """
+            [[pipeline.modules]]
+            kind = "count"
+            """, interface: "channels = [0, 1]\nbind_mode = \"auto\"\nprefilter_protocols = [\"udp\"]")
+        let status = try XCTUnwrap(daemon.call("pipeline.status")["result"]?["pipelines"]?.arrayValue?.first)
+        XCTAssertEqual(status["plugin"], "veth_test")
+        let sockets = try XCTUnwrap(status["statistics"]?["sockets"]?.arrayValue)
+        XCTAssertEqual(sockets.map { $0["queue"] }, [0, 1], status.serialized())
+        XCTAssertEqual(sockets.map { $0["xskmap_key"] }, [0, 1])
+        XCTAssertEqual(sockets.map { $0["zero_copy"] }, [false, false])
+        XCTAssertTrue(sockets[1]["fallback_reason"]?.stringValue?.hasSuffix(
+            "bound in copy mode on queue 1, XSKMAP key 1 (the copy-mode mapping)") ?? false, status.serialized())
+        XCTAssertEqual(status["mappings"]?.arrayValue?.map { $0["steer_queue"] }, [0, 1])
+
+        let flows = UDPFlows(lab: lab, ports: [7100])
+        try flows.send(perWorker: 500)
+        try waitUntil("1000 packets through queues 0-1") { try self.counter("count", "packets") == 1000 }
+
+        // The plugin was asked for both modes, with the XDP state the sockets run in.
+        let questions = try String(contentsOfFile: factsLog, encoding: .utf8).split(separator: "\n")
+        XCTAssertTrue(questions.contains("map channel=1 zerocopy_requested=1 xdp_attached=1 xdp_mode=2 zerocopy_sockets=0 rx_channels=4"), "\(questions)")
+        XCTAssertTrue(questions.contains("map channel=1 zerocopy_requested=0 xdp_attached=1 xdp_mode=2 zerocopy_sockets=0 rx_channels=4"), "\(questions)")
+
+        // During the run, the pipeline's mapping answers.
+        let interface = JSONValue.string(lab.appInterface)
+        let explainReply = try daemon.call("plugins.explain", ["iface": interface])
+        let explained = try XCTUnwrap(explainReply["result"], explainReply.serialized())
+        XCTAssertEqual(explained["source"], "pipeline", explained.serialized())
+        XCTAssertEqual(explained["mappings"]?.arrayValue?.map { $0["bind_queue"] }, [0, 1], explained.serialized())
+        XCTAssertEqual(explained["socket_modes"], ["0": "copy", "1": "copy"])
+        let rule = try daemon.call("steer.add", [
+            "iface": interface, "flow_type": "udp4", "dst_port": 7100, "channel": 1, "dry_run": true,
+        ])
+        XCTAssertEqual(rule["result"]?["queue"], 1, rule.serialized())
+        XCTAssertEqual(rule["result"]?["mapping_source"], "pipeline")
+        XCTAssertEqual(rule["result"]?["socket_mode"], "copy")
+        XCTAssertTrue(rule["result"]?["ethtool_command"]?.stringValue?.hasSuffix("action 1") ?? false, rule.serialized())
+
+        // Naming another plugin asks it about the live facts, which now include
+        // the XDP program attached (before, fresh facts always said none).
+        let live = try XCTUnwrap(daemon.call("plugins.explain", ["iface": interface, "channel": 0, "plugin": "generic"])["result"])
+        XCTAssertEqual(live["source"], "live_facts", live.serialized())
+        XCTAssertEqual(live["facts"]?["xdp_attached"], true, live.serialized())
+        XCTAssertEqual(live["facts"]?["xdp_mode"], "native", live.serialized())
+
+        // A channel the pipeline does not read is a regular queue: the plugin
+        // is asked with live facts, for copy mode (no socket of ours is there).
+        let unbound = try daemon.call("steer.add", [
+            "iface": interface, "flow_type": "udp4", "dst_port": 7101, "channel": 3, "dry_run": true,
+        ])
+        XCTAssertEqual(unbound["result"]?["queue"], 3, unbound.serialized())
+        XCTAssertEqual(unbound["result"]?["mapping_source"], "live_facts")
+
+        // After the stop the live facts answer again (the program is gone).
+        XCTAssertEqual(try daemon.call("pipeline.stop")["ok"], true)
+        let after = try XCTUnwrap(daemon.call("plugins.explain", ["iface": interface, "channel": 1])["result"])
+        XCTAssertEqual(after["source"], "live_facts", after.serialized())
+        XCTAssertEqual(after["facts"]?["xdp_attached"], false, after.serialized())
+    }
+
+    /// XDP in skb mode: sockets bind in copy mode from the start, with the
+    /// plugin's answer for skb mode (the channel's own queue here).
+    func testSkbModeBindsTheCopyModeMapping() throws {
+        try plugins!.compile(testPluginSource, as: "libsluice_veth_test.so", defines: ["SPLIT_BY_MODE"])
+        let (lab, daemon) = try start(queues: 4, xpsQueues: [0, 1], modules: """
+            [[pipeline.modules]]
+            kind = "count"
+            """, interface: "channels = [0, 1]\nattach_mode = \"skb\"\nprefilter_protocols = [\"udp\"]")
+        let status = try XCTUnwrap(daemon.call("pipeline.status")["result"]?["pipelines"]?.arrayValue?.first)
+        let sockets = try XCTUnwrap(status["statistics"]?["sockets"]?.arrayValue)
+        XCTAssertEqual(sockets.map { $0["queue"] }, [0, 1], status.serialized())
+        XCTAssertEqual(sockets.map { $0["fallback_reason"] ?? .null }, [.null, .null], "copy mode is chosen, not fallen back to")
+        let flows = UDPFlows(lab: lab, ports: [7200])
+        try flows.send(perWorker: 500)
+        try waitUntil("1000 packets through queues 0-1") { try self.counter("count", "packets") == 1000 }
+        let explained = try XCTUnwrap(daemon.call("plugins.explain", ["iface": .string(lab.appInterface)])["result"])
+        XCTAssertEqual(explained["socket_modes"], ["0": "skb", "1": "skb"], explained.serialized())
+    }
+
+    /// A queue at or above the receive channels exists only as a zero-copy
+    /// AF_XDP queue; a rule to one that no socket reads would make the NIC
+    /// drop its traffic, so steer.add refuses it (a dry run warns).
+    func testSteeringToAQueueNobodyReadsIsRefused() throws {
+        let (lab, daemon) = try start(modules: "")
+        let rule: [String: JSONValue] = ["iface": .string(lab.appInterface), "flow_type": "udp4", "dst_port": 7300, "queue": 3]
+        var dryRun = rule
+        dryRun["dry_run"] = true
+        let warned = try daemon.call("steer.add", dryRun)
+        XCTAssertEqual(warned["ok"], true, warned.serialized())
+        XCTAssertTrue(warned["result"]?["warning"]?.stringValue?.contains(
+            "queue 3 of \(lab.appInterface) is beyond its 2 receive channels") ?? false, warned.serialized())
+        let refused = try daemon.call("steer.add", rule)
+        XCTAssertEqual(refused["error"]?["code"], "invalid_argument", refused.serialized())
+        XCTAssertTrue(refused["error"]?["message"]?.stringValue?.contains("no socket is bound to it, so the NIC would drop") ?? false,
+                      refused.serialized())
+        // Queues the channels cover are regular queues: no warning.
+        var regular = dryRun
+        regular["queue"] = 1
+        XCTAssertNil(try daemon.call("steer.add", regular)["result"]?["warning"])
+    }
+
+    /// Someone changes the channels under a running pipeline (ethtool -L):
+    /// the pipeline notices (ethtool netlink), derives its map again from live
+    /// facts and binds every channel there is now; it never runs on a stale map.
+    func testAChannelChangeUnderARunningPipelineBindsItAgain() throws {
+        let lab = try Lab.up(queues: 4, prefix: "spd")
+        self.lab = lab
+        // veth attaches XDP only with at least as many rx queues as its peer has tx queues.
+        try lab.inGenerator(["ethtool", "-L", lab.generatorInterface, "rx", "2", "tx", "2"], check: true)
+        try lab.inApp(["ethtool", "-L", lab.appInterface, "rx", "2", "tx", "2"], check: true)
+        let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
+            pluginDirectory: plugins!.path, interface: lab.appInterface, modules: """
+                [[pipeline.modules]]
+                kind = "count"
+                """, interfaceOptions: "prefilter_protocols = [\"udp\"]"))
+        self.daemon = daemon
+        try daemon.start()
+        do { try daemon.waitForPipeline() } catch { XCTFail(daemon.log()); throw error }
+        func queues() throws -> [Int] {
+            try pipeline()?["statistics"]?["sockets"]?.arrayValue?.compactMap { $0["queue"]?.integer(as: Int.self) } ?? []
+        }
+        XCTAssertEqual(try queues(), [0, 1])
+
+        try lab.inApp(["ethtool", "-L", lab.appInterface, "rx", "4", "tx", "4"], check: true)
+        try waitUntil("the pipeline bound on all 4 channels") { try queues() == [0, 1, 2, 3] }
+        XCTAssertTrue(daemon.log().contains("pipeline bound again on a new map"), daemon.log())
+        XCTAssertTrue(daemon.log().contains("the channels of \(lab.appInterface) changed (now rx 4, tx 4, combined 0)"), daemon.log())
+        XCTAssertEqual(try pipeline()?["running"], true)
+        XCTAssertEqual(try lab.inApp(["ip", "-d", "link", "show", "dev", lab.appInterface], check: true).stdout
+            .components(separatedBy: "prog/xdp").count - 1, 1, "one program, the new pipeline's")
+
+        let flows = UDPFlows(lab: lab, ports: [7400])
+        try flows.send(perWorker: 500)
+        try waitUntil("1000 packets on the new sockets") { try self.counter("count", "packets") == 1000 }
+    }
+
     func testReloadIsBusyWhileAPipelineHoldsItsPlugin() throws {
         let (_, daemon) = try start(modules: "")
         XCTAssertEqual(try daemon.call("plugins.reload")["error"]?["code"], "busy")

@@ -95,6 +95,42 @@ final class DoctorFindingsTests: XCTestCase {
         XCTAssertEqual(missing?.fix, "sluicectl steer add eth9 flow-type udp4 dst-port PORT channel 2")
     }
 
+    /// Old mlx5 (4 channels): queues 4-7 exist only as zero-copy AF_XDP
+    /// queues. A rule to one that no socket of any process reads makes the
+    /// NIC drop its traffic — with or without a pipeline, whoever added it.
+    func testRulesToZeroCopyQueuesNobodyReadsAreErrors() throws {
+        var input = DoctorInput(interface: "eth2", ifindex: 5, rxQueues: 8)
+        input.driver = "mlx5_core"
+        input.receiveChannels = 4
+        input.boundQueues = [5]
+        input.rules = [
+            DoctorInput.Rule(location: 1021, queue: 6, summary: "flow-type udp4 dst-port 4791 action 6"),
+            DoctorInput.Rule(location: 1022, queue: 5, summary: "flow-type udp4 dst-port 4792 action 5"),
+            DoctorInput.Rule(location: 1023, queue: 2, summary: "flow-type udp4 dst-port 4793 action 2"),
+        ]
+        let findings = Doctor.diagnose(input)
+        let dropping = findings.filter { $0.title.contains("which no AF_XDP socket reads") }
+        XCTAssertEqual(dropping.map(\.queue), [6], "only the rule to the unread zero-copy queue: \(findings)")
+        let finding = try XCTUnwrap(dropping.first)
+        XCTAssertEqual(finding.severity, .error)
+        XCTAssertEqual(finding.title, "ntuple rule 1021 steers to queue 6, which no AF_XDP socket reads: the NIC drops what it matches")
+        XCTAssertTrue(finding.evidence.contains("AF_XDP sockets are bound to queues: 5"), "\(finding.evidence)")
+        XCTAssertEqual(finding.fix, "ethtool -N eth2 delete 1021, or start the pipeline that reads queue 6 first")
+
+        // While a pipeline runs it is reported once, as the error, not again as a stray rule.
+        input.pipeline = DoctorInput.Pipeline(
+            running: true, plugin: "mlx5", attachMode: "native", programID: 9,
+            mappings: [DoctorInput.Mapping(channel: 1, bindQueue: 5, steerQueue: 5)],
+            sockets: [DoctorInput.Socket(channel: 1, queue: 5, zeroCopy: true, fallbackReason: nil, rxPackets: 10)],
+            program: [])
+        input.attachedProgramID = 9
+        let running = Doctor.diagnose(input)
+        XCTAssertEqual(running.filter { $0.queue == 6 }.map(\.severity), [.error], "\(running)")
+        // Without sock_diag the pipeline's own sockets are what is known to read.
+        input.boundQueues = nil
+        XCTAssertEqual(Doctor.diagnose(input).filter { $0.title.contains("no AF_XDP socket reads") }.map(\.queue), [6])
+    }
+
     func testKernelDropsAndPrefilterPassingEverything() {
         var input = input(channels: [0], program: [counters(0, passed: 40)], received: [0])
         input.pipeline?.prefilter = true

@@ -115,9 +115,26 @@ static int test__match(const struct sluice_driver_facts *facts, char *msg, size_
 static int test__map_channel(const struct sluice_driver_facts *facts, uint32_t channel,
                              struct sluice_queue_map *map, char *msg, size_t msg_len)
 {
+#ifdef FACTS_LOG
+    /* Every question the host asks, so that a test can check the facts. */
+    FILE *log = fopen(FACTS_LOG, "a");
+    if (log) {
+        fprintf(log, "map channel=%u zerocopy_requested=%u xdp_attached=%u xdp_mode=%u zerocopy_sockets=%u rx_channels=%u\n",
+                channel, (unsigned)facts->zerocopy_requested, (unsigned)facts->xdp_attached,
+                (unsigned)facts->xdp_mode, (unsigned)facts->zerocopy_sockets, sluice_facts__rx_channels(facts));
+        fclose(log);
+    }
+#endif
+#ifdef SPLIT_BY_MODE
+    /* Like mlx5 before Linux 6.1: zero-copy reads channel + offset, copy
+     * mode and skb-mode XDP the channel's own queue. */
+    uint32_t queue = facts->zerocopy_requested && facts->xdp_mode != SLUICE_XDP_MODE_SKB ? channel + QUEUE_OFFSET : channel;
+#else
     (void)facts;
-    map->bind_queue = map->steer_queue = map->xskmap_key = channel + QUEUE_OFFSET;
-    snprintf(msg, msg_len, "channel %u is served by queue %u", channel, channel + QUEUE_OFFSET);
+    uint32_t queue = channel + QUEUE_OFFSET;
+#endif
+    map->bind_queue = map->steer_queue = map->xskmap_key = queue;
+    snprintf(msg, msg_len, "channel %u is served by queue %u", channel, queue);
     return 0;
 }
 

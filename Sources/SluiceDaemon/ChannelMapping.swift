@@ -1,0 +1,171 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import SluiceControl
+import SluiceNIC
+import SluicePluginHost
+
+/// One answer to "which queue is channel i of this interface": the running
+/// pipeline's lease for the channels it bound (what its sockets, XSKMAP keys
+/// and rules really use), otherwise the plugin asked with live facts. Every
+/// command that maps a channel goes through here.
+extension Daemon {
+    /// The plugin host's view of a real interface as it is now: ethtool's
+    /// channel counts, sysfs's queues, the XDP program attached (and how),
+    /// and the zero-copy AF_XDP sockets bound on it by any process. Every
+    /// question to a plugin about a real interface starts here; while a
+    /// pipeline runs on it, its lease (`PipelineManager.lease(for:)`) answers
+    /// for the channels it bound instead.
+    ///
+    /// `ownZeroCopySockets`: Sluice's own zero-copy sockets on the interface,
+    /// the count given when the kernel cannot list every process's (Debian's
+    /// kernels are built without AF_XDP sock_diag).
+    static func liveFacts(for name: String, nic: NICController, ownZeroCopySockets: UInt32 = 0) throws -> DriverFacts {
+        let info = try nic.interface(name)
+        let channels = try? nic.channels(name).value
+        var facts = try DriverFacts.gather(
+            interface: name, driver: info.driver, driverVersion: info.driverVersion,
+            firmwareVersion: info.firmwareVersion,
+            channels: ChannelCounts(rx: channels?.rx ?? 0, tx: channels?.tx ?? 0, combined: channels?.combined ?? 0),
+            maxChannels: ChannelCounts(
+                rx: channels?.maxRX ?? 0, tx: channels?.maxTX ?? 0, combined: channels?.maxCombined ?? 0))
+        if let xdp = info.xdp {
+            facts.xdpAttached = true
+            facts.xdpMode = switch xdp.mode {
+            case "skb": .skb
+            case "hw": .offload
+            default: .native
+            }
+        }
+        facts.zeroCopySockets = zeroCopySockets(on: info.index) ?? ownZeroCopySockets
+        return facts
+    }
+
+    /// Zero-copy AF_XDP sockets bound on the interface by any process (the
+    /// kernel's AF_XDP sock_diag); nil, with a warning once, when the kernel
+    /// cannot say.
+    static func zeroCopySockets(on interfaceIndex: UInt32) -> UInt32? {
+        do {
+            return try XSKSocketDiagnostics.zeroCopySockets(interfaceIndex: interfaceIndex)
+        } catch {
+            if diagnosticsWarning.withLockedValue({ let first = !$0; $0 = true; return first }) {
+                Logger(label: "sluiced").warning(
+                    "zero-copy AF_XDP sockets of other processes cannot be counted; plugins are told only Sluice's own",
+                    metadata: ["error": "\(error)"])
+            }
+            return nil
+        }
+    }
+
+    /// Sluice's own zero-copy sockets on `name` (a running pipeline's).
+    func ownZeroCopySockets(_ name: String) -> UInt32 {
+        UInt32(pipelines.lease(for: name)?.channels.filter { $0.mode == .zeroCopy }.count ?? 0)
+    }
+
+    /// Where `channel` of `name` is served: the lease's mapping when a
+    /// pipeline bound that channel, else the plugin's answer for live facts
+    /// (a channel no socket of ours reads is a regular receive queue: the
+    /// plugin is asked for the copy-mode mapping, which names that queue).
+    func channelMapping(
+        _ name: String, channel: UInt32, forced: String?
+    ) throws -> (mapping: QueueMapping, source: MappingSource) {
+        let lease = pipelines.lease(for: name)
+        if let lease, let forced, forced != lease.plugin {
+            throw ControlError.busy(
+                "a pipeline on \(name) is running with the \(lease.plugin) plugin; stop it to map with \(forced)")
+        }
+        if let lease, let leased = lease.channel(channel) {
+            return (leased.mapping, .pipeline(mode: leased.mode))
+        }
+        var facts = try Self.liveFacts(for: name, nic: nic, ownZeroCopySockets: ownZeroCopySockets(name))
+        facts.zeroCopyRequested = false
+        let plugin = lease?.plugin ?? forced
+        guard let mapping = try plugins.explain(facts, channels: [channel], forced: plugin).mappings.first else {
+            throw ControlError.internal("the driver plugin returned no mapping for channel \(channel) of \(name)")
+        }
+        return (mapping, .liveFacts)
+    }
+}
+
+private let diagnosticsWarning = NIOLockedValueBox(false)
+
+extension Daemon {
+    /// Why a rule steering to `queue` of `name` would make the NIC drop what
+    /// it matches, or nil. A queue at or above the receive channels exists
+    /// only as a zero-copy AF_XDP queue (mlx5 before Linux 6.1: channels + i),
+    /// and a rule to it drops the traffic in hardware while no socket is bound
+    /// there: before a pipeline starts, after it stops, after a copy fallback.
+    /// The device's receive channels as its plugin counts them from live
+    /// facts (ethtool's count is doubled on old mlx5 while zero-copy sockets are bound).
+    func receiveChannels(_ name: String) throws -> UInt32 {
+        let facts = try Self.liveFacts(for: name, nic: nic, ownZeroCopySockets: ownZeroCopySockets(name))
+        let preparation = try plugins.explain(facts, channels: [], forced: forcedPlugin(for: name)).preparation
+        return preparation.receiveChannels ?? facts.channels.receiveChannels
+    }
+
+    func unreadQueueProblem(_ name: String, queue: UInt32) throws -> String? {
+        let lease = pipelines.lease(for: name)
+        let channels = try lease?.receiveChannels ?? receiveChannels(name)
+        guard channels > 0, queue >= channels else { return nil }
+        var read = Set(lease?.channels.map(\.mapping.bindQueue) ?? [])
+        if let index = try? nic.interface(name).index, let sockets = try? XSKSocketDiagnostics.boundSockets() {
+            read.formUnion(sockets.filter { $0.ifindex == index }.map(\.queue))
+        }
+        guard !read.contains(queue) else { return nil }
+        return "queue \(queue) of \(name) is beyond its \(channels) receive channels: only a zero-copy AF_XDP socket's queue"
+            + " can be there (as on mlx5 before Linux 6.1), and no socket is bound to it, so the NIC would drop what"
+            + " the rule matches; start the pipeline that reads it first, or steer to a channel"
+    }
+}
+
+/// Where a channel mapping came from, as replies show it.
+enum MappingSource: Equatable {
+    /// The running pipeline's socket, bound in this mode.
+    case pipeline(mode: SocketMode)
+    /// The plugin, asked with the interface's live facts (no socket of ours reads it).
+    case liveFacts
+
+    var wireValue: String {
+        switch self {
+        case .pipeline: "pipeline"
+        case .liveFacts: "live_facts"
+        }
+    }
+}
+
+/// Changes under a running pipeline are handled here, one at a time, off the
+/// monitor's thread (which must keep reading netlink) and off the event loops.
+private let rebindQueue = DispatchQueue(label: "sluiced.rebind")
+
+extension Daemon {
+    /// Called for every NIC event. A channel change means new queues (and a
+    /// new mapping): the pipeline binds again. An XDP program other than the
+    /// pipeline's on the interface means its sockets see nothing: bind again
+    /// too. The interface gone: the pipeline stops, saying why. The state is
+    /// read again when the event is handled, so events from Sluice's own
+    /// start and stop, seen late, change nothing.
+    func pipelineMayBeStale(after event: NICEvent) {
+        let name = event.interface
+        guard [.channels, .link, .linkRemoved].contains(event.kind), pipelines.lease(for: name) != nil else { return }
+        rebindQueue.async { [weak self] in
+            guard let self, let programID = self.pipelines.programID(for: name) else { return }
+            switch event.kind {
+            case .channels:
+                let counts = event.channels.map { "rx \($0.rx), tx \($0.tx), combined \($0.combined)" } ?? "unknown"
+                self.pipelines.rebind(name, self.config, because: "the channels of \(name) changed (now \(counts))")
+            case .linkRemoved:
+                self.pipelines.stopForGood(name, because: "\(name) was removed")
+            default:
+                guard let index = try? self.nic.interface(name).index else {
+                    self.pipelines.stopForGood(name, because: "\(name) cannot be read any more")
+                    return
+                }
+                let attached = NICDiscovery.xdpAttachment(index: index)?.programID ?? 0
+                guard attached != programID else { return }
+                let what = attached == 0 ? "Sluice's XDP program is no longer attached to \(name)"
+                    : "another XDP program (id \(attached)) replaced Sluice's (id \(programID)) on \(name)"
+                self.pipelines.rebind(name, self.config, because: what)
+            }
+        }
+    }
+}
