@@ -106,15 +106,13 @@ extension Daemon {
     func unreadQueueProblem(_ name: String, queue: UInt32) throws -> String? {
         let lease = pipelines.lease(for: name)
         let channels = try lease?.receiveChannels ?? receiveChannels(name)
-        guard channels > 0, queue >= channels else { return nil }
         var read = Set(lease?.channels.map(\.mapping.bindQueue) ?? [])
-        if let index = try? nic.interface(name).index, let sockets = try? XSKSocketDiagnostics.boundSockets() {
+        if queue >= channels, let index = try? nic.interface(name).index,
+           let sockets = try? XSKSocketDiagnostics.boundSockets() {
             read.formUnion(sockets.filter { $0.ifindex == index }.map(\.queue))
         }
-        guard !read.contains(queue) else { return nil }
-        return "queue \(queue) of \(name) is beyond its \(channels) receive channels: only a zero-copy AF_XDP socket's queue"
-            + " can be there (as on mlx5 before Linux 6.1), and no socket is bound to it, so the NIC would drop what"
-            + " the rule matches; start the pipeline that reads it first, or steer to a channel"
+        return MappingLifeCycle.unreadQueueProblem(
+            interface: name, queue: queue, receiveChannels: channels, readQueues: read)
     }
 }
 

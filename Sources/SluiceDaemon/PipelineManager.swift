@@ -154,8 +154,8 @@ final class PipelineManager: @unchecked Sendable {
     /// (a crash leaves it to the NIC journal, which deletes it at the next start).
     func adoptRule(_ location: UInt32?, toQueue queue: UInt32, on name: String) {
         lock.withLock {
-            guard var entry = running[name], queue >= entry.held.receiveChannels,
-                  entry.held.channels.contains(where: { $0.mapping.bindQueue == queue }) else { return }
+            guard var entry = running[name], MappingLifeCycle.ruleLeavesWithPipeline(queue: queue, lease: entry.held)
+            else { return }
             guard let location else {
                 logger.warning("a rule to a zero-copy queue has no known location; it is not removed with the pipeline", metadata: [
                     "interface": "\(name)", "queue": "\(queue)",
@@ -176,12 +176,9 @@ final class PipelineManager: @unchecked Sendable {
 
     private func startPipeline(_ interface: SluiceConfig.Interface, _ settings: SluiceConfig.Pipeline) throws -> RunningPipeline {
         let name = interface.name
-        // The question the sockets are bound with: live facts, in the XDP
-        // mode the program will run in, asking for zero-copy unless copy is set.
-        var facts = try Daemon.liveFacts(for: name, nic: nic)
-        facts.xdpAttached = true
-        facts.xdpMode = interface.attachMode == .skb ? .skb : .native
-        facts.zeroCopyRequested = interface.bindMode != .copy
+        let questions = MappingLifeCycle.questions(
+            live: try Daemon.liveFacts(for: name, nic: nic), bindMode: interface.bindMode, attachMode: interface.attachMode)
+        let facts = questions.zeroCopy
         let lease = try plugins.acquire(facts, forced: interface.plugin)
         do {
             let preparation = try lease.prepare(facts)
@@ -190,13 +187,10 @@ final class PipelineManager: @unchecked Sendable {
             // Asked once per mode a socket can end up in: an `auto` bind that
             // the driver refuses in zero-copy takes the copy-mode answer, for
             // its queue, its XSKMAP key and whatever is steered to it.
-            let zeroCopyMappings = try lease.mapChannels(channels, facts: facts)
-            var copyFacts = facts
-            copyFacts.zeroCopyRequested = false
-            let copyMappings = facts.zeroCopyRequested ? try lease.mapChannels(channels, facts: copyFacts) : zeroCopyMappings
-            let plans = zip(zeroCopyMappings, copyMappings).map { zeroCopy, copy in
-                ChannelPlan(zeroCopy: Self.binding(zeroCopy), copy: Self.binding(copy))
-            }
+            let zeroCopyMappings = try lease.mapChannels(channels, facts: questions.zeroCopy)
+            let copyMappings = facts.zeroCopyRequested
+                ? try lease.mapChannels(channels, facts: questions.copy) : zeroCopyMappings
+            let plans = MappingLifeCycle.plans(zeroCopy: zeroCopyMappings, copy: copyMappings)
             let dataPath = try Self.dataPathConfig(interface, settings, preparation: preparation)
             var chains: [[PacketModule]] = []
             let pipeline = try Pipeline(config: dataPath, plans: plans) { binding in
@@ -210,11 +204,9 @@ final class PipelineManager: @unchecked Sendable {
             }
             // The mapping in effect: per socket, the answer for the mode it bound in.
             let sockets = pipeline.statistics().sockets
-            let channelsInEffect = zip(sockets, zip(zeroCopyMappings, copyMappings)).map { socket, answers in
-                LeasedChannel(
-                    mapping: socket.zeroCopy ? answers.0 : answers.1,
-                    mode: socket.zeroCopy ? .zeroCopy : (dataPath.attachMode == .skb ? .skb : .copy))
-            }
+            let channelsInEffect = MappingLifeCycle.inEffect(
+                zeroCopy: zeroCopyMappings, copy: copyMappings, socketsBoundZeroCopy: sockets.map(\.zeroCopy),
+                attachMode: interface.attachMode)
             for leased in channelsInEffect
             where leased.mapping.bindQueue != leased.mapping.channel || !leased.mapping.message.isEmpty {
                 logger.notice("channel mapping", metadata: [
@@ -239,10 +231,6 @@ final class PipelineManager: @unchecked Sendable {
             lease.release()
             throw error
         }
-    }
-
-    private static func binding(_ mapping: QueueMapping) -> ChannelBinding {
-        ChannelBinding(channel: Int(mapping.channel), bindQueue: mapping.bindQueue, xskmapKey: mapping.xskmapKey)
     }
 
     /// What the plugin's `prepare` asks for, applied (journaled) or logged.

@@ -1,0 +1,68 @@
+import SluiceDataPath
+import SluicePluginHost
+
+/// The decisions that keep a socket, its XSKMAP key and the rules feeding it
+/// on one queue through a driver's life cycle, as pure functions over facts
+/// and plugin answers: PipelineManager and the steering commands run them on
+/// live state, and the life-cycle tests run them over a model of each driver.
+enum MappingLifeCycle {
+    /// The two questions a pipeline start asks the plugin: the facts for a
+    /// zero-copy bind and for a copy-mode one, in the XDP mode the program
+    /// will run in. With bind mode `copy` (or XDP in skb mode, where sockets
+    /// bind in copy mode) both are the copy-mode question.
+    static func questions(
+        live: DriverFacts, bindMode: SluiceConfig.Interface.BindMode, attachMode: SluiceConfig.Interface.AttachMode
+    ) -> (zeroCopy: DriverFacts, copy: DriverFacts) {
+        var zeroCopy = live
+        zeroCopy.xdpAttached = true
+        zeroCopy.xdpMode = attachMode == .skb ? .skb : .native
+        zeroCopy.zeroCopyRequested = bindMode != .copy && attachMode != .skb
+        var copy = zeroCopy
+        copy.zeroCopyRequested = false
+        return (zeroCopy, copy)
+    }
+
+    /// One plan per channel from the plugin's two answers.
+    static func plans(zeroCopy: [QueueMapping], copy: [QueueMapping]) -> [ChannelPlan] {
+        zip(zeroCopy, copy).map { ChannelPlan(zeroCopy: binding($0), copy: binding($1)) }
+    }
+
+    static func binding(_ mapping: QueueMapping) -> ChannelBinding {
+        ChannelBinding(channel: Int(mapping.channel), bindQueue: mapping.bindQueue, xskmapKey: mapping.xskmapKey)
+    }
+
+    /// The mapping in effect once the sockets are bound: per socket, the
+    /// answer for the mode it really bound in.
+    static func inEffect(
+        zeroCopy: [QueueMapping], copy: [QueueMapping], socketsBoundZeroCopy: [Bool],
+        attachMode: SluiceConfig.Interface.AttachMode
+    ) -> [LeasedChannel] {
+        zip(socketsBoundZeroCopy, zip(zeroCopy, copy)).map { isZeroCopy, answers in
+            LeasedChannel(
+                mapping: isZeroCopy ? answers.0 : answers.1,
+                mode: isZeroCopy ? .zeroCopy : (attachMode == .skb ? .skb : .copy))
+        }
+    }
+
+    /// Why a rule steering to `queue` would make the NIC drop what it
+    /// matches, or nil. A queue at or above the receive channels (as the
+    /// plugin counts them) exists only as a zero-copy AF_XDP queue (mlx5
+    /// before Linux 6.1: channels + i); with no socket reading it, the NIC
+    /// drops the traffic — before a pipeline starts, after it stops, after a
+    /// copy fallback.
+    static func unreadQueueProblem(
+        interface: String, queue: UInt32, receiveChannels: UInt32, readQueues: Set<UInt32>
+    ) -> String? {
+        guard receiveChannels > 0, queue >= receiveChannels, !readQueues.contains(queue) else { return nil }
+        return "queue \(queue) of \(interface) is beyond its \(receiveChannels) receive channels: only a zero-copy AF_XDP socket's queue"
+            + " can be there (as on mlx5 before Linux 6.1), and no socket is bound to it, so the NIC would drop what"
+            + " the rule matches; start the pipeline that reads it first, or steer to a channel"
+    }
+
+    /// Whether a rule to `queue` leaves with the pipeline holding `lease`:
+    /// it feeds a zero-copy-only queue one of its sockets reads, which
+    /// nothing reads once the pipeline stops.
+    static func ruleLeavesWithPipeline(queue: UInt32, lease: InterfaceLease) -> Bool {
+        queue >= lease.receiveChannels && lease.channels.contains { $0.mapping.bindQueue == queue }
+    }
+}
