@@ -433,6 +433,21 @@ final class PipelineDaemonTests: XCTestCase {
         try waitUntil("1000 packets on the new sockets") { try self.counter("count", "packets") == 1000 }
     }
 
+    /// The interface vanishes under a running pipeline: the pipeline stops,
+    /// says why, and the daemon keeps serving.
+    func testRemovingTheInterfaceStopsThePipelineSayingWhy() throws {
+        let (lab, daemon) = try start(modules: "")
+        try SluiceTestSupport.run(lab.appCommand(["ip", "link", "del", lab.appInterface]), check: true)
+        try waitUntil("the pipeline stopped with a reason") {
+            try self.pipeline()?["stop_reason"]?.stringValue?.contains(lab.appInterface) ?? false
+        }
+        XCTAssertEqual(try pipeline()?["running"], false)
+        XCTAssertEqual(try daemon.call("status")["ok"], true)
+        let status = try SluiceTestSupport.run(
+            [DaemonProcess.sluicectlPath, "pipeline", "status", "--socket", daemon.socketPath], check: true)
+        XCTAssertTrue(status.stdout.contains("stopped because \(lab.appInterface)"), status.stdout)
+    }
+
     func testReloadIsBusyWhileAPipelineHoldsItsPlugin() throws {
         let (_, daemon) = try start(modules: "")
         XCTAssertEqual(try daemon.call("plugins.reload")["error"]?["code"], "busy")
