@@ -187,17 +187,9 @@ final class Mlx5LifeCycleTests: XCTestCase {
     /// A count mlx5 before 6.1 cannot show while doubling: refuse rather than guess.
     func testOddCountWhileBoundOnOldKernelIsUndeterminable() throws {
         let odd = Self.facts(ethtool: 7, ethtoolMax: 63, sysfsRx: 7, sysfsTx: 7, zeroCopySockets: 2)
-        let why = "ethtool reports 7 channels while 2 zero-copy sockets are bound and kernel 5.15.0-91-generic is before 6.1, but mlx5 before Linux 6.1 would report an even, doubled count"
-        XCTAssertEqual(
-            try host.select(odd).scores[0].reason,
-            "Driver mlx5_core on eth2 uses an undetermined queue scheme: \(why).")
-        XCTAssertThrowsError(try host.explain(odd, channels: [0])) { error in
-            XCTAssertEqual(
-                error as? PluginHostError,
-                .hookRefused(
-                    plugin: "mlx5", hook: "prepare",
-                    message: "Cannot tell which mlx5 queue scheme eth2 uses because \(why); check `ethtool -l eth2` and /sys/class/net/eth2/queues."))
-        }
+        try assertMlx5SchemeUndetermined(
+            host, odd,
+            because: "ethtool reports 7 channels while 2 zero-copy sockets are bound and kernel 5.15.0-91-generic is before 6.1, but mlx5 before Linux 6.1 would report an even, doubled count")
     }
 
     /// sysfs unknown (0): the release decides, and zero-copy sockets on an old
