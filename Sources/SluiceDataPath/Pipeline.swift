@@ -207,8 +207,7 @@ public final class Pipeline: @unchecked Sendable {
         do {
             for plan in plans {
                 let (socket, binding) = try Self.bind(
-                    plan, mode: bindMode, interface: config.interface, geometry: config.geometry,
-                    rxQueues: rxQueues, driver: driver)
+                    plan, mode: bindMode, interface: config.interface, geometry: config.geometry, driver: driver)
                 if let clash = bound.first(where: { $0.bindQueue == binding.bindQueue || $0.xskmapKey == binding.xskmapKey }) {
                     throw DataPathError(
                         "channels \(clash.channel) and \(binding.channel) on \(config.interface) both bind queue \(binding.bindQueue) or XSKMAP key \(binding.xskmapKey)")
@@ -244,26 +243,23 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     /// Binds `plan`'s socket in `mode`; returns it with the binding in effect.
+    /// (Every queue it may bind was checked against the rx queues already.)
     private static func bind(
-        _ plan: ChannelPlan, mode: XSKBindMode, interface: String, geometry: XSKGeometry,
-        rxQueues: Int, driver: String
+        _ plan: ChannelPlan, mode: XSKBindMode, interface: String, geometry: XSKGeometry, driver: String
     ) throws -> (XSKSocket, ChannelBinding) {
-        func socket(_ binding: ChannelBinding, _ mode: XSKBindMode) throws -> XSKSocket {
-            guard Int(binding.bindQueue) < rxQueues else {
-                throw DataPathError("\(interface) has \(rxQueues) rx queues; channel \(binding.channel) asks for queue \(binding.bindQueue)")
-            }
-            return try XSKSocket(interface: interface, queue: binding.bindQueue, geometry: geometry, bindMode: mode, driver: driver)
+        func socket(_ binding: ChannelBinding, zeroCopy: Bool) throws -> XSKSocket {
+            try XSKSocket(interface: interface, queue: binding.bindQueue, geometry: geometry, zeroCopy: zeroCopy, driver: driver)
         }
         switch mode {
         case .copy:
-            return (try socket(plan.copy, .copy), plan.copy)
+            return (try socket(plan.copy, zeroCopy: false), plan.copy)
         case .zerocopy:
-            return (try socket(plan.zeroCopy, .zerocopy), plan.zeroCopy)
+            return (try socket(plan.zeroCopy, zeroCopy: true), plan.zeroCopy)
         case .auto:
             do {
-                return (try socket(plan.zeroCopy, .zerocopy), plan.zeroCopy)
+                return (try socket(plan.zeroCopy, zeroCopy: true), plan.zeroCopy)
             } catch let refusal as DataPathError {
-                let fallback = try socket(plan.copy, .copy)
+                let fallback = try socket(plan.copy, zeroCopy: false)
                 let moved = plan.copy.bindQueue == plan.zeroCopy.bindQueue
                     ? "" : " on queue \(plan.copy.bindQueue), XSKMAP key \(plan.copy.xskmapKey) (the copy-mode mapping)"
                 fallback.noteFallback(

@@ -62,7 +62,9 @@ final class XSKSocket {
     private(set) var binding = XSKBinding(zeroCopy: false)
     var fileDescriptor: Int32 { xsk_socket__fd(socket) }
 
-    init(interface: String, queue: UInt32, geometry: XSKGeometry, bindMode: XSKBindMode, driver: String) throws {
+    /// Binds in zero-copy or copy mode as asked; `auto` is the pipeline's
+    /// business, since a fallback may bind another queue (ChannelPlan).
+    init(interface: String, queue: UInt32, geometry: XSKGeometry, zeroCopy: Bool, driver: String) throws {
         try geometry.validate()
         // libxdp leaves some cached indices unset (the completion ring's
         // cached_prod/cached_cons): start from zeroed structs, as its callers
@@ -84,26 +86,10 @@ final class XSKSocket {
         }
         area = mapped
         // A throw from here on runs deinit (every property is set), which frees it all.
-        switch bindMode {
-        case .copy:
-            try create(zeroCopy: false)
-        case .zerocopy:
-            do {
-                try create(zeroCopy: true)
-            } catch let error as DataPathError {
-                throw DataPathError(
-                    "\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue)", errno: error.errno)
-            }
-        case .auto:
-            do {
-                try create(zeroCopy: true)
-            } catch let error as DataPathError {
-                // A failed bind leaves the UMEM registered to no socket: start over.
-                destroy()
-                try create(zeroCopy: false)
-                binding.fallbackReason = "\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue) ("
-                    + (error.errno.map { "\($0.description), \($0.symbolicName)" } ?? error.message) + "); bound in copy mode"
-            }
+        do {
+            try create(zeroCopy: zeroCopy)
+        } catch let error as DataPathError where zeroCopy {
+            throw DataPathError("\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue)", errno: error.errno)
         }
     }
 
