@@ -68,14 +68,14 @@ extension Daemon {
     /// plugin is asked for the copy-mode mapping, which names that queue).
     func channelMapping(
         _ name: String, channel: UInt32, forced: String?
-    ) throws -> (mapping: QueueMapping, source: MappingSource) {
+    ) throws -> (mapping: QueueMapping, source: MappingSource, mode: SocketMode?) {
         let lease = pipelines.lease(for: name)
         if let lease, let forced, forced != lease.plugin {
             throw ControlError.busy(
                 "a pipeline on \(name) is running with the \(lease.plugin) plugin; stop it to map with \(forced)")
         }
         if let lease, let leased = lease.channel(channel) {
-            return (leased.mapping, .pipeline(mode: leased.mode))
+            return (leased.mapping, .pipeline, leased.mode)
         }
         var facts = try Self.liveFacts(for: name, nic: nic, ownZeroCopySockets: ownZeroCopySockets(name))
         facts.zeroCopyRequested = false
@@ -83,52 +83,47 @@ extension Daemon {
         guard let mapping = try plugins.explain(facts, channels: [channel], forced: plugin).mappings.first else {
             throw ControlError.internal("the driver plugin returned no mapping for channel \(channel) of \(name)")
         }
-        return (mapping, .liveFacts)
+        return (mapping, .liveFacts, nil)
     }
 }
 
 private let diagnosticsWarning = NIOLockedValueBox(false)
 
 extension Daemon {
-    /// Why a rule steering to `queue` of `name` would make the NIC drop what
-    /// it matches, or nil. A queue at or above the receive channels exists
-    /// only as a zero-copy AF_XDP queue (mlx5 before Linux 6.1: channels + i),
-    /// and a rule to it drops the traffic in hardware while no socket is bound
-    /// there: before a pipeline starts, after it stops, after a copy fallback.
-    /// The device's receive channels as its plugin counts them from live
-    /// facts (ethtool's count is doubled on old mlx5 while zero-copy sockets are bound).
+    /// The device's receive channels as its plugin counts them: the count a
+    /// running pipeline's sockets were bound with, else the plugin's count
+    /// from live facts (ethtool's is doubled on old mlx5 while zero-copy
+    /// sockets are bound). Queues at or above exist only as zero-copy queues.
     func receiveChannels(_ name: String) throws -> UInt32 {
-        let facts = try Self.liveFacts(for: name, nic: nic, ownZeroCopySockets: ownZeroCopySockets(name))
+        if let lease = pipelines.lease(for: name) { return lease.receiveChannels }
+        let facts = try Self.liveFacts(for: name, nic: nic)
         let preparation = try plugins.explain(facts, channels: [], forced: forcedPlugin(for: name)).preparation
         return preparation.receiveChannels ?? facts.channels.receiveChannels
     }
 
+    /// Why a rule steering to `queue` of `name` would make the NIC drop what
+    /// it matches (MappingLifeCycle.unreadQueueProblem), or nil: read are the
+    /// running pipeline's queues and any process's AF_XDP sockets' queues.
     func unreadQueueProblem(_ name: String, queue: UInt32) throws -> String? {
-        let lease = pipelines.lease(for: name)
-        let channels = try lease?.receiveChannels ?? receiveChannels(name)
-        var read = Set(lease?.channels.map(\.mapping.bindQueue) ?? [])
+        let channels = try receiveChannels(name)
+        var read = Set(pipelines.lease(for: name)?.channels.map(\.mapping.bindQueue) ?? [])
         if queue >= channels, let index = try? nic.interface(name).index,
-           let sockets = try? XSKSocketDiagnostics.boundSockets() {
-            read.formUnion(sockets.filter { $0.ifindex == index }.map(\.queue))
+           let queues = try? XSKSocketDiagnostics.boundQueues(interfaceIndex: index) {
+            read.formUnion(queues)
         }
         return MappingLifeCycle.unreadQueueProblem(
             interface: name, queue: queue, receiveChannels: channels, readQueues: read)
     }
 }
 
-/// Where a channel mapping came from, as replies show it.
-enum MappingSource: Equatable {
-    /// The running pipeline's socket, bound in this mode.
-    case pipeline(mode: SocketMode)
+/// Where a channel mapping came from, as replies show it (`mapping_source`, `source`).
+enum MappingSource: String {
+    /// The running pipeline's socket for the channel.
+    case pipeline
     /// The plugin, asked with the interface's live facts (no socket of ours reads it).
-    case liveFacts
-
-    var wireValue: String {
-        switch self {
-        case .pipeline: "pipeline"
-        case .liveFacts: "live_facts"
-        }
-    }
+    case liveFacts = "live_facts"
+    /// The plugin, asked about synthetic facts.
+    case whatIf = "what_if"
 }
 
 /// Changes under a running pipeline are handled here, one at a time, off the

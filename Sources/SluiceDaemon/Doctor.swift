@@ -91,9 +91,9 @@ struct DoctorInput: Sendable {
     var outsideChanges: [String] = []
     var traceEvents: [TraceEvent] = []
     var traceProblem: String?
-    /// Receive channels of the interface as the sockets were bound (a running
-    /// pipeline's facts) or as ethtool shows them; queues at or above exist
-    /// only as zero-copy AF_XDP queues (mlx5 before Linux 6.1).
+    /// Receive channels of the interface as its plugin counts them (a running
+    /// pipeline's, else from live facts); queues at or above exist only as
+    /// zero-copy AF_XDP queues (mlx5 before Linux 6.1).
     var receiveChannels: UInt32?
     /// Queues some AF_XDP socket of any process is bound to (sock_diag); nil
     /// when the kernel cannot say.
@@ -257,8 +257,8 @@ enum Doctor {
     }
 
     static func isUnreadZeroCopyQueue(_ queue: UInt32, _ input: DoctorInput) -> Bool {
-        guard let channels = input.receiveChannels, channels > 0 else { return false }
-        return queue >= channels && !readQueues(input).contains(queue)
+        guard let channels = input.receiveChannels else { return false }
+        return MappingLifeCycle.isUnreadZeroCopyQueue(queue, receiveChannels: channels, readQueues: readQueues(input))
     }
 
     private static func diagnoseSteering(

@@ -1,7 +1,6 @@
 import Foundation
 import SluiceControl
 import SluiceNIC
-import SluicePluginHost
 
 #if canImport(Glibc)
 import Glibc
@@ -154,14 +153,12 @@ extension Daemon {
             var findings: [DoctorFinding] = []
             for name in names {
                 let gathered = Self.doctorInput(
-                    name, config: config, nic: nic, reports: reports, lease: pipelines.lease(for: name))
+                    name, config: config, nic: nic, reports: reports)
                 guard var input = gathered.input else {
                     findings += gathered.missing.map { [$0] } ?? []
                     continue
                 }
-                if input.receiveChannels == nil {
-                    input.receiveChannels = try? self.receiveChannels(name)
-                }
+                input.receiveChannels = try? self.receiveChannels(name)
                 input.traceEvents = events
                 input.traceProblem = sampleProblem
                 if let preparation = pipelines.preparation(for: name) {
@@ -174,7 +171,7 @@ extension Daemon {
     }
 
     private static func doctorInput(
-        _ name: String, config: SluiceConfig, nic: NICController, reports: [PipelineReport], lease: InterfaceLease?
+        _ name: String, config: SluiceConfig, nic: NICController, reports: [PipelineReport]
     ) -> (input: DoctorInput?, missing: DoctorFinding?) {
         let configured = config.interfaces.first { $0.name == name }
         let info: InterfaceInfo
@@ -190,14 +187,7 @@ extension Daemon {
         input.attachedProgramID = info.xdp?.programID
         input.attachedMode = info.xdp?.mode
         input.outsideChanges = nic.outsideChanges(name)
-        // The channel count the sockets were bound with while a pipeline runs
-        // (old mlx5 doubles what ethtool shows once zero-copy sockets are bound).
-        // A running pipeline knows the count its sockets were bound with;
-        // otherwise the caller asks the plugin (old mlx5 doubles ethtool's count).
-        input.receiveChannels = lease?.receiveChannels
-        input.boundQueues = (try? XSKSocketDiagnostics.boundSockets()).map { sockets in
-            Set(sockets.filter { $0.ifindex == info.index }.map(\.queue))
-        }
+        input.boundQueues = try? XSKSocketDiagnostics.boundQueues(interfaceIndex: info.index)
         do {
             for queue in try nic.statistics(name).value.queues where queue.direction == .rx {
                 input.driverQueues[queue.queue] = queue.counters

@@ -53,10 +53,14 @@ enum MappingLifeCycle {
     static func unreadQueueProblem(
         interface: String, queue: UInt32, receiveChannels: UInt32, readQueues: Set<UInt32>
     ) -> String? {
-        guard receiveChannels > 0, queue >= receiveChannels, !readQueues.contains(queue) else { return nil }
+        guard isUnreadZeroCopyQueue(queue, receiveChannels: receiveChannels, readQueues: readQueues) else { return nil }
         return "queue \(queue) of \(interface) is beyond its \(receiveChannels) receive channels: only a zero-copy AF_XDP socket's queue"
             + " can be there (as on mlx5 before Linux 6.1), and no socket is bound to it, so the NIC would drop what"
             + " the rule matches; start the pipeline that reads it first, or steer to a channel"
+    }
+
+    static func isUnreadZeroCopyQueue(_ queue: UInt32, receiveChannels: UInt32, readQueues: Set<UInt32>) -> Bool {
+        receiveChannels > 0 && queue >= receiveChannels && !readQueues.contains(queue)
     }
 
     /// Whether a rule to `queue` leaves with the pipeline holding `lease`:

@@ -58,7 +58,7 @@ extension Daemon {
                         return held.mapping
                     }
                     guard case .object(var object) = try WireEncoding.encode(leased) else { return .null }
-                    object["source"] = .string(MappingSource.pipeline(mode: .copy).wireValue)
+                    object["source"] = .string(MappingSource.pipeline.rawValue)
                     object["socket_modes"] = .object(modes)
                     return .object(object)
                 }
@@ -81,7 +81,7 @@ extension Daemon {
                 }
             }
             guard case .object(var object) = try WireEncoding.encode(explanation) else { return .null }
-            object["source"] = .string(arguments.has("iface") ? MappingSource.liveFacts.wireValue : "what_if")
+            object["source"] = .string((arguments.has("iface") ? MappingSource.liveFacts : .whatIf).rawValue)
             return .object(object)
         }
     }

@@ -33,9 +33,9 @@ extension Daemon {
             let dryRun = try arguments.bool("dry_run") ?? false
             guard let self else { throw ControlError.internal("daemon is shutting down") }
             let outcome = try await blocking {
-                () throws -> (SteeringResult, (mapping: QueueMapping, source: MappingSource)?, String?) in
+                () throws -> (SteeringResult, (mapping: QueueMapping, source: MappingSource, mode: SocketMode?)?, String?) in
                 var rule = requested
-                var mapped: (mapping: QueueMapping, source: MappingSource)?
+                var mapped: (mapping: QueueMapping, source: MappingSource, mode: SocketMode?)?
                 if let channel {
                     // The running pipeline's mapping first: a rule must feed
                     // the queue its socket really reads (after a copy fallback too).
@@ -64,8 +64,8 @@ extension Daemon {
                 object["channel"] = JSONValue(mapped.mapping.channel)
                 object["queue"] = JSONValue(mapped.mapping.steerQueue)
                 object["mapping"] = try WireEncoding.encode(mapped.mapping)
-                object["mapping_source"] = .string(mapped.source.wireValue)
-                if case .pipeline(let mode) = mapped.source { object["socket_mode"] = .string(mode.rawValue) }
+                object["mapping_source"] = .string(mapped.source.rawValue)
+                if let mode = mapped.mode { object["socket_mode"] = .string(mode.rawValue) }
                 result = .object(object)
             }
             return result

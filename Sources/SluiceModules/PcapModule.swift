@@ -67,7 +67,7 @@ public final class PcapModule: PacketModule {
                 return ("path", "path is too long or contains NUL")
             }
             if let problem = Directory.problem(creating: Directory.parent(of: path)) {
-                return ("path", "the capture directory \(problem); create it or choose a path on a writable file system")
+                return ("path", "the capture directory \(problem); \(Directory.fix)")
             }
             if !Self.snaplenRange.contains(Int64(snaplen)) { return ("snaplen", "\(snaplen) is out of range \(Self.snaplenRange)") }
             if maxBytes != 0 && maxBytes < Self.minimumMaxBytes {

@@ -63,6 +63,11 @@ public enum XSKSocketDiagnostics {
         try zeroCopyCount(boundSockets(), interfaceIndex: interfaceIndex)
     }
 
+    /// The queues of `interfaceIndex` some AF_XDP socket of any process is bound to.
+    public static func boundQueues(interfaceIndex: UInt32) throws -> Set<UInt32> {
+        Set(try boundSockets().filter { $0.ifindex == interfaceIndex }.map(\.queue))
+    }
+
     static func zeroCopyCount(_ sockets: [XSKSocketInfo], interfaceIndex: UInt32) throws -> UInt32 {
         let count = sockets.lazy.filter { $0.ifindex == interfaceIndex && $0.zeroCopy }.count
         // A dump cannot list more sockets than a u32 counts; say so rather than trap.

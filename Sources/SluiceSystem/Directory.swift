@@ -27,6 +27,9 @@ public enum Directory {
         }
     }
 
+    /// What to tell the operator after a ``problem(creating:)``.
+    public static let fix = "create it or choose a path on a writable file system"
+
     /// Why `path` cannot be used as a directory or made as one by this
     /// process, in words for the operator; nil when it can. Makes nothing.
     public static func problem(creating path: String) -> String? {

@@ -322,7 +322,7 @@ extension ConfigKey where Root: ConfigSchemaRoot {
             }
             if let directory, let problem = Directory.problem(creating: directory.path(for: path)) {
                 return .failure(ConfigValueRejected(
-                    "\(directory.role)\(problem); create it or choose a path on a writable file system"))
+                    "\(directory.role)\(problem); \(Directory.fix)"))
             }
             return .success(path)
         }
