@@ -55,8 +55,7 @@ final class MappingLifeCycleTests: XCTestCase {
     private var host: PluginHost!
 
     override func setUpWithError() throws {
-        directory = try PluginDirectory()
-        try directory.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
+        directory = try PluginDirectory.withShippedPlugins()
         host = PluginHost(directory: directory.path, logger: Logger(label: "test.lifecycle"))
     }
 

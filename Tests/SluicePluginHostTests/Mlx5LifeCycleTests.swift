@@ -12,8 +12,7 @@ final class Mlx5LifeCycleTests: XCTestCase {
     private var host: PluginHost!
 
     override func setUpWithError() throws {
-        directory = try PluginDirectory()
-        try directory.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
+        directory = try PluginDirectory.withShippedPlugins()
         host = directory.host()
     }
 

@@ -10,8 +10,7 @@ final class Mlx5PluginTests: XCTestCase {
     private var host: PluginHost!
 
     override func setUpWithError() throws {
-        directory = try PluginDirectory()
-        try directory.installBuilt("libsluice_generic.so", "libsluice_mlx5.so")
+        directory = try PluginDirectory.withShippedPlugins()
         host = directory.host()
         XCTAssertEqual(host.list().compactMap(\.plugin?.name), ["generic", "mlx5"], "\(host.list())")
     }
