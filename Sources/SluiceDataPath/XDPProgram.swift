@@ -295,6 +295,11 @@ public final class XDPProgram {
     /// Detaches (closing the link) and frees the program and its maps.
     public func close() {
         if linkDescriptor >= 0 {
+            // Detach now: closing alone detaches only when the last copy of
+            // the descriptor goes, and a child forked by another thread holds
+            // one until it execs — long enough for the next attach to meet
+            // EBUSY. Kernels without BPF_LINK_DETACH detach on the close.
+            _ = bpf_link_detach(linkDescriptor)
             Glibc.close(linkDescriptor)
             linkDescriptor = -1
         }

@@ -87,7 +87,7 @@ final class XSKSocket {
         area = mapped
         // A throw from here on runs deinit (every property is set), which frees it all.
         do {
-            try create(zeroCopy: zeroCopy)
+            try createWaitingForTheQueue(zeroCopy: zeroCopy)
         } catch let error as DataPathError where zeroCopy {
             throw DataPathError("\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue)", errno: error.errno)
         }
@@ -96,6 +96,39 @@ final class XSKSocket {
     /// Why this copy-mode socket is not the zero-copy one that was tried
     /// first (the pipeline tries zero-copy on the queue the plugin gave for it).
     func noteFallback(_ reason: String) { binding.fallbackReason = reason }
+
+    /// How long a bind waits for a queue whose previous socket is still
+    /// being released. The kernel frees a closed socket's hold on its queue
+    /// later, on a work queue that needs the RTNL lock (`xp_release_deferred`),
+    /// so a pipeline bound again at once (a rebind after a channel change,
+    /// `pipeline.stop` then `pipeline.start`) can meet EBUSY for a few
+    /// milliseconds — longer on a loaded machine. A socket of another
+    /// process still holding the queue gets the EBUSY after this wait.
+    static let busyQueueWait: Duration = .seconds(2)
+
+    private func createWaitingForTheQueue(zeroCopy: Bool) throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + Self.busyQueueWait
+        var pauseMicroseconds: UInt32 = 1_000
+        while true {
+            do {
+                return try create(zeroCopy: zeroCopy)
+            } catch let error as DataPathError where error.errno == .resourceBusy && clock.now < deadline {
+                // libxdp leaves the UMEM registered to a socket it could not bind: start over.
+                destroy()
+                fill.pointee = xsk_ring_prod()
+                completion.pointee = xsk_ring_cons()
+                rx.pointee = xsk_ring_cons()
+                tx.pointee = xsk_ring_prod()
+                usleep(pauseMicroseconds)
+                pauseMicroseconds = min(pauseMicroseconds * 2, 50_000)
+            } catch let error as DataPathError where error.errno == .resourceBusy {
+                throw DataPathError(
+                    "\(error.message) (still busy after \(Self.busyQueueWait): another AF_XDP socket, maybe of another process, is bound to that queue)",
+                    errno: error.errno)
+            }
+        }
+    }
 
     private func create(zeroCopy: Bool) throws {
         var umemConfig = xsk_umem_config(

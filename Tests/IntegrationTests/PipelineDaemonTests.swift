@@ -421,7 +421,10 @@ final class PipelineDaemonTests: XCTestCase {
         XCTAssertEqual(try queues(), [0, 1])
 
         try lab.inApp(["ethtool", "-L", lab.appInterface, "rx", "4", "tx", "4"], check: true)
-        try waitUntil("the pipeline bound on all 4 channels") { try queues() == [0, 1, 2, 3] }
+        do { try waitUntil("the pipeline bound on all 4 channels") { try queues() == [0, 1, 2, 3] } } catch {
+            XCTFail(daemon.log())
+            throw error
+        }
         XCTAssertTrue(daemon.log().contains("pipeline bound again on a new map"), daemon.log())
         XCTAssertTrue(daemon.log().contains("the channels of \(lab.appInterface) changed (now rx 4, tx 4, combined 0)"), daemon.log())
         XCTAssertEqual(try pipeline()?["running"], true)

@@ -2,6 +2,7 @@ import Foundation
 import SluiceDataPath
 import SluiceModules
 import SluiceTestSupport
+import Synchronization
 import XCTest
 
 /// The data path against a real veth lab: Sluice's XDP program, AF_XDP
@@ -295,5 +296,39 @@ final class PipelineTests: XCTestCase {
     private func generatorReceived(_ lab: Lab) throws -> Int {
         let text = try lab.inGenerator(["cat", "/sys/class/net/\(lab.generatorInterface)/statistics/rx_packets"], check: true).stdout
         return try XCTUnwrap(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+}
+
+extension PipelineTests {
+    /// A pipeline stopped and started again at once binds the same queues
+    /// and attaches again, every time — also while another thread of the
+    /// process forks children and takes the RTNL lock (as the daemon's
+    /// rebind after a channel change does on a busy host). The kernel frees
+    /// a closed AF_XDP socket's queue later, and a forked child holds copies
+    /// of the descriptors until it execs; neither may make a start fail.
+    func testStoppingAndStartingAgainAtOnceAlwaysBinds() throws {
+        let lab = try makeLab()
+        final class Flag: Sendable { let raised = Mutex(false) }
+        let noiseStops = Flag()
+        let noise = Thread {
+            while !noiseStops.raised.withLock({ $0 }) {
+                _ = try? SluiceTestSupport.run(
+                    lab.appCommand(["ip", "link", "set", "dev", lab.appInterface, "mtu", "1500"]), check: false)
+            }
+        }
+        noise.start()
+        defer { noiseStops.raised.withLock { $0 = true } }
+        for round in 0..<40 {
+            let pipeline: Pipeline
+            do {
+                pipeline = try Pipeline(config: config(lab, mode: .inline), bindings: [.identity(channel: 0), .identity(channel: 1)],
+                                        makeModules: { _ in [] })
+            } catch {
+                return XCTFail("round \(round): \(error)")
+            }
+            XCTAssertEqual(pipeline.statistics().sockets.map(\.queue), [0, 1])
+            pipeline.stop()
+            XCTAssertFalse(try hasXDPProgram(lab), "round \(round): the stop detached the program at once")
+        }
     }
 }
