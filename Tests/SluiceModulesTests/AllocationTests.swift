@@ -72,15 +72,31 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// mallinfo2 counts the whole process: another thread of the test
+    /// process (the XCTest harness, Foundation) may allocate during the
+    /// window — seen under QEMU's emulation, where the window lasts ~40 s.
+    /// A leak in the packet path grows every window; such background noise
+    /// does not recur in each. So: up to three windows of a million packets,
+    /// and at least one must leave malloc's figures exactly as they were.
+    /// (Every single malloc call in the packet loop, of any thread, is what
+    /// ``testNoMallocCallsWhileProcessingPackets()`` catches.)
     func testMallocInUseDoesNotGrowOverAMillionPackets() throws {
         let workload = try Workload()
         workload.run(batches: 100)  // warm-up: the flow table fills, lazy globals initialise
-        let before = sluice_malloc_stats_now()
-        workload.run(batches: 1_000_000 / Workload.batchSize)
-        let after = sluice_malloc_stats_now()
-        XCTAssertEqual(after.in_use_bytes, before.in_use_bytes, "bytes in use by malloc changed")
-        XCTAssertEqual(after.mmap_blocks, before.mmap_blocks, "mmap()ed blocks changed")
-        XCTAssertEqual(after.mmap_bytes, before.mmap_bytes, "mmap()ed bytes changed")
+        var windows: [String] = []
+        for _ in 0..<3 {
+            let before = sluice_malloc_stats_now()
+            workload.run(batches: 1_000_000 / Workload.batchSize)
+            let after = sluice_malloc_stats_now()
+            if after.in_use_bytes == before.in_use_bytes, after.mmap_blocks == before.mmap_blocks,
+               after.mmap_bytes == before.mmap_bytes {
+                break
+            }
+            windows.append("in use \(before.in_use_bytes) → \(after.in_use_bytes) bytes, "
+                + "mmap()ed \(before.mmap_blocks) → \(after.mmap_blocks) blocks, \(before.mmap_bytes) → \(after.mmap_bytes) bytes")
+        }
+        XCTAssertLessThan(windows.count, 3, "malloc's figures changed in every window of a million packets:\n"
+            + windows.joined(separator: "\n"))
         workload.verify()
     }
 
