@@ -26,6 +26,8 @@ export PATH="/opt/swift/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 work=/run/sluice-vmlab
 mkdir -p "$work/tmp" "$work/home" "$work/cwd"
 export TMPDIR="$work/tmp" HOME="$work/home" XDG_CACHE_HOME="$work/home/.cache"
+# Tests of tools/vmlab itself skip in here: no VM inside the VM.
+export SLUICE_VMLAB_GUEST=1
 
 setup_note() { echo "vmlab-guest: $*"; }
 
