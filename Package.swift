@@ -63,7 +63,8 @@ let package = Package(
         .target(
             name: "SluiceDataPath",
             dependencies: [
-                "SluiceSystem", "SluiceModules", "CXDP", "CSluiceShims",
+                // CNetlink: KernelFeatures asks for the "netdev" family.
+                "SluiceSystem", "SluiceModules", "CXDP", "CNetlink", "CSluiceShims",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -134,7 +135,8 @@ let package = Package(
         .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceTestSupport"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SluiceTestSupport", "SluiceControl", "sluiced", "sluicectl"]),
+            // SluiceDataPath: the kernel-feature probes, checked against what the tools do.
+            dependencies: ["SluiceTestSupport", "SluiceControl", "SluiceDataPath", "sluiced", "sluicectl"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -101,6 +101,8 @@ public final class Daemon: Sendable {
         logger.info("sluiced starting", metadata: [
             "version": "\(ControlProtocol.sluiceVersion)", "config": "\(configPath)", "pid": "\(getpid())",
         ])
+        // What this kernel offers decides how pipelines bind and attach; said once, before they start.
+        try await reportKernelFeatures()
         // Before any client can change a NIC: undo what a crashed run left.
         let nic = self.nic
         let recovery = try await blocking { nic.recoverAtStartup() }

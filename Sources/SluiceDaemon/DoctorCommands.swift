@@ -1,5 +1,6 @@
 import Foundation
 import SluiceControl
+import SluiceDataPath
 import SluiceNIC
 
 #if canImport(Glibc)
@@ -23,7 +24,8 @@ extension Daemon {
             let only = arguments.has("iface") ? try Self.interfaceName(arguments) : nil
             let sample: Int = try arguments.integer("sample_ms", in: 0...10_000) ?? 1000
             let findings = try await self.doctor(only: only, sampleMilliseconds: sample)
-            return try WireEncoding.encode(DoctorReport(findings: findings))
+            let features = try await blocking { KernelFeatures.detected }
+            return try WireEncoding.encode(DoctorReport(findings: findings, kernelFeatures: features))
         }
         registry.register(CommandSpec(
             "trace.subscribe", level: .read,
@@ -241,9 +243,12 @@ struct DoctorReport: Encodable {
     var findings: [DoctorFinding]
     var warnings: Int
     var errors: Int
+    /// Every optional kernel feature, found or not, with what Sluice does without it.
+    var kernelFeatures: [KernelFeature]
 
-    init(findings: [DoctorFinding]) {
+    init(findings: [DoctorFinding], kernelFeatures: [KernelFeature]) {
         self.findings = findings
+        self.kernelFeatures = kernelFeatures
         warnings = findings.filter { $0.severity == .warning }.count
         errors = findings.filter { $0.severity == .error }.count
     }

@@ -39,6 +39,10 @@ extension Errno {
         case Glibc.ENODEV: return "ENODEV"
         case Glibc.ENOMEM: return "ENOMEM"
         case Glibc.EEXIST: return "EEXIST"
+        case Glibc.ERANGE: return "ERANGE"
+        case Glibc.ENOPROTOOPT: return "ENOPROTOOPT"
+        case Glibc.EAFNOSUPPORT: return "EAFNOSUPPORT"
+        case 524: return "ENOTSUPP"  // the kernel's own, without a userspace name
         default: return "errno \(rawValue)"
         }
     }

@@ -288,7 +288,10 @@ final class QueueRunner: @unchecked Sendable {
         }
         if reserved > 0 {
             xsk_ring_prod__submit(socket.tx, UInt32(reserved))
-            if xsk_ring_prod__needs_wakeup(socket.tx) != 0 { _ = sendto(socket.fileDescriptor, nil, 0, Int32(MSG_DONTWAIT), nil, 0) }
+            // Without need_wakeup the flag never says so, and copy mode sends only when kicked.
+            if !socket.needWakeup || xsk_ring_prod__needs_wakeup(socket.tx) != 0 {
+                _ = sendto(socket.fileDescriptor, nil, 0, Int32(MSG_DONTWAIT), nil, 0)
+            }
         }
         counters.add(.transmitted, reserved)
         counters.add(.transmitFailed, wanted - reserved)

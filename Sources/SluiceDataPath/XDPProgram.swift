@@ -87,6 +87,7 @@ public final class XDPProgram {
     ) throws {
         self.interface = interface
         self.mode = mode
+        try XDPProgram.requireLinks(KernelFeatures.detected(.xdpLink), interface: interface)
         interfaceIndex = try InterfaceFacts.index(interface)
         guard mapEntries >= 1, mapEntries <= XDPProgram.maximumMapEntries else {
             throw DataPathError("XSKMAP size \(mapEntries) for \(interface) is outside 1...\(XDPProgram.maximumMapEntries)")
@@ -145,6 +146,18 @@ public final class XDPProgram {
 
     deinit { close() }
 
+    /// Refuses, before anything is loaded, on a kernel the probe found
+    /// without BPF links for XDP (before 5.9): attaching through netlink
+    /// instead would leave the program behind when the daemon is killed.
+    /// Unknown (no BTF to tell) tries the attach, which then says EINVAL.
+    static func requireLinks(_ feature: KernelFeature, interface: String) throws {
+        guard feature.state == .missing else { return }
+        throw DataPathError(
+            "cannot attach Sluice's XDP program to \(interface): this kernel has no \(feature.title), "
+                + "which came with Linux \(feature.since) (\(feature.detail)); Sluice attaches only through a BPF link, "
+                + "so that a killed daemon leaves no program behind: run a kernel with XDP links")
+    }
+
     private func writeQueueMapping(_ queueToKey: [UInt32: UInt32]) throws {
         for queue in 0..<UInt32(mapEntries) {
             var queue = queue
@@ -184,7 +197,9 @@ public final class XDPProgram {
             if errno == .resourceBusy || errno == .fileExists {
                 throw DataPathError(foreignProgramMessage(), errno: errno)
             }
-            throw DataPathError("attaching Sluice's XDP program to \(interface) in \(mode.rawValue) mode", errno: errno)
+            let linkHint = errno == .invalidArgument && KernelFeatures.detected(.xdpLink).state != .found
+                ? " (kernels without BPF links for XDP, before 5.9, answer EINVAL here)" : ""
+            throw DataPathError("attaching Sluice's XDP program to \(interface) in \(mode.rawValue) mode\(linkHint)", errno: errno)
         }
         linkDescriptor = link
         var info = bpf_prog_info()

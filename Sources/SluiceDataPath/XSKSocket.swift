@@ -61,11 +61,25 @@ final class XSKSocket {
     private var socket: OpaquePointer?
     private(set) var binding = XSKBinding(zeroCopy: false)
     var fileDescriptor: Int32 { xsk_socket__fd(socket) }
+    /// Bound with XDP_USE_NEED_WAKEUP: the kernel says (ring flags) when it
+    /// must be kicked. Without it (before 5.4) the flags read 0, so a
+    /// transmitter must kick after every batch instead of when asked.
+    let needWakeup: Bool
+
+    /// Whether sockets bind with XDP_USE_NEED_WAKEUP: unless the probe found
+    /// the kernel without it (that bind would fail with EINVAL). Unknown
+    /// (the probe could not open a socket) binds with it, as every
+    /// supported kernel has it.
+    static let kernelHasNeedWakeup = KernelFeatures.detected(.xskNeedWakeup).state != .missing
 
     /// Binds in zero-copy or copy mode as asked; `auto` is the pipeline's
     /// business, since a fallback may bind another queue (ChannelPlan).
-    init(interface: String, queue: UInt32, geometry: XSKGeometry, zeroCopy: Bool, driver: String) throws {
+    init(
+        interface: String, queue: UInt32, geometry: XSKGeometry, zeroCopy: Bool, driver: String,
+        needWakeup: Bool = XSKSocket.kernelHasNeedWakeup
+    ) throws {
         try geometry.validate()
+        self.needWakeup = needWakeup
         // libxdp leaves some cached indices unset (the completion ring's
         // cached_prod/cached_cons): start from zeroed structs, as its callers
         // that calloc do, or a peek of the completion ring returns garbage
@@ -147,7 +161,7 @@ final class XSKSocket {
         config.tx_size = geometry.txRingSize
         // Sluice loads its own program (XDPProgram); libxdp must not load its default one.
         config.libxdp_flags = UInt32(XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD)
-        config.bind_flags = UInt16(XDP_USE_NEED_WAKEUP) | UInt16(zeroCopy ? XDP_ZEROCOPY : XDP_COPY)
+        config.bind_flags = (needWakeup ? UInt16(XDP_USE_NEED_WAKEUP) : 0) | UInt16(zeroCopy ? XDP_ZEROCOPY : XDP_COPY)
         var socket: OpaquePointer?
         let result = xsk_socket__create(&socket, interface, queue, umem, rx, tx, &config)
         guard result == 0, let socket else {

@@ -46,7 +46,25 @@ enum DoctorText {
         let errors = result["errors"]?.integer(as: Int.self) ?? 0
         let warnings = result["warnings"]?.integer(as: Int.self) ?? 0
         lines.append(errors + warnings == 0 ? "no problems found" : "\(errors) error(s), \(warnings) warning(s)")
+        lines += kernelFeatures(result["kernel_features"]?.arrayValue ?? [])
         return lines.joined(separator: "\n")
+    }
+
+    /// One line per optional kernel feature, and what Sluice does without
+    /// the ones this kernel lacks (or that could not be probed).
+    static func kernelFeatures(_ features: [JSONValue]) -> [String] {
+        guard !features.isEmpty else { return [] }
+        var lines = ["", "kernel features:"]
+        for feature in features {
+            let state = feature["state"]?.stringValue ?? "?"
+            let name = feature["name"]?.stringValue ?? "?"
+            lines.append("  \(state.padding(toLength: 8, withPad: " ", startingAt: 0)) \(name): \(feature["title"]?.stringValue ?? ""), Linux \(feature["since"]?.stringValue ?? "?")+")
+            lines.append("           · \(feature["detail"]?.stringValue ?? "")")
+            if state != "found" {
+                lines.append("           \(state == "missing" ? "without it" : "if missing"): \(feature["without"]?.stringValue ?? "")")
+            }
+        }
+        return lines
     }
 
     private static func paint(_ text: String, _ severity: String, _ colored: Bool) -> String {

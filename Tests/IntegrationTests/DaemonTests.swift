@@ -34,6 +34,42 @@ final class DaemonTests: XCTestCase {
         XCTAssertNotEqual(lstat(daemon.socketPath, &info), 0, "socket file removed on stop")
     }
 
+    /// Every optional kernel feature is named at start with its state (and,
+    /// unless found, what Sluice does without it), and `doctor` — JSON and
+    /// sluicectl's text — says the same. States come from this kernel.
+    func testStartLogAndDoctorNameEveryKernelFeature() throws {
+        let names = ["xdp_live_frames", "xdp_multi_buffer", "xdp_feature_flags", "xdp_rx_metadata",
+                     "bpf_link_xdp", "xsk_need_wakeup", "busy_poll"]
+        try daemon.start()
+        let reply = try daemon.call("doctor", ["sample_ms": 0])
+        XCTAssertEqual(reply["ok"], true, reply.serialized())
+        let features = reply["result"]?["kernel_features"]?.arrayValue ?? []
+        XCTAssertEqual(features.compactMap { $0["name"]?.stringValue }, names, reply.serialized())
+        let log = daemon.log().split(separator: "\n")
+        for feature in features {
+            let name = feature["name"]?.stringValue ?? "?"
+            let state = feature["state"]?.stringValue ?? "?"
+            let without = feature["without"]?.stringValue ?? ""
+            XCTAssertTrue(["found", "missing", "unknown"].contains(state), feature.serialized())
+            XCTAssertFalse(without.isEmpty, feature.serialized())
+            XCTAssertFalse((feature["detail"]?.stringValue ?? "").isEmpty, feature.serialized())
+            let lines = log.filter { $0.contains("kernel feature \(name): ") }
+            XCTAssertEqual(lines.count, 1, "one start line for \(name):\n\(daemon.log())")
+            let line = String(lines.first ?? "")
+            XCTAssertTrue(line.contains("kernel feature \(name): \(state) ("), line)
+            XCTAssertTrue(line.contains(" \(state == "found" ? "info" : name == "bpf_link_xdp" ? "warning" : "notice") "), line)
+            if state != "found" { XCTAssertTrue(line.hasSuffix(without), line) }
+        }
+        let text = try runCommand([DaemonProcess.sluicectlPath, "--socket", daemon.socketPath, "doctor", "--sample", "0"])
+        XCTAssertEqual(text.status, 0, text.description)
+        XCTAssertTrue(text.stdout.contains("\nkernel features:\n"), text.stdout)
+        for feature in features {
+            let name = feature["name"]?.stringValue ?? "?", state = feature["state"]?.stringValue ?? "?"
+            XCTAssertTrue(text.stdout.contains("  \(state.padding(toLength: 8, withPad: " ", startingAt: 0)) \(name): "), text.stdout)
+            if state != "found" { XCTAssertTrue(text.stdout.contains(feature["without"]?.stringValue ?? "?"), text.stdout) }
+        }
+    }
+
     func testShutdownCommandFromSluicectl() throws {
         try daemon.start()
         let result = try runCommand([DaemonProcess.sluicectlPath, "--socket", daemon.socketPath, "shutdown"])

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceDataPath
 import SluiceTestSupport
 import XCTest
 
@@ -74,6 +75,30 @@ final class GeneratorTests: XCTestCase {
             line)
         XCTAssertTrue(output.contains("sent 20000 frames in "), output)
         XCTAssertEqual(received, [20_000, 0], "frames per rx queue of the receiver")
+    }
+
+    /// The daemon's live-frames probe (an XDP_DROP program, one frame) and
+    /// the generator (its XDP_TX program on the lab veth) must agree: the
+    /// daemon tells operators what the generator will do.
+    func testLiveModeWorksExactlyWhereTheKernelFeatureProbeFindsLiveFrames() throws {
+        let lab = try XCTUnwrap(lab)
+        let probe = try XCTUnwrap(KernelFeatures.probe().first { $0.name == .xdpLiveFrames })
+        let mac = try String(contentsOfFile: "/sys/class/net/\(lab.appInterface)/address", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let generator = try XCTUnwrap(buildDirectory).appendingPathComponent("sluice-gen").path
+        let result = try SluiceTestSupport.run(
+            ["ip", "netns", "exec", lab.generatorNamespace, generator, "--interface", lab.generatorInterface,
+             "--dst-mac", mac, "--count", "100", "--cpu", "0", "--mode", "live"])
+        switch probe.state {
+        case .found:
+            XCTAssertEqual(result.status, 0, "the probe found live frames: \(probe.detail)\n\(result)")
+            XCTAssertTrue(result.stdout.hasPrefix("generator: live-frames"), "\(result)")
+        case .missing:
+            XCTAssertNotEqual(result.status, 0, "the probe called live frames missing: \(probe.detail)\n\(result)")
+            XCTAssertTrue(result.stderr.contains("this kernel refuses live frames"), "\(result)")
+        case .unknown:
+            XCTFail("the live-frames probe could not run as root: \(probe.detail)")
+        }
     }
 
     func testAnUnknownModeIsAClearError() throws {

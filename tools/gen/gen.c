@@ -51,6 +51,9 @@
 #include <unistd.h>
 #include <xdp/xsk.h>
 
+/* BPF_PROG_RUN with live frames, shared with sluiced (Sources/CXDP). */
+#include "sluice_live_frames.h"
+
 #define MIN_FRAME 42     /* Ethernet + IPv4 + UDP, no payload */
 #define MAX_FRAME 1514   /* what one page of live frames holds comfortably */
 #define MAX_FLOWS 65535
@@ -63,8 +66,6 @@
  * and TX and completion ring entries. */
 #define XSK_FRAME_SIZE 2048u
 #define XSK_RING 2048u
-/* The kernel's "not supported" errno, which has no name in userspace. */
-#define ENOTSUPP_KERNEL 524
 
 enum gen_mode { MODE_AUTO, MODE_LIVE, MODE_AFXDP };
 static const char *const mode_names[] = { "auto", "live", "afxdp" };
@@ -449,12 +450,7 @@ static int live_open(const struct options *o, unsigned int ifindex, struct live_
 /* Sends `count` frames in one BPF_PROG_RUN: 0, or the errno. */
 static int live_send(struct live_sender *l, uint32_t count)
 {
-    LIBBPF_OPTS(bpf_test_run_opts, run,
-        .data_in = l->frame, .data_size_in = l->size,
-        .ctx_in = &l->context, .ctx_size_in = sizeof l->context,
-        .repeat = count, .batch_size = l->batch,
-        .flags = BPF_F_TEST_XDP_LIVE_FRAMES);
-    return bpf_prog_test_run_opts(l->program_fd, &run) ? errno : 0;
+    return sluice_xdp_live_frames_run(l->program_fd, l->frame, l->size, &l->context, count, l->batch);
 }
 
 static void live_close(struct live_sender *l)
@@ -651,14 +647,15 @@ static void xsk_close(struct xsk_sender *x)
         munmap(x->area, x->area_size);
 }
 
+/* Refusal as sluiced's kernel-feature probe counts it (sluice_live_frames.h). */
 static bool live_refusal(int error)
 {
-    return error == EPERM || error == EOPNOTSUPP || error == ENOTSUPP_KERNEL || error == EINVAL;
+    return sluice_xdp_live_frames_refused(error);
 }
 
 static const char *error_text(int error)
 {
-    return error == ENOTSUPP_KERNEL ? "Operation not supported (ENOTSUPP)" : strerror(error);
+    return error == SLUICE_ENOTSUPP_KERNEL ? "Operation not supported (ENOTSUPP)" : strerror(error);
 }
 
 int main(int argc, char **argv)
