@@ -2,18 +2,22 @@
 # Runs inside the tools/vmlab guest (virtme-ng, the host's root file system
 # shared read-only over 9p). Not meant to be run on the host.
 #
-# usage: vmlab-guest.sh RESULTS_DIR REPO_DIR -- CMD...
+# usage: vmlab-guest.sh RESULTS_DIR REPO_DIR [--virtio DUT_MAC,PEER_MAC] -- CMD...
 #
 # Prepares what Sluice's tests need and the shared root lacks, runs CMD from a
 # directory on the guest's tmpfs, and leaves in RESULTS_DIR (a --rwdir, i.e.
 # written through to the host): output.log (CMD's stdout and stderr), status
 # (CMD's exit status) and dmesg.txt. The host reads status; without it the
-# guest died or hung.
+# guest died or hung. With --virtio, exports the names of the virtio-net NICs
+# with those MACs as SLUICE_TEST_VIRTIO_NIC (the device under test) and
+# SLUICE_TEST_VIRTIO_PEER (its peer, whose traffic reaches it).
 set -uo pipefail
 
 results="$1"
 repo="$2"
 shift 2
+virtio_macs=""
+if [[ "${1:-}" == "--virtio" ]]; then virtio_macs="$2"; shift 2; fi
 [[ "${1:-}" == "--" ]] && shift
 
 # The host prints what follows this line (and not the boot messages before it).
@@ -50,6 +54,29 @@ fi
 # virtme-ng links /lib/modules/<release> to the unpacked kernel's tree.
 [[ -r "/lib/modules/$(uname -r)/modules.dep" ]] \
     || setup_note "no /lib/modules/$(uname -r)/modules.dep: modules (veth, ...) will not load"
+
+# The virtio-net NICs, found by MAC (without udev, nothing loads their driver).
+interface_with_mac() {
+    local address
+    for address in /sys/class/net/*/address; do
+        if [[ "$(<"$address")" == "$1" ]]; then basename "$(dirname "$address")"; return 0; fi
+    done
+    return 1
+}
+if [[ -n "$virtio_macs" ]]; then
+    modprobe virtio_net 2>/dev/null || true
+    dut_mac="${virtio_macs%,*}" peer_mac="${virtio_macs#*,}"
+    for _ in $(seq 50); do
+        interface_with_mac "$dut_mac" >/dev/null && interface_with_mac "$peer_mac" >/dev/null && break
+        sleep 0.1
+    done
+    if dut="$(interface_with_mac "$dut_mac")" && peer="$(interface_with_mac "$peer_mac")"; then
+        export SLUICE_TEST_VIRTIO_NIC="$dut" SLUICE_TEST_VIRTIO_PEER="$peer"
+        setup_note "virtio-net: device under test $dut ($dut_mac), peer $peer ($peer_mac)"
+    else
+        setup_note "virtio-net NICs with MACs $dut_mac and $peer_mac not found: tests that need them will fail"
+    fi
+fi
 
 # Loopback is up in the guest already; make sure of it (the tests use 127.0.0.1).
 ip link set lo up 2>/dev/null || true
