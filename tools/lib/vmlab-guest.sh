@@ -2,7 +2,7 @@
 # Runs inside the tools/vmlab guest (virtme-ng, the host's root file system
 # shared read-only over 9p). Not meant to be run on the host.
 #
-# usage: vmlab-guest.sh RESULTS_DIR REPO_DIR [--virtio DUT_MAC,PEER_MAC] -- CMD...
+# usage: vmlab-guest.sh RESULTS_DIR REPO_DIR [--hang-report S] [--virtio DUT_MAC,PEER_MAC] -- CMD...
 #
 # Prepares what Sluice's tests need and the shared root lacks, runs CMD from a
 # directory on the guest's tmpfs, and leaves in RESULTS_DIR (a --rwdir, i.e.
@@ -10,13 +10,17 @@
 # (CMD's exit status) and dmesg.txt. The host reads status; without it the
 # guest died or hung. With --virtio, exports the names of the virtio-net NICs
 # with those MACs as SLUICE_TEST_VIRTIO_NIC (the device under test) and
-# SLUICE_TEST_VIRTIO_PEER (its peer, whose traffic reaches it).
+# SLUICE_TEST_VIRTIO_PEER (its peer, whose traffic reaches it). With
+# --hang-report S, a CMD still running after S seconds (the host's timeout is
+# near) leaves hang.txt in RESULTS_DIR: every process with its state and
+# kernel wait channel, and the kernel's stacks of blocked tasks in dmesg.txt.
 set -uo pipefail
 
 results="$1"
 repo="$2"
 shift 2
-virtio_macs=""
+virtio_macs="" hang_report=""
+if [[ "${1:-}" == "--hang-report" ]]; then hang_report="$2"; shift 2; fi
 if [[ "${1:-}" == "--virtio" ]]; then virtio_macs="$2"; shift 2; fi
 [[ "${1:-}" == "--" ]] && shift
 
@@ -83,10 +87,22 @@ ip link set lo up 2>/dev/null || true
 
 setup_note "kernel $(uname -r), $(nproc) CPUs, repository $repo, working directory $work/cwd"
 cd "$work/cwd" || exit 1
+if [[ -n "$hang_report" ]]; then
+    (
+        sleep "$hang_report"
+        echo "vmlab-guest: still running after ${hang_report}s: processes in $results/hang.txt, blocked tasks' stacks in dmesg.txt"
+        ps -eo pid,ppid,stat,wchan:32,etime,args >"$results/hang.txt" 2>&1
+        echo w >/proc/sysrq-trigger 2>/dev/null
+        dmesg >"$results/dmesg.txt" 2>&1
+        sync
+    ) &
+    hang_watch=$!
+fi
 # Test binaries find the repository from #filePath and their products from
 # argv[0]; both are the host's paths, shared as they are.
 "$@" 2>&1 | tee "$results/output.log"
 status=${PIPESTATUS[0]}
+[[ -n "${hang_watch:-}" ]] && kill "$hang_watch" 2>/dev/null
 
 dmesg >"$results/dmesg.txt" 2>&1 || true
 echo "$status" >"$results/status"
