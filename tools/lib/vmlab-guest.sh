@@ -2,7 +2,7 @@
 # Runs inside the tools/vmlab guest (virtme-ng, the host's root file system
 # shared read-only over 9p). Not meant to be run on the host.
 #
-# usage: vmlab-guest.sh RESULTS_DIR REPO_DIR [--hang-report S] [--virtio DUT_MAC,PEER_MAC] -- CMD...
+# usage: vmlab-guest.sh RESULTS_DIR REPO_DIR [--hang-report-at EPOCH] [--virtio DUT_MAC,PEER_MAC] -- CMD...
 #
 # Prepares what Sluice's tests need and the shared root lacks, runs CMD from a
 # directory on the guest's tmpfs, and leaves in RESULTS_DIR (a --rwdir, i.e.
@@ -11,16 +11,17 @@
 # guest died or hung. With --virtio, exports the names of the virtio-net NICs
 # with those MACs as SLUICE_TEST_VIRTIO_NIC (the device under test) and
 # SLUICE_TEST_VIRTIO_PEER (its peer, whose traffic reaches it). With
-# --hang-report S, a CMD still running after S seconds (the host's timeout is
-# near) leaves hang.txt in RESULTS_DIR: every process with its state and
-# kernel wait channel, and the kernel's stacks of blocked tasks in dmesg.txt.
+# --hang-report-at EPOCH, a CMD still running at that time (seconds since
+# 1970, shortly before the host's timeout) leaves hang.txt in RESULTS_DIR:
+# every process with its state and kernel wait channel; the kernel's stacks
+# of blocked tasks go to dmesg.txt.
 set -uo pipefail
 
 results="$1"
 repo="$2"
 shift 2
 virtio_macs="" hang_report=""
-if [[ "${1:-}" == "--hang-report" ]]; then hang_report="$2"; shift 2; fi
+if [[ "${1:-}" == "--hang-report-at" ]]; then hang_report="$2"; shift 2; fi
 if [[ "${1:-}" == "--virtio" ]]; then virtio_macs="$2"; shift 2; fi
 [[ "${1:-}" == "--" ]] && shift
 
@@ -89,8 +90,10 @@ setup_note "kernel $(uname -r), $(nproc) CPUs, repository $repo, working directo
 cd "$work/cwd" || exit 1
 if [[ -n "$hang_report" ]]; then
     (
-        sleep "$hang_report"
-        echo "vmlab-guest: still running after ${hang_report}s: processes in $results/hang.txt, blocked tasks' stacks in dmesg.txt"
+        # The guest's clock comes from the host's at boot.
+        delay=$((hang_report - $(date +%s)))
+        sleep "$(( delay > 1 ? delay : 1 ))"
+        echo "vmlab-guest: still running near the timeout: processes in $results/hang.txt, blocked tasks' stacks in dmesg.txt"
         ps -eo pid,ppid,stat,wchan:32,etime,args >"$results/hang.txt" 2>&1
         echo w >/proc/sysrq-trigger 2>/dev/null
         dmesg >"$results/dmesg.txt" 2>&1
