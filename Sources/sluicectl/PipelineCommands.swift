@@ -87,6 +87,12 @@ enum StatsText {
                          text(socket["handoff_drops"]), text(socket["dropped"]), text(socket["malformed"])])
         }
         lines.append(Render.table(rows))
+        // Why a socket runs in copy mode when zero-copy was asked for (bind_mode "auto").
+        for socket in statistics?["sockets"]?.arrayValue ?? [] {
+            if let reason = socket["fallback_reason"]?.stringValue {
+                lines.append("ch \(text(socket["channel"])) → q \(text(socket["queue"])) copy: \(reason)")
+            }
+        }
         for module in pipeline["modules"]?.arrayValue ?? [] {
             let counters = (module["counters"]?.objectValue ?? [:]).sorted { $0.key < $1.key }
                 .map { "\($0.key) \(text($0.value))" }.joined(separator: ", ")

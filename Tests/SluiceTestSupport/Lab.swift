@@ -2,13 +2,16 @@ import Foundation
 
 /// A veth lab made by `tools/lab` for one test: the generator end in its own
 /// network namespace, the app end in the root namespace or in a namespace of
-/// its own. Names are unique so labs can run side by side.
+/// its own. Names are unique so labs can run side by side. ``adopt(_:prefix:)``
+/// makes the same lab of two existing NICs instead (the VM lab's virtio-net).
 ///
 /// Call ``down()`` in `tearDown`, `addTeardownBlock` or a `defer`; deinit is
 /// only a safety net.
 public final class Lab {
     /// The name prefix: netns `<name>-gen`, links `<name>-app` / `<name>-gen`.
     public let name: String
+    /// veth: rx and tx queues of both ends; adopted NICs: the app end's
+    /// maximum combined channels.
     public let queues: Int
     /// Generator tx queues CPUs map to (CPU c sends on `xpsQueues[c % count]`).
     public let xpsQueues: [Int]
@@ -22,17 +25,22 @@ public final class Lab {
     public let prefixLength: Int
 
     private var isUp = false
+    /// Set for a lab of existing NICs (no tools/lab), with what to restore.
+    var adopted: AdoptedNICs?
 
     public static var script: URL { repositoryRoot.appendingPathComponent("tools/lab") }
 
-    private init(name: String, queues: Int, appInNamespace: Bool, xpsQueues: [Int]?, subnet: Int) {
+    init(
+        name: String, queues: Int, appInNamespace: Bool, xpsQueues: [Int]?, subnet: Int,
+        interfaces: (app: String, generator: String)? = nil
+    ) {
         self.name = name
         self.queues = queues
         self.xpsQueues = xpsQueues ?? Array(0..<queues)
         generatorNamespace = "\(name)-gen"
         appNamespace = appInNamespace ? "\(name)-app" : nil
-        appInterface = "\(name)-app"
-        generatorInterface = "\(name)-gen"
+        appInterface = interfaces?.app ?? "\(name)-app"
+        generatorInterface = interfaces?.generator ?? "\(name)-gen"
         appAddress = "10.77.\(subnet).1"
         generatorAddress = "10.77.\(subnet).2"
         prefixLength = 24
@@ -55,7 +63,7 @@ public final class Lab {
     public func up() throws {
         isUp = true
         do {
-            try run(arguments("up"), check: true)
+            if let adopted { try adopted.up(self) } else { try run(arguments("up"), check: true) }
         } catch {
             try? down()
             throw error
@@ -65,12 +73,13 @@ public final class Lab {
     /// Removes everything; fine to call more than once.
     public func down() throws {
         isUp = false
-        try run(arguments("down"), check: true)
+        if let adopted { try adopted.down(self) } else { try run(arguments("down"), check: true) }
     }
 
     /// `tools/lab status` for this lab (exit 0 when up, 1 when not).
     public func status() throws -> CommandResult {
-        try run(arguments("status"))
+        if adopted != nil { return try run(["ip", "-n", generatorNamespace, "link", "show", "dev", generatorInterface]) }
+        return try run(arguments("status"))
     }
 
     /// The argv of `tools/lab <command>` with this lab's options.
@@ -124,7 +133,7 @@ public final class Lab {
     }
 
     /// A third octet for 10.77.X.0/24 that no root-namespace address uses.
-    private static func unusedSubnet() throws -> Int {
+    static func unusedSubnet() throws -> Int {
         let addresses = try run(["ip", "-4", "-o", "addr", "show"], check: true).stdout
         let used = Set(addresses.split(separator: "\n").compactMap { line -> Int? in
             guard let range = line.range(of: "inet 10.77.") else { return nil }
