@@ -40,7 +40,8 @@ final class VMLabToolTests: XCTestCase {
 
     func testBadUsageExitsTwoNamingTheProblem() throws {
         let cases: [([String], String)] = [
-            ([], "no command: run or test"),
+            ([], "no command: run, test or smoke"),
+            (["smoke", "LabTests"], "unexpected argument 'LabTests'"),
             (["run"], "run needs a command after '--'"),
             (["run", "--timeout", "soon", "--", "true"], "--timeout wants a whole number of seconds, not 'soon'"),
             (["run", "--kernel", "5.10", "--", "true"], "--kernel wants 6.1, host or a package name"),
