@@ -101,6 +101,17 @@ enum MappingLifeCycle {
         return .bind(added)
     }
 
+    /// Whether a channel notification is the running pipeline's own XDP
+    /// attach growing the queues rather than a change under it: the receive
+    /// channels notified are the rx queues the attach left (`before` <
+    /// `after`), and sysfs still shows them. virtio_net sends no notification
+    /// at attach or detach; a driver that did would otherwise loop: rebind →
+    /// detach → queues shrink → attach → queues grow → notification → rebind.
+    static func isOwnAttachGrowth(notifiedReceiveChannels: UInt32?, before: Int, after: Int, liveRxQueues: Int?) -> Bool {
+        guard after > before, let notified = notifiedReceiveChannels else { return false }
+        return Int(notified) == after && liveRxQueues == after
+    }
+
     /// The warning for queues the attach added that no socket reads.
     static func unreadAddedQueuesWarning(interface: String, driver: String, before: Int, after: Int, queues: [UInt32], why: String) -> String {
         "\(driver) added rx queues at XDP attach on \(interface) (\(before) → \(after)); queues \(queues) receive traffic"

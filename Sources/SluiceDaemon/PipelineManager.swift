@@ -130,6 +130,11 @@ final class PipelineManager: @unchecked Sendable {
         }
     }
 
+    /// The rx queues before and after the XDP attach of `name`'s running pipeline.
+    func rxQueuesAtAttach(for name: String) -> (before: Int, after: Int)? {
+        lock.withLock { running[name].map { ($0.pipeline.rxQueuesBeforeAttach, $0.pipeline.rxQueuesAfterAttach) } }
+    }
+
     /// The XDP program id of `name`'s running pipeline.
     func programID(for name: String) -> UInt32? { lock.withLock { running[name]?.pipeline.programID } }
 

@@ -211,6 +211,7 @@ final class VirtioNetTests: LabDaemonTestCase {
         let grown = try channelsThatGrowAtAttach()
         try startPipeline(mode: "pipelined", interfaceOptions: "bind_mode = \"copy\"")
         XCTAssertEqual(try realRxQueues(), grown, "virtio_net's XDP_TX queue pairs")
+        XCTAssertEqual(try channels().current["combined"], grown, "ethtool -l counts them as combined channels while XDP is attached")
         let status = try XCTUnwrap(pipeline())
         let sockets = try XCTUnwrap(status["statistics"]?["sockets"]?.arrayValue)
         XCTAssertEqual(sockets.map { $0["queue"]?.integer(as: Int.self) }, Array(0..<grown), status.serialized())

@@ -215,6 +215,11 @@ final class MappingLifeCycleTests: XCTestCase {
             return XCTFail("a mapping other than identity gives the added queues no channel")
         }
         XCTAssertTrue(other.contains("not identity"), other)
+        // A channel notification of the attach's own growth does not rebind (no loop); any other does.
+        XCTAssertTrue(MappingLifeCycle.isOwnAttachGrowth(notifiedReceiveChannels: 3, before: 1, after: 3, liveRxQueues: 3))
+        XCTAssertFalse(MappingLifeCycle.isOwnAttachGrowth(notifiedReceiveChannels: 2, before: 1, after: 3, liveRxQueues: 2))
+        XCTAssertFalse(MappingLifeCycle.isOwnAttachGrowth(notifiedReceiveChannels: 2, before: 2, after: 2, liveRxQueues: 2), "veth")
+        XCTAssertFalse(MappingLifeCycle.isOwnAttachGrowth(notifiedReceiveChannels: nil, before: 1, after: 3, liveRxQueues: 3))
         let warning = MappingLifeCycle.unreadAddedQueuesWarning(
             interface: "ens4", driver: "virtio_net", before: 1, after: 3, queues: [1, 2], why: why)
         for part in ["virtio_net", "ens4", "1 → 3", "queues [1, 2]", why] {
