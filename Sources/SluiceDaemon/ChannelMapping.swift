@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import SluiceControl
+import SluiceDataPath
 import SluiceNIC
 import SluicePluginHost
 
@@ -144,6 +145,11 @@ extension Daemon {
             guard let self, let programID = self.pipelines.programID(for: name) else { return }
             switch event.kind {
             case .channels:
+                if let attach = self.pipelines.rxQueuesAtAttach(for: name), MappingLifeCycle.isOwnAttachGrowth(
+                    notifiedReceiveChannels: event.channels.map { $0.combined + $0.rx }, before: attach.before,
+                    after: attach.after, liveRxQueues: try? InterfaceFacts.rxQueueCount(name)) {
+                    return
+                }
                 let counts = event.channels.map { "rx \($0.rx), tx \($0.tx), combined \($0.combined)" } ?? "unknown"
                 self.pipelines.rebind(name, self.config, because: "the channels of \(name) changed (now \(counts))")
             case .linkRemoved:

@@ -71,6 +71,8 @@ struct DoctorInput: Sendable {
         var steeringRequired: Bool = false
         var prefilter: Bool = false
         var bindMode: String = "auto"
+        /// Why rx queues the XDP attach added (virtio_net) are read by no socket.
+        var unreadAddedQueues: String?
     }
 
     var interface: String
@@ -128,6 +130,10 @@ enum Doctor {
         }
 
         diagnoseAttachment(input, pipeline, restart: restart, add: add)
+        if let unread = pipeline.unreadAddedQueues {
+            add(.warning, "rx queues added at XDP attach on \(name) are read by no socket", [unread],
+                fix: "leave `channels` out of [[interface]] \(name) (or list the added queues), then `\(restart)`")
+        }
         diagnoseQueues(input, pipeline, add: add)
         diagnoseSteering(input, pipeline, add: add)
         diagnoseSockets(input, pipeline, add: add)

@@ -234,6 +234,7 @@ extension Daemon {
                 },
                 prefilter: !(configured?.prefilterProtocols.isEmpty ?? true),
                 bindMode: configured?.bindMode.rawValue ?? "auto")
+            input.pipeline?.unreadAddedQueues = report.running ? report.unreadAddedQueues : nil
         }
         return (input, nil)
     }

@@ -69,4 +69,52 @@ enum MappingLifeCycle {
     static func ruleLeavesWithPipeline(queue: UInt32, lease: InterfaceLease) -> Bool {
         queue >= lease.receiveChannels && lease.channels.contains { $0.mapping.bindQueue == queue }
     }
+
+    /// What a pipeline does about rx queues its XDP attach added (virtio_net
+    /// adds a queue pair per CPU for XDP_TX when they fit in its maximum,
+    /// and the host delivers to the added rx queues too).
+    enum AddedQueues: Equatable {
+        /// Nothing was added, or every added queue is read already.
+        case none
+        /// Bind these as more channels of the same plan (identity: they are
+        /// ordinary rx queues).
+        case bind([UInt32])
+        /// Nobody reads these; the warning says why.
+        case unread([UInt32], why: String)
+    }
+
+    /// The queues `before..<after` that no socket of the pipeline reads are
+    /// bound too when the pipeline takes every channel by default and the
+    /// plugin maps its channels as identity; otherwise they stay unread, and why.
+    static func addedQueues(
+        before: Int, after: Int, boundQueues: Set<UInt32>, configuredChannels: [UInt32]?, identity: Bool
+    ) -> AddedQueues {
+        guard after > before else { return .none }
+        let added = (UInt32(before)..<UInt32(after)).filter { !boundQueues.contains($0) }
+        guard !added.isEmpty else { return .none }
+        if let configuredChannels {
+            return .unread(added, why: "the configuration binds channels \(configuredChannels) only (add them to `channels`, or leave `channels` out to take every queue)")
+        }
+        guard identity else {
+            return .unread(added, why: "the driver plugin's mapping is not identity, so the added queues have no channel of their own")
+        }
+        return .bind(added)
+    }
+
+    /// Whether a channel notification is the running pipeline's own XDP
+    /// attach growing the queues rather than a change under it: the receive
+    /// channels notified are the rx queues the attach left (`before` <
+    /// `after`), and sysfs still shows them. virtio_net sends no notification
+    /// at attach or detach; a driver that did would otherwise loop: rebind →
+    /// detach → queues shrink → attach → queues grow → notification → rebind.
+    static func isOwnAttachGrowth(notifiedReceiveChannels: UInt32?, before: Int, after: Int, liveRxQueues: Int?) -> Bool {
+        guard after > before, let notified = notifiedReceiveChannels else { return false }
+        return Int(notified) == after && liveRxQueues == after
+    }
+
+    /// The warning for queues the attach added that no socket reads.
+    static func unreadAddedQueuesWarning(interface: String, driver: String, before: Int, after: Int, queues: [UInt32], why: String) -> String {
+        "\(driver) added rx queues at XDP attach on \(interface) (\(before) → \(after)); queues \(queues) receive traffic"
+            + " that no socket reads (the XDP program passes it to the kernel): \(why)"
+    }
 }

@@ -130,6 +130,11 @@ final class PipelineManager: @unchecked Sendable {
         }
     }
 
+    /// The rx queues before and after the XDP attach of `name`'s running pipeline.
+    func rxQueuesAtAttach(for name: String) -> (before: Int, after: Int)? {
+        lock.withLock { running[name].map { ($0.pipeline.rxQueuesBeforeAttach, $0.pipeline.rxQueuesAfterAttach) } }
+    }
+
     /// The XDP program id of `name`'s running pipeline.
     func programID(for name: String) -> UInt32? { lock.withLock { running[name]?.pipeline.programID } }
 
@@ -191,22 +196,91 @@ final class PipelineManager: @unchecked Sendable {
             let copyMappings = facts.zeroCopyRequested
                 ? try lease.mapChannels(channels, facts: questions.copy) : zeroCopyMappings
             let plans = MappingLifeCycle.plans(zeroCopy: zeroCopyMappings, copy: copyMappings)
-            let dataPath = try Self.dataPathConfig(interface, settings, preparation: preparation)
-            var chains: [[PacketModule]] = []
-            let pipeline = try Pipeline(config: dataPath, plans: plans) { binding in
-                let chain = try settings.modules.map { module in
+            var dataPath = try Self.dataPathConfig(interface, settings, preparation: preparation)
+            // Room in the XSKMAP for queues the attach may add (virtio_net).
+            dataPath.minimumXSKMapEntries = min(XDPProgram.maximumMapEntries, max(
+                dataPath.minimumXSKMapEntries, Int(facts.maxChannels.combined + facts.maxChannels.rx)))
+            // Queues the attach added become more channels of the same plan,
+            // mapped by the plugin from the live facts after the attach: the
+            // plan and the lease stay the one owner of the mapping.
+            var added: (zeroCopy: [QueueMapping], copy: [QueueMapping]) = ([], [])
+            var unreadAdded: String?
+            let driver = facts.driver.isEmpty ? "the driver" : facts.driver
+            let pipeline = try Pipeline(config: dataPath, plans: plans, queuesAddedAtAttach: { before, after in
+                let identity = zip(zeroCopyMappings, copyMappings).allSatisfy {
+                    $0.bindQueue == $0.channel && $1.bindQueue == $1.channel
+                }
+                let decision = MappingLifeCycle.addedQueues(
+                    before: before, after: after, boundQueues: Set(plans.flatMap { [$0.zeroCopy.bindQueue, $0.copy.bindQueue] }),
+                    configuredChannels: interface.channels, identity: identity)
+                var queues: [UInt32] = []
+                switch decision {
+                case .none: return []
+                case .unread(let unread, let why):
+                    unreadAdded = MappingLifeCycle.unreadAddedQueuesWarning(
+                        interface: name, driver: driver, before: before, after: after, queues: unread, why: why)
+                    return []
+                case .bind(let bind): queues = bind
+                }
+                let zeroCopy: [QueueMapping], copy: [QueueMapping]
+                do {
+                    let now = MappingLifeCycle.questions(
+                        live: try Daemon.liveFacts(for: name, nic: self.nic),
+                        bindMode: interface.bindMode, attachMode: interface.attachMode)
+                    zeroCopy = try lease.mapChannels(queues, facts: now.zeroCopy)
+                    copy = facts.zeroCopyRequested ? try lease.mapChannels(queues, facts: now.copy) : zeroCopy
+                } catch {
+                    unreadAdded = MappingLifeCycle.unreadAddedQueuesWarning(
+                        interface: name, driver: driver, before: before, after: after, queues: queues,
+                        why: "the driver plugin does not map them: \(error)")
+                    return []
+                }
+                let usedKeys = Set(plans.flatMap { [$0.zeroCopy.xskmapKey, $0.copy.xskmapKey] })
+                guard zip(zeroCopy, copy).allSatisfy({ $0.bindQueue == $0.channel && $1.bindQueue == $1.channel
+                    && !usedKeys.contains($0.xskmapKey) && !usedKeys.contains($1.xskmapKey) }), zeroCopy.count == queues.count
+                else {
+                    unreadAdded = MappingLifeCycle.unreadAddedQueuesWarning(
+                        interface: name, driver: driver, before: before, after: after, queues: queues,
+                        why: "the driver plugin does not map them as identity with XSKMAP keys of their own")
+                    return []
+                }
+                added = (zeroCopy, copy)
+                return MappingLifeCycle.plans(zeroCopy: zeroCopy, copy: copy)
+            }, makeModules: { binding in
+                try settings.modules.map { module in
                     try ModuleFactory.make(
                         kind: module.kind,
-                        options: Self.perSocketOptions(module, binding: binding, sockets: plans.count))
+                        options: Self.perSocketOptions(module, binding: binding, sockets: plans.count + added.copy.count))
                 }
-                chains.append(chain)
-                return chain
+            })
+            let chains = pipeline.moduleChains
+            if !pipeline.addedQueueFailures.isEmpty {
+                let failed = pipeline.addedQueueFailures.keys.sorted()
+                unreadAdded = MappingLifeCycle.unreadAddedQueuesWarning(
+                    interface: name, driver: driver, before: pipeline.rxQueuesBeforeAttach,
+                    after: pipeline.rxQueuesAfterAttach, queues: failed,
+                    why: "binding a socket failed (" + failed.map { "queue \($0): \(pipeline.addedQueueFailures[$0]!)" }
+                        .joined(separator: "; ") + ")")
+            }
+            let boundChannels = Set(pipeline.bindings.map { UInt32($0.channel) })
+            let addedBound = (added.zeroCopy.filter { boundChannels.contains($0.channel) },
+                              added.copy.filter { boundChannels.contains($0.channel) })
+            if let unreadAdded {
+                logger.warning("rx queues that no socket reads", metadata: [
+                    "interface": "\(name)", "driver": "\(driver)", "why": "\(unreadAdded)",
+                ])
+            } else if !addedBound.1.isEmpty {
+                logger.notice("rx queues added at XDP attach are bound too", metadata: [
+                    "interface": "\(name)", "driver": "\(driver)",
+                    "rx_queues": "\(pipeline.rxQueuesBeforeAttach) → \(pipeline.rxQueuesAfterAttach)",
+                    "queues": "\(addedBound.1.map(\.bindQueue))",
+                ])
             }
             // The mapping in effect: per socket, the answer for the mode it bound in.
             let sockets = pipeline.statistics().sockets
             let channelsInEffect = MappingLifeCycle.inEffect(
-                zeroCopy: zeroCopyMappings, copy: copyMappings, socketsBoundZeroCopy: sockets.map(\.zeroCopy),
-                attachMode: interface.attachMode)
+                zeroCopy: zeroCopyMappings + addedBound.0, copy: copyMappings + addedBound.1,
+                socketsBoundZeroCopy: sockets.map(\.zeroCopy), attachMode: interface.attachMode)
             for leased in channelsInEffect
             where leased.mapping.bindQueue != leased.mapping.channel || !leased.mapping.message.isEmpty {
                 logger.notice("channel mapping", metadata: [
@@ -224,9 +298,11 @@ final class PipelineManager: @unchecked Sendable {
                 interface: name, pipeline: pipeline, lease: lease,
                 held: InterfaceLease(
                     interface: name, plugin: lease.plugin.name, facts: facts,
-                    receiveChannels: preparation.receiveChannels ?? facts.channels.receiveChannels,
+                    receiveChannels: max(
+                        preparation.receiveChannels ?? facts.channels.receiveChannels,
+                        addedBound.1.isEmpty ? 0 : UInt32(pipeline.rxQueuesAfterAttach)),
                     channels: channelsInEffect),
-                preparation: preparation, chains: chains, startedAt: Date())
+                preparation: preparation, chains: chains, startedAt: Date(), unreadAddedQueues: unreadAdded)
         } catch {
             lease.release()
             throw error
@@ -381,6 +457,8 @@ struct RunningPipeline {
     var preparation: Preparation
     var chains: [[PacketModule]]
     var startedAt: Date
+    /// Why rx queues the XDP attach added (virtio_net) are read by no socket.
+    var unreadAddedQueues: String?
 }
 
 /// What `pipeline.status` and `stats.get` show for one interface.
@@ -399,6 +477,8 @@ struct PipelineReport: Encodable, Sendable {
     var stopReason: String?
     var plugin: String
     var startedAt: Date
+    /// Rx queues the XDP attach added that no socket reads, and why.
+    var unreadAddedQueues: String?
     var mappings: [QueueMapping]
     var totals: Totals
     /// Each module's counters over all sockets (count: flows merged).
@@ -412,6 +492,7 @@ struct PipelineReport: Encodable, Sendable {
         plugin = entry.lease.plugin.name
         startedAt = entry.startedAt
         mappings = entry.mappings
+        unreadAddedQueues = entry.unreadAddedQueues
         self.statistics = statistics
         var totals = Totals()
         for socket in statistics.sockets {

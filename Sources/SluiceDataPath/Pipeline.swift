@@ -142,6 +142,15 @@ public final class Pipeline: @unchecked Sendable {
     private var finalStatistics: PipelineStatistics?
     private let lock = NSLock()
     private let logger = Logger(label: "sluice.datapath")
+    /// The interface's rx queues (sysfs) before the XDP program was attached
+    /// and right after: virtio_net adds a queue pair per CPU for XDP_TX at
+    /// attach (when they fit in its maximum), and the host delivers to the
+    /// added rx queues too.
+    public let rxQueuesBeforeAttach: Int
+    public let rxQueuesAfterAttach: Int
+    /// Queues added at attach that `queuesAddedAtAttach` planned but whose
+    /// socket could not be bound or registered, with why.
+    public let addedQueueFailures: [UInt32: String]
 
     /// Loads and attaches the XDP program, binds one socket per plan,
     /// registers each at its XSKMAP key and starts the threads.
@@ -155,8 +164,15 @@ public final class Pipeline: @unchecked Sendable {
     /// `makeModules` is called once per socket, with its binding in effect:
     /// a module instance belongs to one data-path thread (the socket's RX
     /// thread, or its worker), so every socket gets a chain of its own.
+    ///
+    /// `queuesAddedAtAttach` is asked, with the rx queue counts before and
+    /// after the attach, only when the attach added rx queues: the plans it
+    /// returns (for queues in `before..<after`) are bound after `plans`. One
+    /// that cannot be bound is left out and named in `addedQueueFailures`,
+    /// the pipeline runs on the others.
     public init(
         config: DataPathConfig, plans: [ChannelPlan],
+        queuesAddedAtAttach: (_ before: Int, _ after: Int) throws -> [ChannelPlan] = { _, _ in [] },
         makeModules: (ChannelBinding) throws -> [PacketModule]
     ) throws {
         try config.validate()
@@ -204,26 +220,49 @@ public final class Pipeline: @unchecked Sendable {
         var runners: [QueueRunner] = []
         var chains: [[PacketModule]] = []
         var bound: [ChannelBinding] = []
+        var failures: [UInt32: String] = [:]
+        var rxQueuesAfterAttach = rxQueues
         do {
-            for plan in plans {
-                let (socket, binding) = try Self.bind(
-                    plan, mode: bindMode, interface: config.interface, geometry: config.geometry, driver: driver)
-                if let clash = bound.first(where: { $0.bindQueue == binding.bindQueue || $0.xskmapKey == binding.xskmapKey }) {
-                    throw DataPathError(
-                        "channels \(clash.channel) and \(binding.channel) on \(config.interface) both bind queue \(binding.bindQueue) or XSKMAP key \(binding.xskmapKey)")
+            rxQueuesAfterAttach = try InterfaceFacts.rxQueueCount(config.interface)
+            let added = rxQueuesAfterAttach > rxQueues ? try queuesAddedAtAttach(rxQueues, rxQueuesAfterAttach) : []
+            for (index, plan) in (plans + added).enumerated() {
+                let isAdded = index >= plans.count
+                var registered: UInt32?
+                do {
+                    if isAdded {
+                        for binding in [plan.zeroCopy, plan.copy]
+                        where !(rxQueues..<rxQueuesAfterAttach).contains(Int(binding.bindQueue)) || Int(binding.xskmapKey) >= entries {
+                            throw DataPathError(
+                                "queue \(binding.bindQueue), XSKMAP key \(binding.xskmapKey) is not an added queue of \(config.interface) (\(rxQueues)..<\(rxQueuesAfterAttach)) with a key in its XSKMAP of \(entries)")
+                        }
+                    }
+                    let (socket, binding) = try Self.bind(
+                        plan, mode: bindMode, interface: config.interface, geometry: config.geometry, driver: driver)
+                    if let clash = bound.first(where: { $0.bindQueue == binding.bindQueue || $0.xskmapKey == binding.xskmapKey }) {
+                        throw DataPathError(
+                            "channels \(clash.channel) and \(binding.channel) on \(config.interface) both bind queue \(binding.bindQueue) or XSKMAP key \(binding.xskmapKey)")
+                    }
+                    if let reason = socket.binding.fallbackReason { logger.notice("\(reason)") }
+                    try program.register(socketDescriptor: socket.fileDescriptor, key: binding.xskmapKey)
+                    registered = binding.xskmapKey
+                    let modules = try makeModules(binding)
+                    let runner = try QueueRunner(binding: binding, socket: socket, config: config, modules: modules)
+                    try program.route(queue: binding.bindQueue, key: binding.xskmapKey)
+                    bound.append(binding)
+                    chains.append(modules)
+                    runners.append(runner)
+                } catch where isAdded {
+                    if let registered { program.unregister(key: registered) }
+                    failures[plan.copy.bindQueue] = "\(error)"
                 }
-                bound.append(binding)
-                if let reason = socket.binding.fallbackReason { logger.notice("\(reason)") }
-                let modules = try makeModules(binding)
-                chains.append(modules)
-                runners.append(try QueueRunner(binding: binding, socket: socket, config: config, modules: modules))
-                try program.register(socketDescriptor: socket.fileDescriptor, key: binding.xskmapKey)
-                try program.route(queue: binding.bindQueue, key: binding.xskmapKey)
             }
         } catch {
             program.close()
             throw error
         }
+        self.rxQueuesBeforeAttach = rxQueues
+        self.rxQueuesAfterAttach = rxQueuesAfterAttach
+        self.addedQueueFailures = failures
         self.bindings = bound
         self.runners = runners
         self.chains = chains
@@ -290,6 +329,9 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     public var programID: UInt32 { program.programID }
+
+    /// Each socket's module chain, in the order of `bindings`.
+    public var moduleChains: [[PacketModule]] { chains }
 
     /// Counters now, or as they were at stop.
     public func statistics() -> PipelineStatistics {

@@ -73,6 +73,9 @@ enum StatsText {
         if let reason = pipeline["stop_reason"]?.stringValue {
             lines.append("stopped because \(reason)")
         }
+        if let warning = pipeline["unread_added_queues"]?.stringValue {
+            lines.append("warning: \(warning)")
+        }
         let totals = pipeline["totals"], rates = pipeline["rates"]
         var rows: [[String]] = [["", "RX PACKETS", "RX BYTES", "PKT/S", "BYTES/S", "KERNEL DROP", "RING FULL",
                                  "HANDOFF DROP", "DROPPED", "MALFORMED"]]

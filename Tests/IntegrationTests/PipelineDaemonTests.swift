@@ -94,6 +94,9 @@ final class PipelineDaemonTests: XCTestCase {
             // Both queues carried traffic: each trafgen worker's CPU maps to one.
             let sockets = try XCTUnwrap(pipeline()?["statistics"]?["sockets"]?.arrayValue)
             XCTAssertEqual(sockets.map { $0["rx_packets"]?.integer(as: Int.self) ?? 0 }, [sent / 2, sent / 2], mode)
+            // veth's rx queues do not change at XDP attach: nothing added, nothing to warn about.
+            XCTAssertNil(try pipeline()?["unread_added_queues"], mode)
+            XCTAssertFalse(daemon.log().contains("at XDP attach"), daemon.log())
             daemon.stop()
             self.daemon = nil
             try lab.down()

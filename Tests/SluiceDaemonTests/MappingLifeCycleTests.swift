@@ -190,4 +190,40 @@ final class MappingLifeCycleTests: XCTestCase {
             try host.explain(stopped, channels: [1], forced: row.plugin).mappings.map(\.steerQueue), [1],
             "\(label): channel 1 after stop")
     }
+
+    /// virtio_net adds rx queues at XDP attach (a queue pair per CPU for
+    /// XDP_TX): a pipeline on the default channels with identity mapping
+    /// binds the unread ones, one with configured channels or another
+    /// mapping leaves them unread and says why; veth's count does not change.
+    func testQueuesAddedAtXDPAttachAreBoundOnlyWithDefaultChannelsAndIdentity() {
+        typealias Added = MappingLifeCycle.AddedQueues
+        XCTAssertEqual(MappingLifeCycle.addedQueues(
+            before: 2, after: 2, boundQueues: [0, 1], configuredChannels: nil, identity: true), Added.none, "veth")
+        XCTAssertEqual(MappingLifeCycle.addedQueues(
+            before: 1, after: 3, boundQueues: [0], configuredChannels: nil, identity: true), .bind([1, 2]))
+        XCTAssertEqual(MappingLifeCycle.addedQueues(
+            before: 1, after: 3, boundQueues: [0, 2], configuredChannels: nil, identity: true), .bind([1]),
+            "a queue some socket reads already is not bound twice")
+        guard case .unread(let queues, let why) = MappingLifeCycle.addedQueues(
+            before: 1, after: 3, boundQueues: [0], configuredChannels: [0], identity: true) else {
+            return XCTFail("configured channels leave the added queues out")
+        }
+        XCTAssertEqual(queues, [1, 2])
+        XCTAssertTrue(why.contains("channels [0] only"), why)
+        guard case .unread([1, 2], let other) = MappingLifeCycle.addedQueues(
+            before: 1, after: 3, boundQueues: [0], configuredChannels: nil, identity: false) else {
+            return XCTFail("a mapping other than identity gives the added queues no channel")
+        }
+        XCTAssertTrue(other.contains("not identity"), other)
+        // A channel notification of the attach's own growth does not rebind (no loop); any other does.
+        XCTAssertTrue(MappingLifeCycle.isOwnAttachGrowth(notifiedReceiveChannels: 3, before: 1, after: 3, liveRxQueues: 3))
+        XCTAssertFalse(MappingLifeCycle.isOwnAttachGrowth(notifiedReceiveChannels: 2, before: 1, after: 3, liveRxQueues: 2))
+        XCTAssertFalse(MappingLifeCycle.isOwnAttachGrowth(notifiedReceiveChannels: 2, before: 2, after: 2, liveRxQueues: 2), "veth")
+        XCTAssertFalse(MappingLifeCycle.isOwnAttachGrowth(notifiedReceiveChannels: nil, before: 1, after: 3, liveRxQueues: 3))
+        let warning = MappingLifeCycle.unreadAddedQueuesWarning(
+            interface: "ens4", driver: "virtio_net", before: 1, after: 3, queues: [1, 2], why: why)
+        for part in ["virtio_net", "ens4", "1 → 3", "queues [1, 2]", why] {
+            XCTAssertTrue(warning.contains(part), "\(part) in \(warning)")
+        }
+    }
 }
