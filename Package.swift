@@ -136,7 +136,9 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             // SluiceDataPath: the kernel-feature probes, checked against what the tools do.
-            dependencies: ["SluiceTestSupport", "SluiceControl", "SluiceDataPath", "sluiced", "sluicectl"]),
+            dependencies: ["SluiceTestSupport", "SluiceControl", "SluiceDataPath", "sluiced", "sluicectl"],
+            // ProtocolShapeTests read their golden file from the repository, not as a resource.
+            exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v5]
 )
