@@ -22,11 +22,14 @@ public struct DataPathError: Error, CustomStringConvertible, Sendable, Equatable
 
     public var description: String {
         guard let errno else { return message }
-        return "\(message): \(errno.description) (\(errno.symbolicName))"
+        return "\(message): \(errno.described)"
     }
 }
 
 extension Errno {
+    /// "Device or resource busy (EBUSY)": the text and the name people search for.
+    var described: String { "\(description) (\(symbolicName))" }
+
     /// The C macro name, which is what people search for ("EOPNOTSUPP").
     var symbolicName: String {
         switch rawValue {

@@ -275,8 +275,7 @@ public enum KernelFeatures {
     }
 
     static func describe(_ error: Int32) -> String {
-        let errno = Errno(rawValue: error)
-        return "\(errno.description) (\(errno.symbolicName))"
+        Errno(rawValue: error).described
     }
 }
 

@@ -80,14 +80,6 @@ final class XSKSocket {
     ) throws {
         try geometry.validate()
         self.needWakeup = needWakeup
-        // libxdp leaves some cached indices unset (the completion ring's
-        // cached_prod/cached_cons): start from zeroed structs, as its callers
-        // that calloc do, or a peek of the completion ring returns garbage
-        // entries and frames the kernel still owns come back twice.
-        fill.initialize(to: xsk_ring_prod())
-        completion.initialize(to: xsk_ring_cons())
-        rx.initialize(to: xsk_ring_cons())
-        tx.initialize(to: xsk_ring_prod())
         self.interface = interface
         self.queue = queue
         self.geometry = geometry
@@ -99,6 +91,11 @@ final class XSKSocket {
             throw DataPathError("allocating a \(areaSize)-byte UMEM for \(interface) queue \(queue)", errno: errno)
         }
         area = mapped
+        // libxdp leaves some cached indices unset (the completion ring's
+        // cached_prod/cached_cons): start from zeroed structs, as its callers
+        // that calloc do, or a peek of the completion ring returns garbage
+        // entries and frames the kernel still owns come back twice.
+        zeroRings()
         // A throw from here on runs deinit (every property is set), which frees it all.
         do {
             try createWaitingForTheQueue(zeroCopy: zeroCopy)
@@ -110,6 +107,14 @@ final class XSKSocket {
     /// Why this copy-mode socket is not the zero-copy one that was tried
     /// first (the pipeline tries zero-copy on the queue the plugin gave for it).
     func noteFallback(_ reason: String) { binding.fallbackReason = reason }
+
+    /// The ring structs zeroed, before every xsk_umem__create (trivial C structs).
+    private func zeroRings() {
+        fill.initialize(to: xsk_ring_prod())
+        completion.initialize(to: xsk_ring_cons())
+        rx.initialize(to: xsk_ring_cons())
+        tx.initialize(to: xsk_ring_prod())
+    }
 
     /// How long a bind waits for a queue whose previous socket is still
     /// being released. The kernel frees a closed socket's hold on its queue
@@ -130,10 +135,7 @@ final class XSKSocket {
             } catch let error as DataPathError where error.errno == .resourceBusy && clock.now < deadline {
                 // libxdp leaves the UMEM registered to a socket it could not bind: start over.
                 destroy()
-                fill.pointee = xsk_ring_prod()
-                completion.pointee = xsk_ring_cons()
-                rx.pointee = xsk_ring_cons()
-                tx.pointee = xsk_ring_prod()
+                zeroRings()
                 usleep(pauseMicroseconds)
                 pauseMicroseconds = min(pauseMicroseconds * 2, 50_000)
             } catch let error as DataPathError where error.errno == .resourceBusy {

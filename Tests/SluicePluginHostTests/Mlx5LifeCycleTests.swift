@@ -174,12 +174,9 @@ final class Mlx5LifeCycleTests: XCTestCase {
         let idle = Self.facts(kernel: "6.5.0-custom", ethtool: 4, ethtoolMax: 63, sysfsRx: 8, zeroCopySockets: 0)
         XCTAssertEqual(try host.explain(idle).mappings.map(\.bindQueue), [4, 5, 6, 7])
         let bound = Self.facts(kernel: "6.5.0-custom", ethtool: 8, ethtoolMax: 126, sysfsRx: 8, zeroCopySockets: 2)
-        let explanation = try host.explain(bound)
-        XCTAssertEqual(explanation.mappings.map(\.bindQueue), [4, 5, 6, 7])
-        XCTAssertEqual(explanation.preparation.receiveChannels, 4)
-        XCTAssertEqual(
-            explanation.selection.scores[0].reason,
-            "Driver mlx5_core on eth2 uses the pre-6.1 split queue scheme (XSK queues at channels+i): ethtool reports 8 channels because mlx5 before Linux 6.1 doubles its channel counts while 2 zero-copy sockets are bound, and sysfs shows only 4 tx queues where every mlx5 channel has at least one; the device has 4.")
+        try assertSplitSchemeOnFourChannels(
+            bound,
+            reason: "Driver mlx5_core on eth2 uses the pre-6.1 split queue scheme (XSK queues at channels+i): ethtool reports 8 channels because mlx5 before Linux 6.1 doubles its channel counts while 2 zero-copy sockets are bound, and sysfs shows only 4 tx queues where every mlx5 channel has at least one; the device has 4.")
         XCTAssertFalse(try host.checkChannelsChange(bound, proposed: ChannelCounts(combined: 4)).allowed)
     }
 
@@ -195,11 +192,19 @@ final class Mlx5LifeCycleTests: XCTestCase {
     /// kernel still mean doubled counts.
     func testKernelReleaseDecidesDoublingWhenSysfsIsUnknown() throws {
         let bound = Self.facts(ethtool: 8, ethtoolMax: 126, sysfsRx: 0, sysfsTx: 0, zeroCopySockets: 4)
-        let explanation = try host.explain(bound)
-        XCTAssertEqual(explanation.mappings.map(\.bindQueue), [4, 5, 6, 7])
-        XCTAssertEqual(explanation.preparation.receiveChannels, 4)
-        XCTAssertEqual(
-            explanation.selection.scores[0].reason,
-            "Driver mlx5_core on eth2 uses the pre-6.1 split queue scheme (XSK queues at channels+i): ethtool reports 8 channels because mlx5 before Linux 6.1 doubles its channel counts while 4 zero-copy sockets are bound, and kernel 5.15.0-91-generic is before 6.1 and sysfs (0 rx queues) does not tell; the device has 4.")
+        try assertSplitSchemeOnFourChannels(
+            bound,
+            reason: "Driver mlx5_core on eth2 uses the pre-6.1 split queue scheme (XSK queues at channels+i): ethtool reports 8 channels because mlx5 before Linux 6.1 doubles its channel counts while 4 zero-copy sockets are bound, and kernel 5.15.0-91-generic is before 6.1 and sysfs (0 rx queues) does not tell; the device has 4.")
+    }
+
+    /// mlx5 read as the pre-6.1 split scheme on a 4-channel device: XSK
+    /// queues 4–7, 4 receive channels, and the selection's reason word for word.
+    private func assertSplitSchemeOnFourChannels(
+        _ facts: DriverFacts, reason: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        let explanation = try host.explain(facts)
+        XCTAssertEqual(explanation.mappings.map(\.bindQueue), [4, 5, 6, 7], file: file, line: line)
+        XCTAssertEqual(explanation.preparation.receiveChannels, 4, file: file, line: line)
+        XCTAssertEqual(explanation.selection.scores[0].reason, reason, file: file, line: line)
     }
 }
