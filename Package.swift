@@ -36,6 +36,10 @@ let package = Package(
         .target(name: "CSluiceDriverABI"),
 
         // MARK: Libraries, one per concern
+        // The vocabulary every layer shares and the wire carries: interface
+        // names, enumerations, control requests and replies. Foundation only,
+        // so sluicectl links it without libxdp or libnl.
+        .target(name: "SluiceProtocol", swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(
             name: "SluiceSystem",
             dependencies: [
