@@ -49,13 +49,13 @@ let package = Package(
         .target(
             name: "SluiceNIC",
             dependencies: [
-                "SluiceSystem", "CSluiceShims", "CNetlink", "CXDP",
+                "SluiceProtocol", "SluiceSystem", "CSluiceShims", "CNetlink", "CXDP",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
             name: "SluicePluginHost",
             dependencies: [
-                "SluiceSystem", "CSluiceDriverABI",
+                "SluiceProtocol", "SluiceSystem", "CSluiceDriverABI",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
@@ -68,7 +68,7 @@ let package = Package(
             name: "SluiceDataPath",
             dependencies: [
                 // CNetlink: KernelFeatures asks for the "netdev" family.
-                "SluiceSystem", "SluiceModules", "CXDP", "CNetlink", "CSluiceShims",
+                "SluiceProtocol", "SluiceSystem", "SluiceModules", "CXDP", "CNetlink", "CSluiceShims",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -80,9 +80,8 @@ let package = Package(
         .target(
             name: "SluiceControl",
             dependencies: [
-                "SluiceSystem", "CSluiceShims",
+                "SluiceProtocol", "SluiceSystem", "CSluiceShims",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -110,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "sluicectl",
             dependencies: [
-                "SluiceControl",
+                "SluiceProtocol", "SluiceControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -1,38 +1,5 @@
-import NIOConcurrencyHelpers
-
-/// The JSON type an argument takes, shown by `help`.
-public enum ArgumentType: String, Codable, Sendable {
-    case string, integer, boolean, object, array, number
-}
-
-public struct ArgumentSpec: Codable, Sendable, Equatable {
-    public var name: String
-    public var type: ArgumentType
-    public var required: Bool
-    public var summary: String
-
-    public init(_ name: String, _ type: ArgumentType, required: Bool = false, _ summary: String) {
-        self.name = name
-        self.type = type
-        self.required = required
-        self.summary = summary
-    }
-}
-
-public struct CommandSpec: Codable, Sendable, Equatable {
-    /// `noun.verb`, e.g. `channels.set`.
-    public var name: String
-    public var level: AccessLevel
-    public var summary: String
-    public var arguments: [ArgumentSpec]
-
-    public init(_ name: String, level: AccessLevel, _ summary: String, arguments: [ArgumentSpec] = []) {
-        self.name = name
-        self.level = level
-        self.summary = summary
-        self.arguments = arguments
-    }
-}
+import Foundation
+import Synchronization
 
 /// What a handler knows about the request it serves.
 public struct CommandContext: Sendable {
@@ -51,25 +18,37 @@ public struct Command: Sendable {
 
 /// Every command the daemon serves. `help` is generated from it, so what
 /// `help` lists is exactly what is registered.
-public final class CommandRegistry: @unchecked Sendable {
+public final class CommandRegistry: Sendable {
     // Written while the daemon wires itself up, before the server starts;
     // the lock makes late registration safe all the same.
-    private let lock = NIOLockedValueBox<[String: Command]>([:])
+    private let lock = Mutex<[String: Command]>([:])
 
     public init() {}
 
     public func register(_ spec: CommandSpec, _ handler: @escaping CommandHandler) {
         precondition(spec.name.split(separator: ".").count <= 2, "command names are noun.verb")
-        lock.withLockedValue { $0[spec.name] = Command(spec: spec, handler: handler) }
+        lock.withLock { $0[spec.name] = Command(spec: spec, handler: handler) }
+    }
+
+    /// Registers `method` with a typed handler: the request's arguments are
+    /// checked against the method's declared arguments, then decoded into
+    /// its `Request`; the handler's `Response` is the reply's `result`.
+    public func register<Method: ControlMethod>(
+        _ method: Method.Type,
+        _ handler: @escaping @Sendable (Method.Request, CommandContext) async throws -> Method.Response
+    ) {
+        register(Method.spec) { context, arguments in
+            try JSONValue(encoding: try await handler(try arguments.decode(Method.Request.self), context))
+        }
     }
 
     public func command(named name: String) -> Command? {
-        lock.withLockedValue { $0[name] }
+        lock.withLock { $0[name] }
     }
 
     /// All commands, sorted by name.
     public var commands: [Command] {
-        lock.withLockedValue { $0.values.sorted { $0.spec.name < $1.spec.name } }
+        lock.withLock { $0.values.sorted { $0.spec.name < $1.spec.name } }
     }
 }
 
@@ -172,6 +151,30 @@ public struct Arguments: Sendable {
                 matches = false
             }
             if !matches { throw typeError(argument.name, "a value of type \(argument.type.rawValue)", value) }
+            if let range = argument.range, value.integer(as: Int64.self).map(range.contains) != true {
+                throw ControlError.invalidArgument("\(argument.name) \(value.serialized()) is out of range \(describe(range))")
+            }
+        }
+    }
+
+    /// The arguments as `T`, once ``checkKnown(against:)`` has passed: what
+    /// is still wrong (an element of an array, an interface name) is
+    /// `invalid_argument` naming the argument.
+    func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        do {
+            return try JSONValue.object(values).decode(as: T.self)
+        } catch let error as DecodingError {
+            switch error {
+            case .keyNotFound(let key, _):
+                throw missing(key.stringValue)
+            case .dataCorrupted(let context), .typeMismatch(_, let context), .valueNotFound(_, let context):
+                let path = context.codingPath.reduce("") { path, key in
+                    key.intValue.map { "\(path)[\($0)]" } ?? (path.isEmpty ? key.stringValue : "\(path).\(key.stringValue)")
+                }
+                throw ControlError.invalidArgument("\(path.isEmpty ? command : path): \(context.debugDescription)")
+            @unknown default:
+                throw ControlError.invalidArgument("\(command): \(error)")
+            }
         }
     }
 

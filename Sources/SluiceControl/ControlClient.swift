@@ -116,6 +116,11 @@ public final class ControlClient {
         }
     }
 
+    /// Sends `method`'s typed request; returns the reply object as ``call(_:arguments:onEvent:)`` does.
+    public func call<Method: ControlMethod>(_ method: Method.Type, _ request: Method.Request) throws -> JSONValue {
+        try call(Method.name, arguments: try JSONValue(encoding: request).objectValue ?? [:])
+    }
+
     /// Writes raw bytes followed by a newline (tests send malformed lines).
     public func send(line: String) throws {
         try send(bytes: Array(line.utf8) + [0x0A])

@@ -1,9 +1,9 @@
 import CSluiceShims
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SluiceSystem
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -64,9 +64,9 @@ public final class ControlServer: Sendable {
     public let registry: CommandRegistry
     private let logger: Logger
     private let group: EventLoopGroup
-    private let state = NIOLockedValueBox(State())
-    private let statsProvider: NIOLockedValueBox<(@Sendable () async -> JSONValue)?> = .init(nil)
-    private let listeningHandler: NIOLockedValueBox<(@Sendable () -> Void)?> = .init(nil)
+    private let state = Mutex(State())
+    private let statsProvider = Mutex<(@Sendable () async -> JSONValue)?>(nil)
+    private let listeningHandler = Mutex<(@Sendable () -> Void)?>(nil)
 
     private struct State {
         var statistics = ControlServerStatistics()
@@ -88,17 +88,17 @@ public final class ControlServer: Sendable {
         registerBuiltins()
     }
 
-    public var statistics: ControlServerStatistics { state.withLockedValue { $0.statistics } }
+    public var statistics: ControlServerStatistics { state.withLock { $0.statistics } }
 
     /// Called once ``run()`` has published the socket at its path, so that
     /// a supervisor (systemd's READY=1) hears "ready" only when clients can connect.
     public func onListening(_ handler: @escaping @Sendable () -> Void) {
-        listeningHandler.withLockedValue { $0 = handler }
+        listeningHandler.withLock { $0 = handler }
     }
 
     /// What `stats.subscribe` streams and `stats.get` can embed.
     public func setStatisticsProvider(_ provider: @escaping @Sendable () async -> JSONValue) {
-        statsProvider.withLockedValue { $0 = provider }
+        statsProvider.withLock { $0 = provider }
     }
 
     /// Binds the socket and serves until ``stop()`` or cancellation.
@@ -135,13 +135,13 @@ public final class ControlServer: Sendable {
             unlink(stagingPath)
             throw error
         }
-        let alreadyStopped = state.withLockedValue { state -> Bool in
+        let alreadyStopped = state.withLock { state -> Bool in
             state.serverChannel = serverChannel.channel
             return state.stopped
         }
         if alreadyStopped { try? await serverChannel.channel.close() }
         logger.info("control socket listening", metadata: ["path": "\(path)"])
-        if !alreadyStopped { listeningHandler.withLockedValue { $0 }?() }
+        if !alreadyStopped { listeningHandler.withLock { $0 }?() }
         defer {
             unlinkIfOurs(path)
         }
@@ -160,13 +160,13 @@ public final class ControlServer: Sendable {
         } catch {
             // Closing the channels on stop surfaces as an error here; a stop
             // that was asked for is a normal return.
-            if !state.withLockedValue({ $0.stopped }) { throw error }
+            if !state.withLock({ $0.stopped }) { throw error }
         }
     }
 
     /// Closes the listening socket and every connection; ``run()`` returns.
     public func stop() {
-        let channels = state.withLockedValue { state -> [Channel] in
+        let channels = state.withLock { state -> [Channel] in
             state.stopped = true
             return Array(state.connections.values) + (state.serverChannel.map { [$0] } ?? [])
         }
@@ -180,7 +180,7 @@ public final class ControlServer: Sendable {
     }
 
     private func serve(_ accepted: Accepted) async {
-        let admitted = state.withLockedValue { state -> Int? in
+        let admitted = state.withLock { state -> Int? in
             state.statistics.connectionsTotal += 1
             guard !state.stopped, state.connections.count < configuration.maxClients else {
                 state.statistics.connectionsRejectedBusy += 1
@@ -197,7 +197,7 @@ public final class ControlServer: Sendable {
             return
         }
         defer {
-            state.withLockedValue { state in
+            state.withLock { state in
                 state.connections[connectionID] = nil
                 state.statistics.clients = state.connections.count
             }
@@ -255,7 +255,7 @@ public final class ControlServer: Sendable {
         }
         do {
             let result = try await execute(request, peer: peer, session: session)
-            state.withLockedValue { $0.statistics.commandsServed += 1 }
+            state.withLock { $0.statistics.commandsServed += 1 }
             return ControlMessage.success(id: request.id, result: result)
         } catch {
             let controlError = (error as? ControlError)
@@ -285,32 +285,26 @@ public final class ControlServer: Sendable {
     }
 
     private func count(error code: ErrorCode) {
-        state.withLockedValue { $0.statistics.errorsByCode[code.rawValue, default: 0] += 1 }
+        state.withLock { $0.statistics.errorsByCode[code.rawValue, default: 0] += 1 }
     }
 
     // MARK: Built-in commands
 
     private func registerBuiltins() {
         let registry = self.registry
-        registry.register(CommandSpec("help", level: .read, "List every command with its arguments and level")) { _, _ in
-            try JSONValue(encoding: ["commands": registry.commands.map(\.spec)])
-        }
-        registry.register(CommandSpec(
-            "stats.subscribe", level: .read,
-            "Stream statistics as events {\"id\":..,\"event\":\"stats\",\"data\":{..}} on this connection; every \"totals\" object gets a sibling \"rates\" (per second)",
-            arguments: [ArgumentSpec("interval_ms", .integer, "milliseconds between events, 100...60000 (default 1000)")]
-        )) { [statsProvider] context, arguments in
-            let interval = try arguments.integer("interval_ms", as: Int.self, in: 100...60_000) ?? 1000
+        registry.register(Methods.Help.self) { _, _ in .init(commands: registry.commands.map(\.spec)) }
+        registry.register(Methods.StatsSubscribe.self) { [weak self] request, context in
+            let interval = request.intervalMilliseconds ?? 1000
             let rates = RateTracker()
             context.session.startStream(name: "stats", id: context.requestID, interval: .milliseconds(interval)) {
-                guard let provider = statsProvider.withLockedValue({ $0 }) else { return nil }
+                [weak self] in
+                guard let provider = self?.statsProvider.withLock({ $0 }) else { return nil }
                 return rates.annotate(await provider())
             }
-            return ["subscribed": "stats", "interval_ms": JSONValue(interval)]
+            return .init(subscribed: "stats", intervalMilliseconds: interval)
         }
-        registry.register(CommandSpec("stats.unsubscribe", level: .read, "Stop the stats stream on this connection")) {
-            context, _ in
-            ["unsubscribed": .bool(context.session.stopStream(name: "stats"))]
+        registry.register(Methods.StatsUnsubscribe.self) { _, context in
+            .init(unsubscribed: context.session.stopStream(name: "stats"))
         }
     }
 
@@ -373,14 +367,14 @@ public final class ControlServer: Sendable {
         }
         var info = stat()
         if lstat(path, &info) == 0 {
-            state.withLockedValue { $0.publishedInode = info.st_ino }
+            state.withLock { $0.publishedInode = info.st_ino }
         }
     }
 
     /// Removes the socket file only if it is still the one we published: a
     /// second daemon started with another config may have replaced it.
     private func unlinkIfOurs(_ path: String) {
-        guard let published = state.withLockedValue({ $0.publishedInode }) else { return }
+        guard let published = state.withLock({ $0.publishedInode }) else { return }
         var info = stat()
         if lstat(path, &info) == 0, info.st_ino == published { unlink(path) }
     }

@@ -1,5 +1,5 @@
-import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// One client connection: writes reply and event lines, and owns the
 /// streams (`stats.subscribe`, `trace.subscribe`) the client started, which
@@ -7,8 +7,8 @@ import NIOCore
 public final class ControlSession: Sendable {
     public let connectionID: Int
     private let writer: NIOAsyncChannelOutboundWriter<ByteBuffer>?
-    private let streams = NIOLockedValueBox<[String: Task<Void, Never>]>([:])
-    private let pendingAfterReply = NIOLockedValueBox<[@Sendable () -> Void]>([])
+    private let streams = Mutex<[String: Task<Void, Never>]>([:])
+    private let pendingAfterReply = Mutex<[@Sendable () -> Void]>([])
 
     init(connectionID: Int, writer: NIOAsyncChannelOutboundWriter<ByteBuffer>?) {
         self.connectionID = connectionID
@@ -44,13 +44,13 @@ public final class ControlSession: Sendable {
                 }
             }
         }
-        streams.withLockedValue { $0.updateValue(task, forKey: name) }?.cancel()
+        streams.withLock { $0.updateValue(task, forKey: name) }?.cancel()
     }
 
     /// Stops the stream `name`; false if none was running.
     @discardableResult
     public func stopStream(name: String) -> Bool {
-        guard let task = streams.withLockedValue({ $0.removeValue(forKey: name) }) else { return false }
+        guard let task = streams.withLock({ $0.removeValue(forKey: name) }) else { return false }
         task.cancel()
         return true
     }
@@ -58,21 +58,21 @@ public final class ControlSession: Sendable {
     /// Runs `action` once the reply to the current request has been written
     /// (e.g. `shutdown` replies before the daemon closes connections).
     public func afterReplySent(_ action: @escaping @Sendable () -> Void) {
-        pendingAfterReply.withLockedValue { $0.append(action) }
+        pendingAfterReply.withLock { $0.append(action) }
     }
 
     func runAfterReplyActions() {
-        let actions = pendingAfterReply.withLockedValue { pending in
+        let actions = pendingAfterReply.withLock { pending in
             defer { pending.removeAll() }
             return pending
         }
         for action in actions { action() }
     }
 
-    public var activeStreams: [String] { streams.withLockedValue { $0.keys.sorted() } }
+    public var activeStreams: [String] { streams.withLock { $0.keys.sorted() } }
 
     func stopAllStreams() {
-        let tasks = streams.withLockedValue { streams in
+        let tasks = streams.withLock { streams in
             defer { streams.removeAll() }
             return Array(streams.values)
         }

@@ -86,6 +86,11 @@ extension JSONValue {
         self = try JSONValue.decoder.decode(JSONValue.self, from: data)
     }
 
+    /// This value decoded as `T` (a typed request or reply).
+    public func decode<T: Decodable>(as type: T.Type = T.self) throws -> T {
+        try JSONValue.decoder.decode(T.self, from: JSONValue.encoder.encode(self))
+    }
+
     /// Decodes one JSON document.
     public static func parse<Bytes: Collection>(_ bytes: Bytes) throws -> JSONValue where Bytes.Element == UInt8 {
         try decoder.decode(JSONValue.self, from: Data(bytes))

@@ -1,3 +1,5 @@
+@_exported import SluiceProtocol
+
 /// Control socket protocol, version 1: newline-delimited JSON over a UNIX
 /// stream socket. See README "Control socket protocol".
 public enum ControlProtocol {
@@ -7,16 +9,6 @@ public enum ControlProtocol {
     /// A request line longer than this closes the connection.
     public static let maxLineBytes = 64 * 1024
     public static let defaultSocketPath = "/run/sluice/sluiced.sock"
-}
-
-/// Who may run a command. `admin` is uid 0 or a member of the admin group.
-public enum AccessLevel: String, Codable, Sendable, Comparable {
-    case read
-    case admin
-
-    public static func < (lhs: AccessLevel, rhs: AccessLevel) -> Bool {
-        lhs == .read && rhs == .admin
-    }
 }
 
 /// The error codes of protocol v1; the raw values go on the wire.

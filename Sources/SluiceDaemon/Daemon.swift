@@ -269,16 +269,11 @@ public struct DaemonError: Error, CustomStringConvertible {
 }
 
 /// What a reload changed, and which of the changes wait for a restart.
-struct ReloadOutcome: Codable, Sendable {
-    var changed: [String] = []
-    var needsRestart: [String] = []
+typealias ReloadOutcome = Methods.ConfigReload.Response
 
-    enum CodingKeys: String, CodingKey {
-        case changed
-        case needsRestart = "needs_restart"
-    }
-
+extension ReloadOutcome {
     init(old: SluiceConfig, new: SluiceConfig) {
+        self.init()
         func note(_ key: String, _ differs: Bool, live: Bool) {
             guard differs else { return }
             changed.append(key)

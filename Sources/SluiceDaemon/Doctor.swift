@@ -1,28 +1,12 @@
 import Foundation
+import SluiceProtocol
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// One thing `doctor` found: how bad, what, the numbers behind it, and the
-/// command that fixes it.
-struct DoctorFinding: Codable, Equatable, Sendable {
-    enum Severity: String, Codable, Comparable, Sendable, CaseIterable {
-        case ok, info, warning, error
-
-        private var rank: Int { Self.allCases.firstIndex(of: self)! }
-        static func < (lhs: Severity, rhs: Severity) -> Bool { lhs.rank < rhs.rank }
-    }
-
-    var severity: Severity
-    var interface: String
-    /// The rx queue the finding is about, if one.
-    var queue: UInt32?
-    var title: String
-    var evidence: [String]
-    /// A concrete command (or config edit and command); nil when nothing needs fixing.
-    var fix: String?
-}
+/// The daemon's name for the finding `doctor` replies with.
+typealias DoctorFinding = SluiceProtocol.DoctorFinding
 
 /// Everything `doctor` looks at for one interface, gathered by
 /// DoctorCommands; plain values so the diagnosis can be tested on made-up numbers.

@@ -14,28 +14,17 @@ extension Daemon {
     static let traceEventsPerTick = 512
 
     func registerDoctorCommands() {
-        registry.register(CommandSpec(
-            "doctor", level: .read,
-            "Why a bound queue sees no packets: queue counters vs sockets, steering, XDP program, zero-copy, prefilter, xdp tracepoint errors, outside changes",
-            arguments: [ArgumentSpec("iface", .string, "only this interface"),
-                        ArgumentSpec("sample_ms", .integer, "how long to watch the xdp tracepoints (0...10000, default 1000)")]
-        )) { [weak self] _, arguments in
+        registry.register(Methods.Doctor.self) { [weak self] request, _ in
             guard let self else { throw ControlError.internal("daemon is shutting down") }
-            let only = arguments.has("iface") ? try Self.interfaceName(arguments) : nil
-            let sample: Int = try arguments.integer("sample_ms", in: 0...10_000) ?? 1000
-            let findings = try await self.doctor(only: only, sampleMilliseconds: sample)
+            let findings = try await self.doctor(
+                only: request.iface?.rawValue, sampleMilliseconds: request.sampleMilliseconds ?? 1000)
             let features = try await blocking { KernelFeatures.detected }
-            return try WireEncoding.encode(DoctorReport(findings: findings, kernelFeatures: features))
+            return DoctorReport(findings: findings, kernelFeatures: features)
         }
-        registry.register(CommandSpec(
-            "trace.subscribe", level: .read,
-            "Stream xdp:* tracepoint events of the interfaces Sluice owns as \"trace\" events",
-            arguments: [ArgumentSpec("iface", .string, "only this interface"),
-                        ArgumentSpec("events", .array, "event names (default: every xdp:* event the kernel has)")]
-        )) { [weak self] context, arguments in
+        registry.register(Methods.TraceSubscribe.self) { [weak self] request, context in
             guard let self else { throw ControlError.internal("daemon is shutting down") }
-            let only = arguments.has("iface") ? try Self.interfaceName(arguments) : nil
-            let events = try Self.traceEventNames(arguments)
+            let only = request.iface?.rawValue
+            let events = try Self.traceEventNames(request.events)
             let subscription: TraceSubscription
             // Filtered in the kernel to the interfaces asked for; without
             // one, to those Sluice owns now (and events without an interface).
@@ -72,12 +61,10 @@ extension Daemon {
                 }
                 return nil
             }
-            return ["subscribed": "trace", "events": .array(subscription.events.map { .string($0) }),
-                    "interfaces": .array(interfaces.map { .string($0) })]
+            return .init(subscribed: "trace", events: subscription.events, interfaces: try interfaces.map(InterfaceName.init))
         }
-        registry.register(CommandSpec("trace.unsubscribe", level: .read, "Stop the trace stream on this connection")) {
-            context, _ in
-            ["unsubscribed": .bool(context.session.stopStream(name: "trace"))]
+        registry.register(Methods.TraceUnsubscribe.self) { _, context in
+            .init(unsubscribed: context.session.stopStream(name: "trace"))
         }
     }
 
@@ -90,12 +77,12 @@ extension Daemon {
         Set(names.map { if_nametoindex($0) }.filter { $0 != 0 })
     }
 
-    static func traceEventNames(_ arguments: Arguments) throws -> [String]? {
-        guard let values = try arguments.array("events", maxCount: 32) else { return nil }
-        return try values.map { value in
-            guard case .string(let text) = value else {
-                throw ControlError.invalidArgument("events must be an array of event names such as \"xdp_exception\"")
-            }
+    static func traceEventNames(_ values: [String]?) throws -> [String]? {
+        guard let values else { return nil }
+        guard values.count <= 32 else {
+            throw ControlError.invalidArgument("events has \(values.count) elements, at most 32 allowed")
+        }
+        return try values.map { text in
             let name = text.hasPrefix("xdp:") ? String(text.dropFirst(4)) : text
             guard !name.isEmpty, name.utf8.count <= 64, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" })
             else {
@@ -240,17 +227,15 @@ extension Daemon {
     }
 }
 
-struct DoctorReport: Encodable {
-    var findings: [DoctorFinding]
-    var warnings: Int
-    var errors: Int
-    /// Every optional kernel feature, found or not, with what Sluice does without it.
-    var kernelFeatures: [KernelFeature]
+typealias DoctorReport = Methods.Doctor.Response
 
+extension DoctorReport {
     init(findings: [DoctorFinding], kernelFeatures: [KernelFeature]) {
-        self.findings = findings
-        self.kernelFeatures = kernelFeatures
-        warnings = findings.filter { $0.severity == .warning }.count
-        errors = findings.filter { $0.severity == .error }.count
+        self.init(findings: findings, kernelFeatures: kernelFeatures.map {
+            KernelFeatureReport(
+                name: $0.name.rawValue, title: $0.title, since: $0.since,
+                state: KernelFeatureReport.State(rawValue: $0.state.rawValue) ?? .unknown,
+                detail: $0.detail, without: $0.without)
+        })
     }
 }

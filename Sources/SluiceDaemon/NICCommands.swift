@@ -174,11 +174,7 @@ extension Daemon {
 
     static func interfaceName(_ arguments: Arguments, key: String = "iface") throws -> String {
         let name = try arguments.requiredString(key)
-        guard !name.isEmpty, name.utf8.count <= 15, !name.contains("/"), name != ".", name != "..",
-            !name.contains(where: { $0.isWhitespace })
-        else {
-            throw ControlError.invalidArgument("\(key) \"\(name.prefix(32))\" is not a valid interface name")
-        }
+        if let problem = InterfaceName.problem(name) { throw ControlError.invalidArgument("\(key): \(problem)") }
         return name
     }
 

@@ -9,15 +9,15 @@ extension Daemon {
         let plugins = self.plugins
         let nic = self.nic
         let directory = config.plugins.directory
-        register("plugins.list", .read, "Plugin files: loaded, or rejected with the reason") { _ in
+        registry.register(Methods.PluginsList.self) { _, _ in
             // The host's lock is held across dlopen during a reload: wait for it off the cooperative pool.
-            try WireEncoding.encode(PluginListing(directory: directory, plugins: try await blocking { plugins.list() }))
+            PluginListing(directory: directory, plugins: try await blocking { plugins.list() })
         }
-        register("plugins.reload", .admin, "Rescan the plugin directory; busy while a pipeline uses a plugin") { _ in
+        registry.register(Methods.PluginsReload.self) { _, _ in
             let records = try await blocking { () throws -> [PluginRecord] in
                 do { return try plugins.reload() } catch let error as PluginHostError { throw error.controlError }
             }
-            return try WireEncoding.encode(PluginListing(directory: directory, plugins: records))
+            return PluginListing(directory: directory, plugins: records)
         }
         register("plugins.explain", .read, """
             Which plugin handles an interface and why, its facts, and per channel the bind queue, steer queue \
@@ -85,9 +85,4 @@ extension Daemon {
             return .object(object)
         }
     }
-}
-
-struct PluginListing: Encodable {
-    var directory: String
-    var plugins: [PluginRecord]
 }

@@ -70,13 +70,9 @@ extension Daemon {
             }
             return result
         }
-        register("steer.del", .admin, "Delete the ntuple rule at a location (ethtool -N IF delete LOC)", [
-            Self.ifaceArgument, ArgumentSpec("location", .integer, required: true, "rule slot"),
-        ]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            let location = try arguments.requiredInteger("location", as: UInt32.self)
-            try await blocking { try nic.deleteRule(name, location: location) }
-            return ["deleted": JSONValue(location), "iface": .string(name)]
+        registry.register(Methods.SteerDelete.self) { request, _ in
+            try await blocking { try nic.deleteRule(request.iface.rawValue, location: request.location) }
+            return .init(deleted: request.location, iface: request.iface)
         }
         register("steer.list", .read, "The interface's ntuple rules (ethtool -n)", [Self.ifaceArgument]) { arguments in
             let name = try Self.interfaceName(arguments)

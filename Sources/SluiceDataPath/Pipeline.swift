@@ -1,11 +1,7 @@
+@_exported import SluiceProtocol
 import Foundation
 import Logging
 import SluiceModules
-
-/// Run modules on the RX thread, or on a worker fed through an SPSC ring.
-public enum ProcessingMode: String, Sendable, Codable, CaseIterable {
-    case inline, pipelined
-}
 
 /// Channel *i* as the driver plugin maps it: the queue its socket binds to
 /// and the XSKMAP key XDP uses for frames arriving on that queue.

@@ -1,3 +1,5 @@
+import SluiceProtocol
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -5,11 +7,7 @@ import CXDP
 import Foundation
 import SystemPackage
 
-/// Where the XDP program runs: in the driver (`native`) or after the kernel
-/// has built an skb (`skb`, generic XDP; works everywhere, slower).
-public enum XDPAttachMode: String, Sendable, Codable, CaseIterable {
-    case native, skb
-
+extension XDPAttachMode {
     var flags: UInt32 {
         switch self {
         case .native: return UInt32(XDP_FLAGS_DRV_MODE)

@@ -1,14 +1,10 @@
+import SluiceProtocol
+
 #if canImport(Glibc)
 import Glibc
 #endif
 import CXDP
 import SystemPackage
-
-/// How an AF_XDP socket binds: zero-copy (the driver DMAs into the UMEM),
-/// copy (the kernel copies), or `auto` (zero-copy, else copy).
-public enum XSKBindMode: String, Sendable, Codable, CaseIterable {
-    case auto, zerocopy, copy
-}
 
 /// Frame and ring geometry of one UMEM and its socket.
 public struct XSKGeometry: Sendable, Codable, Equatable {

@@ -1,4 +1,4 @@
-public enum QueueDirection: String, Codable, Equatable, Sendable { case rx, tx }
+import SluiceProtocol
 
 /// One counter of `ethtool -S`.
 public struct DriverCounter: Codable, Equatable, Sendable {

@@ -1,7 +1,6 @@
-/// Flow types for `ethtool -N IF rx-flow-hash TYPE FIELDS`.
-public enum HashFlowType: String, Codable, Equatable, Sendable, CaseIterable {
-    case tcp4, udp4, sctp4, ah4, esp4, tcp6, udp6, sctp6, ah6, esp6, ip4, ip6
+import SluiceProtocol
 
+extension HashFlowType {
     var kernelValue: UInt32 {
         switch self {
         case .tcp4: return 0x01

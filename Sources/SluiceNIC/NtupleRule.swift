@@ -1,11 +1,10 @@
+import SluiceProtocol
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Flow types Sluice steers (`ethtool -N IF flow-type ...`).
-public enum NtupleFlowType: String, Codable, Equatable, Sendable, CaseIterable {
-    case tcp4, udp4, tcp6, udp6, ip4, ip6, ether
-
+extension NtupleFlowType {
     /// The UAPI constant (TCP_V4_FLOW, ...).
     var kernelValue: UInt32 {
         switch self {

@@ -1,13 +1,4 @@
-/// Which ethtool interface served a request.
-public enum EthtoolBackend: String, Codable, Equatable, Sendable, CaseIterable {
-    case netlink, ioctl
-}
-
-/// Configured backend policy: `auto` tries netlink and falls back to ioctl
-/// per operation; the others are forced.
-public enum BackendChoice: String, Codable, Equatable, Sendable, CaseIterable {
-    case auto, netlink, ioctl
-}
+@_exported import SluiceProtocol
 
 /// A value together with the backend that produced it.
 public struct Served<Value: Codable & Equatable & Sendable>: Codable, Equatable, Sendable {

@@ -1,3 +1,4 @@
+@_exported import SluiceProtocol
 import CSluiceDriverABI
 import SluiceSystem
 
@@ -25,10 +26,7 @@ public struct ChannelCounts: Codable, Sendable, Equatable, Hashable {
     }
 }
 
-/// How XDP is, or will be, attached (`enum sluice_xdp_mode`).
-public enum XDPMode: String, Codable, Sendable, Equatable {
-    case none, skb, native, offload
-
+extension XDPMode {
     var abiValue: UInt32 {
         switch self {
         case .none: UInt32(SLUICE_XDP_MODE_NONE.rawValue)

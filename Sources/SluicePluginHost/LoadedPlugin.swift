@@ -1,4 +1,5 @@
 import CSluiceDriverABI
+import SluiceProtocol
 import SluiceSystem
 import Synchronization
 

@@ -1,5 +1,6 @@
 import CSluiceDriverABI
 import Logging
+import SluiceProtocol
 import SluiceSystem
 import Synchronization
 

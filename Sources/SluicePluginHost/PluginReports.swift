@@ -1,27 +1,5 @@
 import CSluiceDriverABI
-
-/// A loaded plugin, as listings and explanations show it.
-public struct PluginInfo: Codable, Sendable, Equatable {
-    public var name: String
-    public var version: String
-    public var description: String
-    public var path: String
-    /// Hooks the plugin implements (the others mean "nothing special").
-    public var hooks: [String]
-}
-
-/// One file in the plugin directory: loaded, or rejected with the reason.
-public struct PluginRecord: Codable, Sendable, Equatable {
-    public enum Status: String, Codable, Sendable { case loaded, rejected }
-    public var path: String
-    public var status: Status
-    /// Set when loaded.
-    public var plugin: PluginInfo?
-    /// Set when rejected: the exact reason, naming the file or directory.
-    public var reason: String?
-    /// Pipelines currently holding a lease on this plugin.
-    public var leases: Int
-}
+import SluiceProtocol
 
 /// How well one plugin fits an interface, and the plugin's own reason.
 public struct PluginScore: Codable, Sendable, Equatable {

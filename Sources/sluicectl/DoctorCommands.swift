@@ -17,51 +17,45 @@ struct Doctor: ParsableCommand {
 
     func validate() throws {
         guard (0...10_000).contains(sample) else { throw ValidationError("--sample must be 0...10000") }
+        if let iface { try validateInterfaceName(iface) }
     }
 
     func run() throws {
-        var arguments: [String: JSONValue] = ["sample_ms": JSONValue(sample)]
-        if let iface { arguments["iface"] = .string(iface) }
-        let result = try connection.call("doctor", arguments)
+        let report = try connection.call(
+            Methods.Doctor.self, .init(iface: try iface.map(InterfaceName.init), sampleMilliseconds: sample))
         if connection.json { return }
-        print(DoctorText.render(result, colored: isatty(STDOUT_FILENO) == 1))
+        print(DoctorText.render(report, colored: isatty(STDOUT_FILENO) == 1))
     }
 }
 
 enum DoctorText {
-    static func render(_ result: JSONValue, colored: Bool) -> String {
-        let findings = result["findings"]?.arrayValue ?? []
+    static func render(_ report: Methods.Doctor.Response, colored: Bool) -> String {
         var lines: [String] = []
-        for finding in findings {
-            let severity = finding["severity"]?.stringValue ?? "?"
+        for finding in report.findings {
+            let severity = finding.severity.rawValue
             let label = severity.uppercased().padding(toLength: 7, withPad: " ", startingAt: 0)
-            let interface = finding["interface"]?.stringValue ?? ""
-            let head = "\(paint(label, severity, colored)) \(interface.isEmpty ? "" : interface + ": ")\(finding["title"]?.stringValue ?? "")"
-            lines.append(head)
-            for evidence in finding["evidence"]?.arrayValue ?? [] {
-                lines.append("        · \(evidence.stringValue ?? evidence.serialized())")
-            }
-            if let fix = finding["fix"]?.stringValue { lines.append("        fix: \(fix)") }
+            let interface = finding.interface
+            lines.append("\(paint(label, severity, colored)) \(interface.isEmpty ? "" : interface + ": ")\(finding.title)")
+            lines += finding.evidence.map { "        · \($0)" }
+            if let fix = finding.fix { lines.append("        fix: \(fix)") }
         }
-        let errors = result["errors"]?.integer(as: Int.self) ?? 0
-        let warnings = result["warnings"]?.integer(as: Int.self) ?? 0
+        let errors = report.errors, warnings = report.warnings
         lines.append(errors + warnings == 0 ? "no problems found" : "\(errors) error(s), \(warnings) warning(s)")
-        lines += kernelFeatures(result["kernel_features"]?.arrayValue ?? [])
+        lines += kernelFeatures(report.kernelFeatures)
         return lines.joined(separator: "\n")
     }
 
     /// One line per optional kernel feature, and what Sluice does without
     /// the ones this kernel lacks (or that could not be probed).
-    static func kernelFeatures(_ features: [JSONValue]) -> [String] {
+    static func kernelFeatures(_ features: [KernelFeatureReport]) -> [String] {
         guard !features.isEmpty else { return [] }
         var lines = ["", "kernel features:"]
         for feature in features {
-            let state = feature["state"]?.stringValue ?? "?"
-            let name = feature["name"]?.stringValue ?? "?"
-            lines.append("  \(state.padding(toLength: 8, withPad: " ", startingAt: 0)) \(name): \(feature["title"]?.stringValue ?? ""), Linux \(feature["since"]?.stringValue ?? "?")+")
-            lines.append("           · \(feature["detail"]?.stringValue ?? "")")
-            if state != "found" {
-                lines.append("           \(state == "missing" ? "without it" : "if missing"): \(feature["without"]?.stringValue ?? "")")
+            let state = feature.state.rawValue
+            lines.append("  \(state.padding(toLength: 8, withPad: " ", startingAt: 0)) \(feature.name): \(feature.title), Linux \(feature.since)+")
+            lines.append("           · \(feature.detail)")
+            if feature.state != .found {
+                lines.append("           \(feature.state == .missing ? "without it" : "if missing"): \(feature.without)")
             }
         }
         return lines
@@ -93,6 +87,7 @@ struct Trace: ParsableCommand {
     var events: [String] = []
 
     func validate() throws {
+        if let iface { try validateInterfaceName(iface) }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
     }
 
@@ -106,21 +101,18 @@ struct Trace: ParsableCommand {
             throw CommandFailure(status: Exit.unreachable, message: error.description)
         }
         defer { client.close() }
-        var arguments: [String: JSONValue] = [:]
-        if let iface { arguments["iface"] = .string(iface) }
-        if !events.isEmpty { arguments["events"] = .array(events.map { .string($0) }) }
         var seen = 0
         do {
-            let reply = try client.call("trace.subscribe", arguments: arguments)
+            let reply = try client.call(Methods.TraceSubscribe.self, .init(
+                iface: try iface.map(InterfaceName.init), events: events.isEmpty ? nil : events))
             guard reply["ok"] == .bool(true) else {
                 throw CommandFailure(status: Exit.commandFailed,
                                      message: "trace.subscribe: " + (reply["error"]?["message"]?.stringValue ?? reply.serialized()))
             }
             if !connection.json {
-                let result = reply["result"]
-                let names = result?["events"]?.arrayValue?.compactMap(\.stringValue) ?? []
-                let owned = result?["interfaces"]?.arrayValue?.compactMap(\.stringValue) ?? []
-                print("tracing \(names.map { "xdp:" + $0 }.joined(separator: " ")) on \(owned.isEmpty ? "no interface yet" : owned.joined(separator: ", "))")
+                let subscribed = try (reply["result"] ?? .null).decode(as: Methods.TraceSubscribe.Response.self)
+                let owned = subscribed.interfaces.map(\.rawValue)
+                print("tracing \(subscribed.events.map { "xdp:" + $0 }.joined(separator: " ")) on \(owned.isEmpty ? "no interface yet" : owned.joined(separator: ", "))")
                 fflush(stdout)
             }
             while count.map({ seen < $0 }) ?? true {

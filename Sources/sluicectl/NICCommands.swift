@@ -1,13 +1,11 @@
 import ArgumentParser
 import SluiceControl
+import SluiceProtocol
 
-/// Interface names as the kernel allows them (IFNAMSIZ 16 with the NUL):
-/// checked here so a typo is a usage error, not a daemon round trip.
+/// Checked here so a typo is a usage error, not a daemon round trip.
 func validateInterfaceName(_ name: String) throws {
-    guard !name.isEmpty, name.utf8.count <= 15, !name.contains("/"), name != ".", name != "..",
-        !name.contains(where: { $0.isWhitespace })
-    else {
-        throw ValidationError("\"\(name.prefix(32))\" is not a valid interface name (1-15 characters, no '/' or spaces)")
+    if let problem = InterfaceName.problem(name) {
+        throw ValidationError("\"\(name.prefix(32))\" is not a valid interface name: \(problem)")
     }
 }
 
@@ -123,6 +121,11 @@ func text(_ value: JSONValue?) -> String {
     guard let value, value != .null else { return "-" }
     if let string = value.stringValue { return string.isEmpty ? "-" : string }
     return Render.scalar(value)
+}
+
+func text(_ value: String?) -> String {
+    guard let value, !value.isEmpty else { return "-" }
+    return value
 }
 
 /// "12 (native)" for an attached program, "-" for none.

@@ -10,15 +10,14 @@ struct PluginsCommand: ParsableCommand {
     @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
 
     /// `plugins list` and `plugins reload` answer with the same listing.
-    static func listing(_ result: JSONValue) -> String {
+    static func listing(_ listing: PluginListing) -> String {
         var rows = [["NAME", "VERSION", "STATUS", "PATH", "REASON"]]
-        for record in result["plugins"]?.arrayValue ?? [] {
-            let plugin = record["plugin"] ?? .null
-            var status = text(record["status"])
-            if let leases = record["leases"]?.integer(as: Int.self), leases > 0 { status += " (\(leases) in use)" }
-            rows.append([text(plugin["name"]), text(plugin["version"]), status, text(record["path"]), text(record["reason"])])
+        for record in listing.plugins {
+            var status = record.status.rawValue
+            if record.leases > 0 { status += " (\(record.leases) in use)" }
+            rows.append([text(record.plugin?.name), text(record.plugin?.version), status, text(record.path), text(record.reason)])
         }
-        return "Plugin directory: \(text(result["directory"]))\n" + Render.table(rows)
+        return "Plugin directory: \(listing.directory)\n" + Render.table(rows)
     }
 
     struct List: ParsableCommand {
@@ -26,7 +25,8 @@ struct PluginsCommand: ParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() throws {
-            try connection.show("plugins.list") { PluginsCommand.listing($0) }
+            let listing = try connection.call(Methods.PluginsList.self)
+            if !connection.json { print(PluginsCommand.listing(listing)) }
         }
     }
 
@@ -36,7 +36,8 @@ struct PluginsCommand: ParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() throws {
-            try connection.show("plugins.reload") { PluginsCommand.listing($0) }
+            let listing = try connection.call(Methods.PluginsReload.self)
+            if !connection.json { print(PluginsCommand.listing(listing)) }
         }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SluiceControl
+import SluiceProtocol
 
 #if canImport(Glibc)
 import Glibc
@@ -108,6 +109,21 @@ struct ConnectionOptions: ParsableArguments {
         }
         return reply["result"] ?? .null
     }
+
+    /// Runs `method` with its typed request and decodes its typed reply.
+    func call<Method: ControlMethod>(_ method: Method.Type, _ request: Method.Request) throws -> Method.Response {
+        let result = try call(Method.name, try JSONValue(encoding: request).objectValue ?? [:])
+        do {
+            return try result.decode(as: Method.Response.self)
+        } catch {
+            throw CommandFailure(status: Exit.commandFailed, message: "\(Method.name): unexpected reply: \(error)")
+        }
+    }
+
+    func call<Method: ControlMethod>(_ method: Method.Type) throws -> Method.Response
+    where Method.Request == NoArguments {
+        try call(method, NoArguments())
+    }
 }
 
 struct Status: ParsableCommand {
@@ -115,9 +131,9 @@ struct Status: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
-        let result = try connection.call("status")
+        let status = try connection.call(Methods.Status.self)
         if connection.json { return }
-        print(Render.keyValues(result))
+        print(Render.keyValues(try JSONValue(encoding: status)))
     }
 }
 
@@ -129,18 +145,12 @@ struct Commands: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
-        let result = try connection.call("help")
+        let help = try connection.call(Methods.Help.self)
         if connection.json { return }
         var rows: [[String]] = [["COMMAND", "LEVEL", "ARGUMENTS", "SUMMARY"]]
-        for command in result["commands"]?.arrayValue ?? [] {
-            let arguments = (command["arguments"]?.arrayValue ?? []).map { argument -> String in
-                let name = argument["name"]?.stringValue ?? "?"
-                return argument["required"] == .bool(true) ? name : "[\(name)]"
-            }
-            rows.append([
-                command["name"]?.stringValue ?? "?", command["level"]?.stringValue ?? "?",
-                arguments.joined(separator: " "), command["summary"]?.stringValue ?? "",
-            ])
+        for command in help.commands {
+            let arguments = command.arguments.map { $0.required ? $0.name : "[\($0.name)]" }
+            rows.append([command.name, command.level.rawValue, arguments.joined(separator: " "), command.summary])
         }
         print(Render.table(rows))
     }
@@ -186,7 +196,7 @@ struct Stats: ParsableCommand {
             fflush(stdout)
         }
         do {
-            let reply = try client.call("stats.subscribe", arguments: ["interval_ms": JSONValue(interval)])
+            let reply = try client.call(Methods.StatsSubscribe.self, .init(intervalMilliseconds: interval))
             guard reply["ok"] == .bool(true) else {
                 throw CommandFailure(status: Exit.commandFailed,
                                      message: reply["error"]?["message"]?.stringValue ?? reply.serialized())
@@ -209,8 +219,8 @@ struct Reload: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
-        let result = try connection.call("config.reload")
-        if !connection.json { print(Render.keyValues(result)) }
+        let outcome = try connection.call(Methods.ConfigReload.self)
+        if !connection.json { print(Render.keyValues(try JSONValue(encoding: outcome))) }
     }
 }
 
@@ -219,7 +229,7 @@ struct Shutdown: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
-        _ = try connection.call("shutdown")
+        _ = try connection.call(Methods.Shutdown.self)
         if !connection.json { print("sluiced is stopping") }
     }
 }

@@ -61,7 +61,7 @@ struct SteerCommand: ParsableCommand {
         func validate() throws { try validateInterfaceName(interface) }
 
         func run() throws {
-            _ = try connection.call("steer.del", ["iface": .string(interface), "location": JSONValue(location)])
+            _ = try connection.call(Methods.SteerDelete.self, .init(iface: try InterfaceName(interface), location: location))
             if !connection.json { print("Deleted the rule at loc \(location) on \(interface).") }
         }
     }
