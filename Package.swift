@@ -84,7 +84,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(
             name: "SluiceDaemon",
             dependencies: [
@@ -111,7 +112,8 @@ let package = Package(
             dependencies: [
                 "SluiceProtocol", "SluiceControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
 
         // tools/bench's Swift side (the ring micro-benchmark); not installed.
         .executableTarget(
@@ -128,7 +130,9 @@ let package = Package(
             name: "SluiceTestSupport",
             dependencies: ["SluiceSystem", "SluiceControl"],
             path: "Tests/SluiceTestSupport"),
-        .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SluiceNICTests", dependencies: ["SluiceNIC", "SluiceTestSupport"]),
         .testTarget(name: "SluicePluginHostTests", dependencies: ["SluicePluginHost", "SluiceTestSupport"]),
         .testTarget(

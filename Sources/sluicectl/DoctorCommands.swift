@@ -113,7 +113,7 @@ struct Trace: ParsableCommand {
                 let subscribed = try (reply["result"] ?? .null).decode(as: Methods.TraceSubscribe.Response.self)
                 let owned = subscribed.interfaces.map(\.rawValue)
                 print("tracing \(subscribed.events.map { "xdp:" + $0 }.joined(separator: " ")) on \(owned.isEmpty ? "no interface yet" : owned.joined(separator: ", "))")
-                fflush(stdout)
+                flushStandardOutput()
             }
             while count.map({ seen < $0 }) ?? true {
                 let line: String?
@@ -128,7 +128,7 @@ struct Trace: ParsableCommand {
                 else { continue }
                 seen += 1
                 print(connection.json ? event.serialized() : text(data))
-                fflush(stdout)
+                flushStandardOutput()
             }
         } catch let error as ControlClientError {
             throw CommandFailure(status: Exit.unreachable, message: error.description)

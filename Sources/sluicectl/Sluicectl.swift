@@ -21,7 +21,7 @@ enum SluicectlMain {
             var command = try Sluicectl.parseAsRoot(movingConnectionOptionsAfterSubcommand(CommandLine.arguments))
             try command.run()
         } catch let failure as CommandFailure {
-            fputs("sluicectl: \(failure.message)\n", stderr)
+            printToStandardError("sluicectl: \(failure.message)")
             exit(failure.status)
         } catch {
             let code = Sluicectl.exitCode(for: error)
@@ -30,10 +30,23 @@ enum SluicectlMain {
                 print(message)
                 exit(0)
             }
-            if !message.isEmpty { fputs(message + "\n", stderr) }
+            if !message.isEmpty { printToStandardError(message) }
             exit(code == .validationFailure ? Exit.usage : code.rawValue)
         }
     }
+}
+
+/// A line on stderr. (Glibc's `stderr` is a mutable global the Swift 6
+/// language mode will not touch; the descriptor is what it wraps.)
+func printToStandardError(_ line: String) {
+    flushStandardOutput()
+    var text = line + "\n"
+    text.withUTF8 { bytes in _ = write(STDERR_FILENO, bytes.baseAddress, bytes.count) }
+}
+
+/// Pushes out what `print` buffered (a stream's lines must not wait for the next event).
+func flushStandardOutput() {
+    fflush(nil)
 }
 
 /// `sluicectl --socket P --json status` reads naturally, but the options
@@ -193,7 +206,7 @@ struct Stats: ParsableCommand {
                 print(StatsText.summary(event["data"] ?? .null))
                 print("")
             }
-            fflush(stdout)
+            flushStandardOutput()
         }
         do {
             let reply = try client.call(Methods.StatsSubscribe.self, .init(intervalMilliseconds: interval))

@@ -222,7 +222,7 @@ func addressBytes(_ text: String, family: Int32) -> [UInt8]? {
 func addressText(_ bytes: [UInt8], family: Int32) -> String {
     var buffer = [CChar](repeating: 0, count: 64)
     _ = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buffer, socklen_t(buffer.count)) }
-    return String(cString: buffer)
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// ntuple rules (the daemon's `NtupleRule`, masks in the kernel's
