@@ -6,11 +6,9 @@ import SluicePluginHost
 /// `rss.*`: ethtool over the control socket. Every NIC call blocks, so each
 /// runs on the thread pool; every change is journaled by ``NICController``.
 extension Daemon {
-    static let ifaceArgument = ArgumentSpec("iface", .string, required: true, "interface name, e.g. eth0")
-
     func registerNICCommands() {
         let nic = self.nic
-        let iface = Self.ifaceArgument
+        let iface = InterfaceRequest.argument
 
         register("nic.list", .read, "Interfaces: index, driver, queues, link, XDP program") { _ in
             try WireEncoding.encode(["interfaces": try await blocking { nic.interfaces() }])
@@ -30,27 +28,19 @@ extension Daemon {
             try WireEncoding.encode(try await blocking { nic.restoreAll() })
         }
 
-        register("channels.get", .read, "Channel counts and maximums (ethtool -l)", [iface]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            return try WireEncoding.encode(try await blocking { try nic.channels(name) })
+        registry.register(Methods.ChannelsGet.self) { request, _ in
+            try await blocking { try nic.channels(request.iface.rawValue) }
         }
-        register("channels.set", .admin, "Set channel counts (ethtool -L); the driver plugin may veto", [
-            iface,
-            ArgumentSpec("rx", .integer, "rx channels"), ArgumentSpec("tx", .integer, "tx channels"),
-            ArgumentSpec("other", .integer, "other channels"), ArgumentSpec("combined", .integer, "combined channels"),
-        ]) { [weak self] arguments in
+        registry.register(Methods.ChannelsSet.self) { [weak self] request, _ in
             guard let self else { throw ControlError.internal("daemon is shutting down") }
-            let name = try Self.interfaceName(arguments)
-            let change = ChannelsChange(
-                rx: try arguments.integer("rx", as: UInt32.self), tx: try arguments.integer("tx", as: UInt32.self),
-                other: try arguments.integer("other", as: UInt32.self),
-                combined: try arguments.integer("combined", as: UInt32.self))
+            let name = request.iface.rawValue
+            let change = ChannelsChange(rx: request.rx, tx: request.tx, other: request.other, combined: request.combined)
             guard !self.pipelines.runningInterfaces.contains(name) else {
                 throw ControlError.busy("a pipeline is running on \(name); stop it first (sluicectl pipeline stop \(name))")
             }
             let plugins = self.plugins
             let forced = self.forcedPlugin(for: name)
-            let result = try await blocking { () throws -> Served<Channels> in
+            return try await blocking { () throws -> Served<Channels> in
                 let current = try nic.channels(name).value
                 let facts = try Self.liveFacts(for: name, nic: nic)
                 let proposed = ChannelCounts(
@@ -60,7 +50,6 @@ extension Daemon {
                 guard verdict.allowed else { throw ControlError.busy(verdict.message) }
                 return try nic.setChannels(name, change)
             }
-            return try WireEncoding.encode(result)
         }
 
         register("features.get", .read, "Offload features (ethtool -k)", [iface]) { arguments in
@@ -87,19 +76,12 @@ extension Daemon {
             return try WireEncoding.encode(try await blocking { try nic.setFeatures(name, requested) })
         }
 
-        register("rings.get", .read, "Ring sizes and maximums (ethtool -g)", [iface]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            return try WireEncoding.encode(try await blocking { try nic.rings(name) })
+        registry.register(Methods.RingsGet.self) { request, _ in
+            try await blocking { try nic.rings(request.iface.rawValue) }
         }
-        register("rings.set", .admin, "Set ring sizes (ethtool -G)", [
-            iface, ArgumentSpec("rx", .integer, "rx ring"), ArgumentSpec("rx_mini", .integer, "rx mini ring"),
-            ArgumentSpec("rx_jumbo", .integer, "rx jumbo ring"), ArgumentSpec("tx", .integer, "tx ring"),
-        ]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            let change = RingsChange(
-                rx: try arguments.integer("rx", as: UInt32.self), rxMini: try arguments.integer("rx_mini", as: UInt32.self),
-                rxJumbo: try arguments.integer("rx_jumbo", as: UInt32.self), tx: try arguments.integer("tx", as: UInt32.self))
-            return try WireEncoding.encode(try await blocking { try nic.setRings(name, change) })
+        registry.register(Methods.RingsSet.self) { request, _ in
+            let change = RingsChange(rx: request.rx, rxMini: request.rxMini, rxJumbo: request.rxJumbo, tx: request.tx)
+            return try await blocking { try nic.setRings(request.iface.rawValue, change) }
         }
 
         registerSteeringCommands()

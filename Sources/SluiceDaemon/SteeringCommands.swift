@@ -9,7 +9,7 @@ extension Daemon {
     func registerSteeringCommands() {
         let nic = self.nic
         register("steer.add", .admin, "Add an ntuple rule (ethtool -N IF flow-type ...); dry_run shows the rule and the ethtool line", [
-            Self.ifaceArgument,
+            InterfaceRequest.argument,
             ArgumentSpec("flow_type", .string, required: true, "tcp4, udp4, tcp6, udp6, ip4, ip6, ether"),
             ArgumentSpec("src_ip", .string, "source address"), ArgumentSpec("src_ip_mask", .string, "source address mask (bits that must match)"),
             ArgumentSpec("dst_ip", .string, "destination address"), ArgumentSpec("dst_ip_mask", .string, "destination address mask"),
@@ -74,7 +74,7 @@ extension Daemon {
             try await blocking { try nic.deleteRule(request.iface.rawValue, location: request.location) }
             return .init(deleted: request.location, iface: request.iface)
         }
-        register("steer.list", .read, "The interface's ntuple rules (ethtool -n)", [Self.ifaceArgument]) { arguments in
+        register("steer.list", .read, "The interface's ntuple rules (ethtool -n)", [InterfaceRequest.argument]) { arguments in
             let name = try Self.interfaceName(arguments)
             return try WireEncoding.encode(try await blocking { try nic.rules(name) })
         }

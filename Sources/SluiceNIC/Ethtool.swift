@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SluiceProtocol
 
 /// Both ethtool backends behind one policy. `auto` asks netlink first and
 /// falls back to ioctl per operation when the family is missing or the

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNetlink
 import CSluiceShims
+import SluiceProtocol
 import SluiceSystem
 
 /// The SIOCETHTOOL backend. Blocking; one datagram socket per instance,

@@ -4,6 +4,7 @@ import Glibc
 import CNetlink
 import CSluiceShims
 import Foundation
+import SluiceProtocol
 
 /// The ethtool generic-netlink backend, through libnl-genl-3 (libnl builds
 /// and parses every message). Blocking; requests are serialised on the one

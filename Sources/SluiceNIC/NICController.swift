@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Logging
+import SluiceProtocol
 import SluiceSystem
 
 /// What happened to one journaled change on restore.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNetlink
 import Foundation
+import SluiceProtocol
 
 /// Something changed on a NIC, as the kernel announced it.
 public struct NICEvent: Codable, Equatable, Sendable {

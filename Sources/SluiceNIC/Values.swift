@@ -1,28 +1,5 @@
 @_exported import SluiceProtocol
 
-/// A value together with the backend that produced it.
-public struct Served<Value: Codable & Equatable & Sendable>: Codable, Equatable, Sendable {
-    public var value: Value
-    public var backend: EthtoolBackend
-
-    public init(_ value: Value, backend: EthtoolBackend) {
-        self.value = value
-        self.backend = backend
-    }
-}
-
-/// `ethtool -l`: channel counts and their maxima.
-public struct Channels: Codable, Equatable, Sendable {
-    public var maxRX: UInt32, maxTX: UInt32, maxOther: UInt32, maxCombined: UInt32
-    public var rx: UInt32, tx: UInt32, other: UInt32, combined: UInt32
-
-    public init(maxRX: UInt32 = 0, maxTX: UInt32 = 0, maxOther: UInt32 = 0, maxCombined: UInt32 = 0,
-                rx: UInt32 = 0, tx: UInt32 = 0, other: UInt32 = 0, combined: UInt32 = 0) {
-        self.maxRX = maxRX; self.maxTX = maxTX; self.maxOther = maxOther; self.maxCombined = maxCombined
-        self.rx = rx; self.tx = tx; self.other = other; self.combined = combined
-    }
-}
-
 /// `ethtool -L`: the counts to change; nil leaves a count alone.
 public struct ChannelsChange: CountChange {
     public typealias Value = Channels
@@ -40,18 +17,6 @@ public struct ChannelsChange: CountChange {
         CountField(name: "other", change: \.other, current: \.other, maximum: \.maxOther),
         CountField(name: "combined", change: \.combined, current: \.combined, maximum: \.maxCombined),
     ]
-}
-
-/// `ethtool -g`: ring sizes and their maxima.
-public struct Rings: Codable, Equatable, Sendable {
-    public var rxMax: UInt32, rxMiniMax: UInt32, rxJumboMax: UInt32, txMax: UInt32
-    public var rx: UInt32, rxMini: UInt32, rxJumbo: UInt32, tx: UInt32
-
-    public init(rxMax: UInt32 = 0, rxMiniMax: UInt32 = 0, rxJumboMax: UInt32 = 0, txMax: UInt32 = 0,
-                rx: UInt32 = 0, rxMini: UInt32 = 0, rxJumbo: UInt32 = 0, tx: UInt32 = 0) {
-        self.rxMax = rxMax; self.rxMiniMax = rxMiniMax; self.rxJumboMax = rxJumboMax; self.txMax = txMax
-        self.rx = rx; self.rxMini = rxMini; self.rxJumbo = rxJumbo; self.tx = tx
-    }
 }
 
 /// `ethtool -G`: ring sizes to change; nil leaves one alone.

@@ -25,10 +25,7 @@ public struct ArgumentSpec: Codable, Sendable, Equatable {
     public var range: ClosedRange<Int64>?
 
     public init(_ name: String, _ type: ArgumentType, required: Bool = false, _ summary: String) {
-        self.name = name
-        self.type = type
-        self.required = required
-        self.summary = summary
+        self.name = name; self.type = type; self.required = required; self.summary = summary
     }
 
     /// An argument named by the request's coding key, so that `help` and the decoder cannot disagree.
@@ -45,9 +42,7 @@ public struct ArgumentSpec: Codable, Sendable, Equatable {
         self.range = Int64(clamping: range.lowerBound)...Int64(clamping: range.upperBound)
     }
 
-    enum CodingKeys: String, CodingKey {
-        case name, type, required, summary
-    }
+    enum CodingKeys: String, CodingKey { case name, type, required, summary }
 }
 
 /// A command as `help` lists it.
@@ -59,11 +54,10 @@ public struct CommandSpec: Codable, Sendable, Equatable {
     public var arguments: [ArgumentSpec]
 
     public init(_ name: String, level: AccessLevel, _ summary: String, arguments: [ArgumentSpec] = []) {
-        self.name = name
-        self.level = level
-        self.summary = summary
-        self.arguments = arguments
+        self.name = name; self.level = level; self.summary = summary; self.arguments = arguments
     }
+
+    enum CodingKeys: String, CodingKey { case name, level, summary, arguments }
 }
 
 /// One method of the control protocol, declared once: its name, level,
@@ -93,21 +87,6 @@ public struct NoArguments: Codable, Sendable, Equatable {
 /// `{"unsubscribed": true}`: whether a stream was running.
 public struct Unsubscribed: Codable, Sendable, Equatable {
     public var unsubscribed: Bool
-
     public init(unsubscribed: Bool) { self.unsubscribed = unsubscribed }
-
-    enum CodingKeys: String, CodingKey {
-        case unsubscribed
-    }
-}
-
-/// The optional interface a pipeline or diagnosis method is limited to.
-public struct OptionalInterface: Codable, Sendable, Equatable {
-    public var iface: InterfaceName?
-
-    public init(iface: InterfaceName? = nil) { self.iface = iface }
-
-    public enum CodingKeys: String, CodingKey {
-        case iface
-    }
+    enum CodingKeys: String, CodingKey { case unsubscribed }
 }

@@ -1,4 +1,4 @@
-/// The methods every control server has, and the daemon's own.
+/// Every method of protocol v1 that is declared as a ``ControlMethod``.
 public enum Methods {}
 
 extension Methods {
@@ -9,12 +9,8 @@ extension Methods {
 
         public struct Response: Codable, Sendable, Equatable {
             public var commands: [CommandSpec]
-
             public init(commands: [CommandSpec]) { self.commands = commands }
-
-            enum CodingKeys: String, CodingKey {
-                case commands
-            }
+            enum CodingKeys: String, CodingKey { case commands }
         }
     }
 
@@ -29,12 +25,8 @@ extension Methods {
 
         public struct Request: Codable, Sendable, Equatable {
             public var intervalMilliseconds: Int?
-
             public init(intervalMilliseconds: Int? = nil) { self.intervalMilliseconds = intervalMilliseconds }
-
-            public enum CodingKeys: String, CodingKey {
-                case intervalMilliseconds = "interval_ms"
-            }
+            public enum CodingKeys: String, CodingKey { case intervalMilliseconds = "interval_ms" }
         }
 
         public struct Response: Codable, Sendable, Equatable {
@@ -42,14 +34,10 @@ extension Methods {
             public var intervalMilliseconds: Int
 
             public init(subscribed: String, intervalMilliseconds: Int) {
-                self.subscribed = subscribed
-                self.intervalMilliseconds = intervalMilliseconds
+                self.subscribed = subscribed; self.intervalMilliseconds = intervalMilliseconds
             }
 
-            enum CodingKeys: String, CodingKey {
-                case subscribed
-                case intervalMilliseconds = "interval_ms"
-            }
+            enum CodingKeys: String, CodingKey { case subscribed, intervalMilliseconds = "interval_ms" }
         }
     }
 
@@ -83,15 +71,8 @@ extension Methods {
             public struct Peer: Codable, Sendable, Equatable {
                 public var uid: UInt32
                 public var level: AccessLevel
-
-                public init(uid: UInt32, level: AccessLevel) {
-                    self.uid = uid
-                    self.level = level
-                }
-
-                enum CodingKeys: String, CodingKey {
-                    case uid, level
-                }
+                public init(uid: UInt32, level: AccessLevel) { self.uid = uid; self.level = level }
+                enum CodingKeys: String, CodingKey { case uid, level }
             }
 
             public init(
@@ -99,27 +80,16 @@ extension Methods {
                 configFile: String, socket: String, stateDirectory: String, clients: Int, commandsServed: Int,
                 metrics: String?, you: Peer
             ) {
-                self.version = version
-                self.protocol = `protocol`
-                self.pid = pid
-                self.uptimeSeconds = uptimeSeconds
-                self.startedAt = startedAt
-                self.configFile = configFile
-                self.socket = socket
-                self.stateDirectory = stateDirectory
-                self.clients = clients
-                self.commandsServed = commandsServed
-                self.metrics = metrics
-                self.you = you
+                self.version = version; self.protocol = `protocol`; self.pid = pid
+                self.uptimeSeconds = uptimeSeconds; self.startedAt = startedAt; self.configFile = configFile
+                self.socket = socket; self.stateDirectory = stateDirectory; self.clients = clients
+                self.commandsServed = commandsServed; self.metrics = metrics; self.you = you
             }
 
             enum CodingKeys: String, CodingKey {
                 case version, `protocol`, pid, socket, clients, metrics, you
-                case uptimeSeconds = "uptime_seconds"
-                case startedAt = "started_at"
-                case configFile = "config_file"
-                case stateDirectory = "state_dir"
-                case commandsServed = "commands_served"
+                case uptimeSeconds = "uptime_seconds", startedAt = "started_at", configFile = "config_file"
+                case stateDirectory = "state_dir", commandsServed = "commands_served"
             }
 
             public func encode(to encoder: Encoder) throws {
@@ -134,7 +104,7 @@ extension Methods {
                 try container.encode(stateDirectory, forKey: .stateDirectory)
                 try container.encode(clients, forKey: .clients)
                 try container.encode(commandsServed, forKey: .commandsServed)
-                try container.encode(metrics, forKey: .metrics)
+                try container.encode(metrics, forKey: .metrics)  // null, where the synthesized encoding would omit it
                 try container.encode(you, forKey: .you)
             }
         }
@@ -151,14 +121,10 @@ extension Methods {
             public var needsRestart: [String]
 
             public init(changed: [String] = [], needsRestart: [String] = []) {
-                self.changed = changed
-                self.needsRestart = needsRestart
+                self.changed = changed; self.needsRestart = needsRestart
             }
 
-            enum CodingKeys: String, CodingKey {
-                case changed
-                case needsRestart = "needs_restart"
-            }
+            enum CodingKeys: String, CodingKey { case changed, needsRestart = "needs_restart" }
         }
     }
 
@@ -169,12 +135,8 @@ extension Methods {
 
         public struct Response: Codable, Sendable, Equatable {
             public var stopping: Bool
-
             public init(stopping: Bool) { self.stopping = stopping }
-
-            enum CodingKeys: String, CodingKey {
-                case stopping
-            }
+            enum CodingKeys: String, CodingKey { case stopping }
         }
     }
 
@@ -190,15 +152,8 @@ extension Methods {
         public struct Request: Codable, Sendable, Equatable {
             public var iface: InterfaceName?
             public var events: [String]?
-
-            public init(iface: InterfaceName? = nil, events: [String]? = nil) {
-                self.iface = iface
-                self.events = events
-            }
-
-            public enum CodingKeys: String, CodingKey {
-                case iface, events
-            }
+            public init(iface: InterfaceName? = nil, events: [String]? = nil) { self.iface = iface; self.events = events }
+            public enum CodingKeys: String, CodingKey { case iface, events }
         }
 
         public struct Response: Codable, Sendable, Equatable {
@@ -207,14 +162,10 @@ extension Methods {
             public var interfaces: [InterfaceName]
 
             public init(subscribed: String, events: [String], interfaces: [InterfaceName]) {
-                self.subscribed = subscribed
-                self.events = events
-                self.interfaces = interfaces
+                self.subscribed = subscribed; self.events = events; self.interfaces = interfaces
             }
 
-            enum CodingKeys: String, CodingKey {
-                case subscribed, events, interfaces
-            }
+            enum CodingKeys: String, CodingKey { case subscribed, events, interfaces }
         }
     }
 
@@ -237,29 +188,15 @@ extension Methods {
         public struct Request: Codable, Sendable, Equatable {
             public var iface: InterfaceName
             public var location: UInt32
-
-            public init(iface: InterfaceName, location: UInt32) {
-                self.iface = iface
-                self.location = location
-            }
-
-            public enum CodingKeys: String, CodingKey {
-                case iface, location
-            }
+            public init(iface: InterfaceName, location: UInt32) { self.iface = iface; self.location = location }
+            public enum CodingKeys: String, CodingKey { case iface, location }
         }
 
         public struct Response: Codable, Sendable, Equatable {
             public var deleted: UInt32
             public var iface: InterfaceName
-
-            public init(deleted: UInt32, iface: InterfaceName) {
-                self.deleted = deleted
-                self.iface = iface
-            }
-
-            enum CodingKeys: String, CodingKey {
-                case deleted, iface
-            }
+            public init(deleted: UInt32, iface: InterfaceName) { self.deleted = deleted; self.iface = iface }
+            enum CodingKeys: String, CodingKey { case deleted, iface }
         }
     }
 }

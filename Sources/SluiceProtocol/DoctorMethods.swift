@@ -14,14 +14,10 @@ extension Methods {
             public var sampleMilliseconds: Int?
 
             public init(iface: InterfaceName? = nil, sampleMilliseconds: Int? = nil) {
-                self.iface = iface
-                self.sampleMilliseconds = sampleMilliseconds
+                self.iface = iface; self.sampleMilliseconds = sampleMilliseconds
             }
 
-            public enum CodingKeys: String, CodingKey {
-                case iface
-                case sampleMilliseconds = "sample_ms"
-            }
+            public enum CodingKeys: String, CodingKey { case iface, sampleMilliseconds = "sample_ms" }
         }
 
         public struct Response: Codable, Sendable, Equatable {
@@ -38,10 +34,7 @@ extension Methods {
                 errors = findings.filter { $0.severity == .error }.count
             }
 
-            enum CodingKeys: String, CodingKey {
-                case findings, warnings, errors
-                case kernelFeatures = "kernel_features"
-            }
+            enum CodingKeys: String, CodingKey { case findings, warnings, errors, kernelFeatures = "kernel_features" }
         }
     }
 }
@@ -66,17 +59,11 @@ public struct DoctorFinding: Codable, Equatable, Sendable {
     public var fix: String?
 
     public init(severity: Severity, interface: String, queue: UInt32?, title: String, evidence: [String], fix: String?) {
-        self.severity = severity
-        self.interface = interface
-        self.queue = queue
-        self.title = title
-        self.evidence = evidence
-        self.fix = fix
+        self.severity = severity; self.interface = interface; self.queue = queue; self.title = title
+        self.evidence = evidence; self.fix = fix
     }
 
-    enum CodingKeys: String, CodingKey {
-        case severity, interface, queue, title, evidence, fix
-    }
+    enum CodingKeys: String, CodingKey { case severity, interface, queue, title, evidence, fix }
 }
 
 /// An optional kernel feature as `doctor` reports it: whether this kernel
@@ -96,15 +83,9 @@ public struct KernelFeatureReport: Codable, Equatable, Sendable {
     public var without: String
 
     public init(name: String, title: String, since: String, state: State, detail: String, without: String) {
-        self.name = name
-        self.title = title
-        self.since = since
-        self.state = state
-        self.detail = detail
+        self.name = name; self.title = title; self.since = since; self.state = state; self.detail = detail
         self.without = without
     }
 
-    enum CodingKeys: String, CodingKey {
-        case name, title, since, state, detail, without
-    }
+    enum CodingKeys: String, CodingKey { case name, title, since, state, detail, without }
 }

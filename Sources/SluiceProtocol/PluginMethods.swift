@@ -20,13 +20,10 @@ public struct PluginListing: Codable, Sendable, Equatable {
     public var plugins: [PluginRecord]
 
     public init(directory: String, plugins: [PluginRecord]) {
-        self.directory = directory
-        self.plugins = plugins
+        self.directory = directory; self.plugins = plugins
     }
 
-    enum CodingKeys: String, CodingKey {
-        case directory, plugins
-    }
+    enum CodingKeys: String, CodingKey { case directory, plugins }
 }
 
 /// A loaded plugin, as listings and explanations show it.
@@ -39,16 +36,11 @@ public struct PluginInfo: Codable, Sendable, Equatable {
     public var hooks: [String]
 
     public init(name: String, version: String, description: String, path: String, hooks: [String]) {
-        self.name = name
-        self.version = version
-        self.description = description
-        self.path = path
+        self.name = name; self.version = version; self.description = description; self.path = path
         self.hooks = hooks
     }
 
-    enum CodingKeys: String, CodingKey {
-        case name, version, description, path, hooks
-    }
+    enum CodingKeys: String, CodingKey { case name, version, description, path, hooks }
 }
 
 /// One file in the plugin directory: loaded, or rejected with the reason.
@@ -64,14 +56,8 @@ public struct PluginRecord: Codable, Sendable, Equatable {
     public var leases: Int
 
     public init(path: String, status: Status, plugin: PluginInfo?, reason: String?, leases: Int) {
-        self.path = path
-        self.status = status
-        self.plugin = plugin
-        self.reason = reason
-        self.leases = leases
+        self.path = path; self.status = status; self.plugin = plugin; self.reason = reason; self.leases = leases
     }
 
-    enum CodingKeys: String, CodingKey {
-        case path, status, plugin, reason, leases
-    }
+    enum CodingKeys: String, CodingKey { case path, status, plugin, reason, leases }
 }

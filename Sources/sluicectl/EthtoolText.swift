@@ -1,4 +1,5 @@
 import SluiceControl
+import SluiceProtocol
 
 /// The daemon's NIC results (snake_case JSON of the SluiceNIC types) printed
 /// the way `ethtool` prints the same facts, so its users can read them
@@ -6,26 +7,13 @@ import SluiceControl
 enum EthtoolText {
     /// `ethtool -l` / `-g` print "n/a" for a count whose maximum is 0: the
     /// kernel leaves such attributes out because the driver has no such queue.
-    static func countBlock(_ value: JSONValue, _ fields: [(label: String, current: String, maximum: String)]) -> [String] {
-        func line(_ label: String, _ key: String, maximumKey: String) -> String {
-            let maximum = value[maximumKey]?.integer(as: UInt64.self) ?? 0
-            let shown = maximum == 0 ? "n/a" : value[key].map(Render.scalar) ?? "n/a"
-            return label + ":" + (label.count + 1 < 8 ? "\t\t" : "\t") + shown
+    static func countBlock(_ counts: [(label: String, current: UInt32, maximum: UInt32)]) -> [String] {
+        func line(_ label: String, _ value: UInt32, maximum: UInt32) -> String {
+            label + ":" + (label.count + 1 < 8 ? "\t\t" : "\t") + (maximum == 0 ? "n/a" : String(value))
         }
-        return ["Pre-set maximums:"] + fields.map { line($0.label, $0.maximum, maximumKey: $0.maximum) }
-            + ["Current hardware settings:"] + fields.map { line($0.label, $0.current, maximumKey: $0.maximum) }
+        return ["Pre-set maximums:"] + counts.map { line($0.label, $0.maximum, maximum: $0.maximum) }
+            + ["Current hardware settings:"] + counts.map { line($0.label, $0.current, maximum: $0.maximum) }
     }
-
-    static let channelFields = [
-        (label: "RX", current: "rx", maximum: "max_rx"), (label: "TX", current: "tx", maximum: "max_tx"),
-        (label: "Other", current: "other", maximum: "max_other"),
-        (label: "Combined", current: "combined", maximum: "max_combined"),
-    ]
-
-    static let ringFields = [
-        (label: "RX", current: "rx", maximum: "rx_max"), (label: "RX Mini", current: "rx_mini", maximum: "rx_mini_max"),
-        (label: "RX Jumbo", current: "rx_jumbo", maximum: "rx_jumbo_max"), (label: "TX", current: "tx", maximum: "tx_max"),
-    ]
 
     /// "(via netlink)": which ethtool interface the daemon used.
     static func backendLine(_ served: JSONValue) -> String {
@@ -33,15 +21,23 @@ enum EthtoolText {
     }
 
     /// `ethtool -l IF`
-    static func channels(_ served: JSONValue, interface: String) -> String {
-        (["Channel parameters for \(interface):"] + countBlock(served["value"] ?? .null, channelFields)
-            + [backendLine(served)]).joined(separator: "\n")
+    static func channels(_ served: Served<Channels>, interface: String) -> String {
+        let value = served.value
+        return (["Channel parameters for \(interface):"]
+            + countBlock([
+                ("RX", value.rx, value.maxRX), ("TX", value.tx, value.maxTX), ("Other", value.other, value.maxOther),
+                ("Combined", value.combined, value.maxCombined),
+            ]) + ["(via \(served.backend.rawValue))"]).joined(separator: "\n")
     }
 
     /// `ethtool -g IF`
-    static func rings(_ served: JSONValue, interface: String) -> String {
-        (["Ring parameters for \(interface):"] + countBlock(served["value"] ?? .null, ringFields)
-            + [backendLine(served)]).joined(separator: "\n")
+    static func rings(_ served: Served<Rings>, interface: String) -> String {
+        let value = served.value
+        return (["Ring parameters for \(interface):"]
+            + countBlock([
+                ("RX", value.rx, value.rxMax), ("RX Mini", value.rxMini, value.rxMiniMax),
+                ("RX Jumbo", value.rxJumbo, value.rxJumboMax), ("TX", value.tx, value.txMax),
+            ]) + ["(via \(served.backend.rawValue))"]).joined(separator: "\n")
     }
 
     /// One line of `ethtool -k`: "name: on [fixed]" or "name: off [requested on]".

@@ -150,10 +150,10 @@ enum NICDetailsText {
             "  queues:      rx \(text(info["rx_queues"])), tx \(text(info["tx_queues"])) (sysfs)",
             "  xdp:         \(xdpText(info["xdp"]))",
         ]
-        if let channels = details["channels"], channels != .null {
+        if let channels = try? details["channels"]?.decode(as: Served<Channels>.self) {
             lines += ["", EthtoolText.channels(channels, interface: interface)]
         }
-        if let rings = details["rings"], rings != .null {
+        if let rings = try? details["rings"]?.decode(as: Served<Rings>.self) {
             lines += ["", EthtoolText.rings(rings, interface: interface)]
         }
         if let features = details["features"], features != .null {
@@ -219,7 +219,8 @@ struct ChannelsCommand: ParsableCommand {
         func validate() throws { try validateInterfaceName(interface) }
 
         func run() throws {
-            try connection.show("channels.get", interface: interface) { EthtoolText.channels($0, interface: interface) }
+            let channels = try connection.call(Methods.ChannelsGet.self, .init(iface: try InterfaceName(interface)))
+            if !connection.json { print(EthtoolText.channels(channels, interface: interface)) }
         }
     }
 
@@ -241,8 +242,9 @@ struct ChannelsCommand: ParsableCommand {
         }
 
         func run() throws {
-            let counts = presentCounts([("rx", rx), ("tx", tx), ("other", other), ("combined", combined)])
-            try connection.show("channels.set", interface: interface, counts) { EthtoolText.channels($0, interface: interface) }
+            let channels = try connection.call(Methods.ChannelsSet.self, .init(
+                iface: try InterfaceName(interface), rx: rx, tx: tx, other: other, combined: combined))
+            if !connection.json { print(EthtoolText.channels(channels, interface: interface)) }
         }
     }
 }
@@ -262,7 +264,8 @@ struct RingsCommand: ParsableCommand {
         func validate() throws { try validateInterfaceName(interface) }
 
         func run() throws {
-            try connection.show("rings.get", interface: interface) { EthtoolText.rings($0, interface: interface) }
+            let rings = try connection.call(Methods.RingsGet.self, .init(iface: try InterfaceName(interface)))
+            if !connection.json { print(EthtoolText.rings(rings, interface: interface)) }
         }
     }
 
@@ -283,8 +286,9 @@ struct RingsCommand: ParsableCommand {
         }
 
         func run() throws {
-            let counts = presentCounts([("rx", rx), ("rx_mini", rxMini), ("rx_jumbo", rxJumbo), ("tx", tx)])
-            try connection.show("rings.set", interface: interface, counts) { EthtoolText.rings($0, interface: interface) }
+            let rings = try connection.call(Methods.RingsSet.self, .init(
+                iface: try InterfaceName(interface), rx: rx, rxMini: rxMini, rxJumbo: rxJumbo, tx: tx))
+            if !connection.json { print(EthtoolText.rings(rings, interface: interface)) }
         }
     }
 }
@@ -448,8 +452,10 @@ struct RSSCommand: ParsableCommand {
     static func rxRings(_ connection: ConnectionOptions, _ interface: String) -> UInt64? {
         var quiet = connection
         quiet.json = false
-        guard let channels = try? quiet.call("channels.get", ["iface": .string(interface)])["value"] else { return nil }
-        let count = (channels["rx"]?.integer(as: UInt64.self) ?? 0) + (channels["combined"]?.integer(as: UInt64.self) ?? 0)
+        guard let name = try? InterfaceName(interface),
+            let channels = try? quiet.call(Methods.ChannelsGet.self, .init(iface: name)).value
+        else { return nil }
+        let count = UInt64(channels.rx) + UInt64(channels.combined)
         return count == 0 ? nil : count
     }
 
