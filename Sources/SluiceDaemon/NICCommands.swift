@@ -52,28 +52,17 @@ extension Daemon {
             }
         }
 
-        register("features.get", .read, "Offload features (ethtool -k)", [iface]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            return try WireEncoding.encode(try await blocking { try nic.features(name) })
+        registry.register(Methods.FeaturesGet.self) { request, _ in
+            try await blocking { try nic.features(request.iface.rawValue) }
         }
-        register("features.set", .admin, "Turn features on or off (ethtool -K); kernel or ethtool names", [
-            iface, ArgumentSpec("features", .object, required: true, "e.g. {\"ntuple\": true, \"gro\": false}"),
-        ]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            let object = try arguments.object("features") ?? [:]
-            guard !object.isEmpty, object.count <= 256 else {
+        registry.register(Methods.FeaturesSet.self) { request, _ in
+            guard !request.features.isEmpty, request.features.count <= 256 else {
                 throw ControlError.invalidArgument("features must name 1...256 features")
             }
-            var wanted: [String: Bool] = [:]
-            for (feature, value) in object {
-                guard let on = value.boolValue else {
-                    throw ControlError.invalidArgument("feature \(feature.prefix(64)) must be true or false, got \(value.typeName)")
-                }
-                guard feature.utf8.count <= 64 else { throw ControlError.invalidArgument("feature name too long") }
-                wanted[feature] = on
+            guard request.features.keys.allSatisfy({ $0.utf8.count <= 64 }) else {
+                throw ControlError.invalidArgument("feature name too long")
             }
-            let requested = wanted
-            return try WireEncoding.encode(try await blocking { try nic.setFeatures(name, requested) })
+            return try await blocking { try nic.setFeatures(request.iface.rawValue, request.features) }
         }
 
         registry.register(Methods.RingsGet.self) { request, _ in
@@ -108,39 +97,24 @@ extension Daemon {
             return try WireEncoding.encode(try await blocking { try nic.setFlowHash(name, flowType: type, fields: fields) })
         }
 
-        register("rss.get", .read, "RSS indirection table and hash key (ethtool -x)", [iface]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            return try WireEncoding.encode(try await blocking { try nic.rss(name) })
+        registry.register(Methods.RSSGet.self) { request, _ in
+            try await blocking { try nic.rss(request.iface.rawValue) }
         }
-        register("rss.set", .admin, "Set the RSS indirection table (ethtool -X): a whole table, or equal N", [
-            iface, ArgumentSpec("table", .array, "one queue per entry, as long as the current table"),
-            ArgumentSpec("equal", .integer, "spread over queues 0..N-1, as ethtool -X equal N"),
-        ]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            let table = try arguments.array("table", maxCount: 65_536)
-            let equal = try arguments.integer("equal", as: UInt32.self, in: 1...65_535)
-            guard (table == nil) != (equal == nil) else {
+        registry.register(Methods.RSSSet.self) { request, _ in
+            let name = request.iface.rawValue
+            guard (request.table == nil) != (request.equal == nil) else {
                 throw ControlError.invalidArgument("rss.set takes either table or equal")
             }
-            var explicit: [UInt32] = []
-            if let table {
-                explicit = try table.enumerated().map { index, value in
-                    guard let queue = value.integer(as: UInt32.self) else {
-                        throw ControlError.invalidArgument("table[\(index)] must be a queue number, got \(value.serialized().prefix(32))")
-                    }
-                    return queue
-                }
+            if let table = request.table, table.count > 65_536 {
+                throw ControlError.invalidArgument("table has \(table.count) elements, at most 65536 allowed")
             }
-            let given = explicit
-            let result = try await blocking { () throws -> Served<RSSConfiguration> in
-                var entries = given
-                if let equal {
-                    let size = try nic.rss(name).value.indirectionTable.count
-                    entries = (0..<size).map { UInt32($0) % equal }
+            return try await blocking { () throws -> Served<RSSConfiguration> in
+                var entries = request.table ?? []
+                if let equal = request.equal {
+                    entries = RSSConfiguration.equalTable(size: try nic.rss(name).value.indirectionTable.count, queues: equal)
                 }
                 return try nic.setRSS(name, indirectionTable: entries)
             }
-            return try WireEncoding.encode(result)
         }
     }
 

@@ -61,29 +61,7 @@ public struct SteeringResult: Codable, Equatable, Sendable {
     public var backend: EthtoolBackend
 }
 
-/// What became of one feature that `features.set` asked for, read back
-/// from the driver after the change.
-public struct FeatureOutcome: Codable, Equatable, Sendable {
-    /// The kernel's name (`rx-ntuple-filter`).
-    public var name: String
-    /// The name the caller used (`ntuple`), which may stand for several features.
-    public var requestedAs: String
-    /// The state asked for.
-    public var requested: Bool
-    /// The state the driver has now (`ethtool -k`).
-    public var active: Bool
-    /// `[fixed]` in `ethtool -k`: the driver cannot change it.
-    public var fixed: Bool
-    /// `active == requested`.
-    public var applied: Bool
-    /// "requested ntuple (rx-ntuple-filter) on; it is fixed off on eth0".
-    public var message: String
-
-    public init(name: String, requestedAs: String, requested: Bool, active: Bool, fixed: Bool, message: String) {
-        self.name = name; self.requestedAs = requestedAs; self.requested = requested
-        self.active = active; self.fixed = fixed; self.applied = active == requested; self.message = message
-    }
-
+extension FeatureOutcome {
     /// `now` is the feature as read back; nil when the device no longer lists it.
     init(interface: String, kernelName: String, requestedAs: String, requested: Bool, now: Feature?) {
         let asked = requestedAs == kernelName ? kernelName : "\(requestedAs) (\(kernelName))"
@@ -103,23 +81,6 @@ public struct FeatureOutcome: Codable, Equatable, Sendable {
                   fixed: now.map { !$0.changeable } ?? false, message: message)
         if now == nil { applied = false }
     }
-}
-
-/// The result of `features.set`: the features as read back after the
-/// change (`value` and `backend`, the shape of ``Served``) and, per
-/// requested feature, what was asked for and what is in effect.
-public struct FeaturesSetResult: Codable, Equatable, Sendable {
-    public var interface: String
-    public var value: Features
-    public var backend: EthtoolBackend
-    public var outcomes: [FeatureOutcome]
-
-    public init(interface: String, value: Features, backend: EthtoolBackend, outcomes: [FeatureOutcome]) {
-        self.interface = interface; self.value = value; self.backend = backend; self.outcomes = outcomes
-    }
-
-    /// Requested features that are not in effect.
-    public var notApplied: [FeatureOutcome] { outcomes.filter { !$0.applied } }
 }
 
 /// What `nic.show` reports for one interface.

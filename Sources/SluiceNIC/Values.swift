@@ -38,29 +38,6 @@ public struct RingsChange: CountChange {
     ]
 }
 
-/// One offload feature as `ethtool -k` shows it.
-public struct Feature: Codable, Equatable, Sendable {
-    /// The kernel's name (`rx-ntuple-filter`).
-    public var name: String
-    public var active: Bool
-    public var requested: Bool
-    /// False for what `ethtool -k` marks `[fixed]`.
-    public var changeable: Bool
-
-    public init(name: String, active: Bool, requested: Bool, changeable: Bool) {
-        self.name = name; self.active = active; self.requested = requested; self.changeable = changeable
-    }
-}
-
-/// All features of an interface, in the kernel's order.
-public struct Features: Codable, Equatable, Sendable {
-    public var features: [Feature]
-
-    public init(features: [Feature]) { self.features = features }
-
-    public subscript(name: String) -> Feature? { features.first { $0.name == name } }
-}
-
 /// One driver private flag (`ethtool --show-priv-flags`).
 public struct PrivateFlag: Codable, Equatable, Sendable {
     public var name: String
@@ -75,22 +52,6 @@ public struct DriverInfo: Codable, Equatable, Sendable {
     public var busInfo: String
     public var statisticsCount: UInt32
     public var privateFlagsCount: UInt32
-}
-
-/// RSS indirection table and hash key (`ethtool -x`).
-public struct RSSConfiguration: Codable, Equatable, Sendable {
-    /// Entry i names the rx queue that hash bucket i goes to.
-    public var indirectionTable: [UInt32]
-    /// The hash key in lowercase hex bytes separated by colons, as ethtool shows it.
-    public var hashKey: String
-    public var hashFunction: UInt8
-
-    /// A table of `size` entries spread round-robin over `queues` queues
-    /// (`ethtool -X IF equal N`).
-    public static func equalTable(size: Int, queues: UInt32) -> [UInt32] {
-        guard queues > 0 else { return [] }
-        return (0..<size).map { UInt32($0) % queues }
-    }
 }
 
 /// One count of `ethtool -L`/`-G`: where it sits in the change, the

@@ -120,3 +120,159 @@ public struct Rings: Codable, Equatable, Sendable {
         case rxMax = "rx_max", rxMiniMax = "rx_mini_max", rxJumboMax = "rx_jumbo_max", txMax = "tx_max"
     }
 }
+
+extension Methods {
+    public enum FeaturesGet: ControlMethod {
+        public typealias Request = InterfaceRequest
+        public typealias Response = Served<Features>
+        public static let name = "features.get"
+        public static let level = AccessLevel.read
+        public static let summary = "Offload features (ethtool -k)"
+        public static let arguments = [InterfaceRequest.argument]
+    }
+
+    public enum FeaturesSet: ControlMethod {
+        public typealias Response = FeaturesSetResult
+        public static let name = "features.set"
+        public static let level = AccessLevel.admin
+        public static let summary = "Turn features on or off (ethtool -K); kernel or ethtool names"
+        public static let arguments = [
+            InterfaceRequest.argument,
+            ArgumentSpec(Request.CodingKeys.features, .object, required: true, "e.g. {\"ntuple\": true, \"gro\": false}"),
+        ]
+
+        public struct Request: Codable, Sendable, Equatable {
+            public var iface: InterfaceName
+            /// Feature name (the kernel's or ethtool's) to the state wanted.
+            public var features: [String: Bool]
+            public init(iface: InterfaceName, features: [String: Bool]) { self.iface = iface; self.features = features }
+            public enum CodingKeys: String, CodingKey { case iface, features }
+        }
+    }
+
+    public enum RSSGet: ControlMethod {
+        public typealias Request = InterfaceRequest
+        public typealias Response = Served<RSSConfiguration>
+        public static let name = "rss.get"
+        public static let level = AccessLevel.read
+        public static let summary = "RSS indirection table and hash key (ethtool -x)"
+        public static let arguments = [InterfaceRequest.argument]
+    }
+
+    public enum RSSSet: ControlMethod {
+        public typealias Response = Served<RSSConfiguration>
+        public static let name = "rss.set"
+        public static let level = AccessLevel.admin
+        public static let summary = "Set the RSS indirection table (ethtool -X): a whole table, or equal N"
+        public static let arguments = [
+            InterfaceRequest.argument,
+            ArgumentSpec(Request.CodingKeys.table, .array, "one queue per entry, as long as the current table"),
+            ArgumentSpec(Request.CodingKeys.equal, UInt32.self, in: 1...65_535, "spread over queues 0..N-1, as ethtool -X equal N"),
+        ]
+
+        /// Either a whole table or `equal`.
+        public struct Request: Codable, Sendable, Equatable {
+            public var iface: InterfaceName
+            public var table: [UInt32]?
+            public var equal: UInt32?
+            public init(iface: InterfaceName, table: [UInt32]? = nil, equal: UInt32? = nil) {
+                self.iface = iface; self.table = table; self.equal = equal
+            }
+            public enum CodingKeys: String, CodingKey { case iface, table, equal }
+        }
+    }
+}
+
+/// One offload feature as `ethtool -k` shows it.
+public struct Feature: Codable, Equatable, Sendable {
+    /// The kernel's name (`rx-ntuple-filter`).
+    public var name: String
+    public var active: Bool
+    public var requested: Bool
+    /// False for what `ethtool -k` marks `[fixed]`.
+    public var changeable: Bool
+
+    public init(name: String, active: Bool, requested: Bool, changeable: Bool) {
+        self.name = name; self.active = active; self.requested = requested; self.changeable = changeable
+    }
+
+    enum CodingKeys: String, CodingKey { case name, active, requested, changeable }
+}
+
+/// All features of an interface, in the kernel's order.
+public struct Features: Codable, Equatable, Sendable {
+    public var features: [Feature]
+    public init(features: [Feature]) { self.features = features }
+    enum CodingKeys: String, CodingKey { case features }
+
+    public subscript(name: String) -> Feature? { features.first { $0.name == name } }
+}
+
+/// What became of one feature that `features.set` asked for, read back
+/// from the driver after the change.
+public struct FeatureOutcome: Codable, Equatable, Sendable {
+    /// The kernel's name (`rx-ntuple-filter`).
+    public var name: String
+    /// The name the caller used (`ntuple`), which may stand for several features.
+    public var requestedAs: String
+    /// The state asked for.
+    public var requested: Bool
+    /// The state the driver has now (`ethtool -k`).
+    public var active: Bool
+    /// `[fixed]` in `ethtool -k`: the driver cannot change it.
+    public var fixed: Bool
+    /// `active == requested`.
+    public var applied: Bool
+    /// "requested ntuple (rx-ntuple-filter) on; it is fixed off on eth0".
+    public var message: String
+
+    public init(name: String, requestedAs: String, requested: Bool, active: Bool, fixed: Bool, message: String) {
+        self.name = name; self.requestedAs = requestedAs; self.requested = requested
+        self.active = active; self.fixed = fixed; self.applied = active == requested; self.message = message
+    }
+
+    enum CodingKeys: String, CodingKey { case name, requested, active, fixed, applied, message, requestedAs = "requested_as" }
+}
+
+/// The result of `features.set`: the features as read back after the
+/// change (`value` and `backend`, the shape of ``Served``) and, per
+/// requested feature, what was asked for and what is in effect.
+public struct FeaturesSetResult: Codable, Equatable, Sendable {
+    public var interface: String
+    public var value: Features
+    public var backend: EthtoolBackend
+    public var outcomes: [FeatureOutcome]
+
+    public init(interface: String, value: Features, backend: EthtoolBackend, outcomes: [FeatureOutcome]) {
+        self.interface = interface; self.value = value; self.backend = backend; self.outcomes = outcomes
+    }
+
+    enum CodingKeys: String, CodingKey { case interface, value, backend, outcomes }
+
+    /// Requested features that are not in effect.
+    public var notApplied: [FeatureOutcome] { outcomes.filter { !$0.applied } }
+}
+
+/// RSS indirection table and hash key (`ethtool -x`).
+public struct RSSConfiguration: Codable, Equatable, Sendable {
+    /// Entry i names the rx queue that hash bucket i goes to.
+    public var indirectionTable: [UInt32]
+    /// The hash key in lowercase hex bytes separated by colons, as ethtool shows it.
+    public var hashKey: String
+    public var hashFunction: UInt8
+
+    public init(indirectionTable: [UInt32], hashKey: String, hashFunction: UInt8) {
+        self.indirectionTable = indirectionTable; self.hashKey = hashKey; self.hashFunction = hashFunction
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case indirectionTable = "indirection_table", hashKey = "hash_key", hashFunction = "hash_function"
+    }
+
+    /// A table of `size` entries spread round-robin over `queues` queues
+    /// (`ethtool -X IF equal N`).
+    public static func equalTable(size: Int, queues: UInt32) -> [UInt32] {
+        guard queues > 0 else { return [] }
+        return (0..<size).map { UInt32($0) % queues }
+    }
+}

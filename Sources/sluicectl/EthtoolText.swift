@@ -41,21 +41,19 @@ enum EthtoolText {
     }
 
     /// One line of `ethtool -k`: "name: on [fixed]" or "name: off [requested on]".
-    static func featureLine(_ feature: JSONValue) -> String {
-        let active = feature["active"]?.boolValue ?? false
-        let requested = feature["requested"]?.boolValue ?? active
-        var line = "\(feature["name"]?.stringValue ?? "?"): \(onOff(active))"
-        if feature["changeable"]?.boolValue == false {
+    static func featureLine(_ feature: Feature) -> String {
+        var line = "\(feature.name): \(onOff(feature.active))"
+        if !feature.changeable {
             line += " [fixed]"
-        } else if requested != active {
-            line += " [requested \(onOff(requested))]"
+        } else if feature.requested != feature.active {
+            line += " [requested \(onOff(feature.requested))]"
         }
         return line
     }
 
-    static func features(_ served: JSONValue, interface: String) -> String {
-        let list = served["value"]?["features"]?.arrayValue ?? []
-        return (["Features for \(interface):"] + list.map(featureLine) + [backendLine(served)]).joined(separator: "\n")
+    static func features(_ served: Served<Features>, interface: String) -> String {
+        (["Features for \(interface):"] + served.value.features.map(featureLine) + ["(via \(served.backend.rawValue))"])
+            .joined(separator: "\n")
     }
 
     static func onOff(_ value: Bool) -> String { value ? "on" : "off" }
@@ -121,9 +119,9 @@ enum EthtoolText {
     }
 
     /// `ethtool -x IF`: eight entries a line, each line led by its first index.
-    static func rss(_ served: JSONValue, interface: String, rxRings: UInt64?) -> String {
-        let value = served["value"] ?? .null
-        let table = (value["indirection_table"]?.arrayValue ?? []).map(Render.scalar)
+    static func rss(_ served: Served<RSSConfiguration>, interface: String, rxRings: UInt64?) -> String {
+        let value = served.value
+        let table = value.indirectionTable.map(String.init)
         let rings = rxRings.map { "with \($0) RX ring(s)" } ?? "of \(table.count) entries"
         var lines = ["RX flow hash indirection table for \(interface) \(rings):"]
         var start = 0
@@ -134,15 +132,13 @@ enum EthtoolText {
         }
         if table.isEmpty { lines.append("Operation not supported") }
         lines.append("RSS hash key:")
-        let key = value["hash_key"]?.stringValue ?? ""
-        lines.append(key.isEmpty ? "Operation not supported" : key)
+        lines.append(value.hashKey.isEmpty ? "Operation not supported" : value.hashKey)
         lines.append("RSS hash function:")
         // ETH_RSS_HASH_TOP / XOR / CRC32 are bits 0, 1, 2 of hfunc.
-        let function = value["hash_function"]?.integer(as: UInt8.self) ?? 0
         for (bit, name) in [(0, "toeplitz"), (1, "xor"), (2, "crc32")] {
-            lines.append("    \(name): \(onOff(function & (1 << bit) != 0))")
+            lines.append("    \(name): \(onOff(value.hashFunction & (1 << bit) != 0))")
         }
-        lines.append(backendLine(served))
+        lines.append("(via \(served.backend.rawValue))")
         return lines.joined(separator: "\n")
     }
 

@@ -25,13 +25,6 @@ extension ConnectionOptions {
     }
 }
 
-/// The counts the user gave (`--rx 2`), as daemon arguments; the rest stay as they are.
-func presentCounts(_ counts: [(key: String, value: UInt32?)]) -> [String: JSONValue] {
-    var arguments: [String: JSONValue] = [:]
-    for (key, value) in counts { if let value { arguments[key] = JSONValue(value) } }
-    return arguments
-}
-
 // MARK: nic
 
 struct NICCommand: ParsableCommand {
@@ -156,7 +149,7 @@ enum NICDetailsText {
         if let rings = try? details["rings"]?.decode(as: Served<Rings>.self) {
             lines += ["", EthtoolText.rings(rings, interface: interface)]
         }
-        if let features = details["features"], features != .null {
+        if let features = try? details["features"]?.decode(as: Served<Features>.self) {
             lines += ["", EthtoolText.features(features, interface: interface)]
         }
         let problems = details["problems"]?.arrayValue ?? []
@@ -311,7 +304,8 @@ struct FeaturesCommand: ParsableCommand {
         func validate() throws { try validateInterfaceName(interface) }
 
         func run() throws {
-            try connection.show("features.get", interface: interface) { EthtoolText.features($0, interface: interface) }
+            let features = try connection.call(Methods.FeaturesGet.self, .init(iface: try InterfaceName(interface)))
+            if !connection.json { print(EthtoolText.features(features, interface: interface)) }
         }
     }
 
@@ -327,12 +321,12 @@ struct FeaturesCommand: ParsableCommand {
         @Argument(help: "NAME on|off pairs.") var settings: [String] = []
 
         /// At most as many pairs as the daemon takes (256).
-        func parsedSettings() throws -> [String: JSONValue] {
+        func parsedSettings() throws -> [String: Bool] {
             guard !settings.isEmpty, settings.count % 2 == 0 else {
                 throw ValidationError("give features as NAME on|off pairs, e.g. `gro on ntuple off`")
             }
             guard settings.count / 2 <= 256 else { throw ValidationError("at most 256 features at a time") }
-            var wanted: [String: JSONValue] = [:]
+            var wanted: [String: Bool] = [:]
             for index in stride(from: 0, to: settings.count, by: 2) {
                 let name = settings[index], state = settings[index + 1]
                 guard !name.isEmpty, name.utf8.count <= 64 else {
@@ -342,7 +336,7 @@ struct FeaturesCommand: ParsableCommand {
                     throw ValidationError("feature \(name): expected on or off, got \"\(state.prefix(32))\"")
                 }
                 guard wanted[name] == nil else { throw ValidationError("feature \(name) is given twice") }
-                wanted[name] = .bool(state == "on")
+                wanted[name] = state == "on"
             }
             return wanted
         }
@@ -353,24 +347,20 @@ struct FeaturesCommand: ParsableCommand {
         }
 
         func run() throws {
-            let wanted = try parsedSettings()
+            let name = try InterfaceName(interface)
             // Read first so the reply can say what actually changed (ethtool -K's "Actual changes").
-            let before = connection.json ? nil : try? connection.call("features.get", ["iface": .string(interface)])
-            let result = try connection.call(
-                "features.set", ["iface": .string(interface), "features": .object(wanted)])
+            let before = connection.json ? nil : try? connection.call(Methods.FeaturesGet.self, .init(iface: name))
+            let result = try connection.call(Methods.FeaturesSet.self, .init(iface: name, features: try parsedSettings()))
             if connection.json { return }
             let previous = Dictionary(
-                (before?["value"]?["features"]?.arrayValue ?? []).map { (text($0["name"]), $0["active"]) },
-                uniquingKeysWith: { first, _ in first })
-            let changed = (result["value"]?["features"]?.arrayValue ?? []).filter { feature in
-                previous[text(feature["name"])] != feature["active"]
-            }
+                (before?.value.features ?? []).map { ($0.name, $0.active) }, uniquingKeysWith: { first, _ in first })
+            let changed = result.value.features.filter { previous[$0.name] != $0.active }
             if changed.isEmpty {
                 print("No feature of \(interface) changed (already as requested).")
             } else {
                 print((["Actual changes:"] + changed.map(EthtoolText.featureLine)).joined(separator: "\n"))
             }
-            print(EthtoolText.backendLine(result))
+            print("(via \(result.backend.rawValue))")
         }
     }
 }
@@ -385,12 +375,10 @@ struct FlowHashCommand: ParsableCommand {
     /// Accepts --socket/--json before the subcommand, as ``NICCommand/connection``.
     @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
 
-    static let flowTypes = ["tcp4", "udp4", "sctp4", "ah4", "esp4", "tcp6", "udp6", "sctp6", "ah6", "esp6", "ip4", "ip6"]
-
     static func validateFlowType(_ type: String) throws {
-        guard flowTypes.contains(type) else {
-            throw ValidationError("flow type \"\(type.prefix(32))\" is not one of \(flowTypes.joined(separator: ", "))")
-        }
+        guard HashFlowType(rawValue: type) == nil else { return }
+        throw ValidationError(
+            "flow type \"\(type.prefix(32))\" is not one of \(HashFlowType.allCases.map(\.rawValue).joined(separator: ", "))")
     }
 
     struct Get: ParsableCommand {
@@ -467,8 +455,9 @@ struct RSSCommand: ParsableCommand {
         func validate() throws { try validateInterfaceName(interface) }
 
         func run() throws {
-            try connection.show("rss.get", interface: interface) {
-                EthtoolText.rss($0, interface: interface, rxRings: RSSCommand.rxRings(connection, interface))
+            let rss = try connection.call(Methods.RSSGet.self, .init(iface: try InterfaceName(interface)))
+            if !connection.json {
+                print(EthtoolText.rss(rss, interface: interface, rxRings: RSSCommand.rxRings(connection, interface)))
             }
         }
     }
@@ -482,7 +471,7 @@ struct RSSCommand: ParsableCommand {
         @Option(help: "Every entry, comma-separated (as long as the current table), e.g. 0,1,0,1.") var table: String?
 
         /// Bounded like the daemon (65536 entries) so a huge argument is a usage error.
-        func parsedTable() throws -> [JSONValue]? {
+        func parsedTable() throws -> [UInt32]? {
             guard let table else { return nil }
             let parts = table.split(separator: ",", omittingEmptySubsequences: false)
             guard parts.count <= 65_536 else { throw ValidationError("--table has more than 65536 entries") }
@@ -490,7 +479,7 @@ struct RSSCommand: ParsableCommand {
                 guard let queue = UInt32(part) else {
                     throw ValidationError("--table entry \(index) \"\(part.prefix(16))\" is not a queue number")
                 }
-                return JSONValue(queue)
+                return queue
             }
         }
 
@@ -502,10 +491,10 @@ struct RSSCommand: ParsableCommand {
         }
 
         func run() throws {
-            var arguments = presentCounts([("equal", equal)])
-            if let entries = try parsedTable() { arguments["table"] = .array(entries) }
-            try connection.show("rss.set", interface: interface, arguments) {
-                EthtoolText.rss($0, interface: interface, rxRings: RSSCommand.rxRings(connection, interface))
+            let rss = try connection.call(
+                Methods.RSSSet.self, .init(iface: try InterfaceName(interface), table: try parsedTable(), equal: equal))
+            if !connection.json {
+                print(EthtoolText.rss(rss, interface: interface, rxRings: RSSCommand.rxRings(connection, interface)))
             }
         }
     }
