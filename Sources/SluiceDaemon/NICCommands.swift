@@ -10,18 +10,14 @@ extension Daemon {
         let nic = self.nic
         let iface = InterfaceRequest.argument
 
-        register("nic.list", .read, "Interfaces: index, driver, queues, link, XDP program") { _ in
-            try WireEncoding.encode(["interfaces": try await blocking { nic.interfaces() }])
-        }
+        registry.register(Methods.NICList.self) { _, _ in .init(interfaces: try await blocking { nic.interfaces() }) }
         register("nic.show", .read, "One interface: driver, queues, channels, rings, features, Sluice's changes and outside changes",
                  [iface]) { arguments in
             let name = try Self.interfaceName(arguments)
             return try WireEncoding.encode(try await blocking { try nic.details(name) })
         }
-        register("nic.stats", .read, "Driver statistics (ethtool -S), with per-queue counters where the names say so",
-                 [iface]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            return try WireEncoding.encode(try await blocking { try nic.statistics(name) })
+        registry.register(Methods.NICStatistics.self) { request, _ in
+            try await blocking { try nic.statistics(request.iface.rawValue) }
         }
         register("nic.restore", .admin, "Undo every NIC change Sluice made (values changed since by others are left alone)") {
             _ in
@@ -75,26 +71,21 @@ extension Daemon {
 
         registerSteeringCommands()
 
-        register("flowhash.get", .read, "Fields hashed for a flow type (ethtool -n IF rx-flow-hash TYPE)", [
-            iface, ArgumentSpec("flow_type", .string, required: true, "tcp4, udp4, tcp6, udp6, ..."),
-        ]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            let type = try Self.hashFlowType(arguments)
-            return try WireEncoding.encode(try await blocking { try nic.flowHash(name, flowType: type) })
+        registry.register(Methods.FlowHashGet.self) { request, _ in
+            let served = try await blocking { try nic.flowHash(request.iface.rawValue, flowType: request.flowType) }
+            return Served(served.value.letters, backend: served.backend)
         }
-        register("flowhash.set", .admin, "Set the hashed fields (ethtool -N IF rx-flow-hash TYPE sdfn)", [
-            iface, ArgumentSpec("flow_type", .string, required: true, "tcp4, udp4, tcp6, udp6, ..."),
-            ArgumentSpec("fields", .string, required: true, "ethtool letters: m v t s d f n r"),
-        ]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            let type = try Self.hashFlowType(arguments)
+        registry.register(Methods.FlowHashSet.self) { request, _ in
             let fields: FlowHashFields
             do {
-                fields = try FlowHashFields(letters: try arguments.requiredString("fields"))
+                fields = try FlowHashFields(letters: request.fields)
             } catch let error as NICError {
                 throw error.controlError
             }
-            return try WireEncoding.encode(try await blocking { try nic.setFlowHash(name, flowType: type, fields: fields) })
+            let served = try await blocking {
+                try nic.setFlowHash(request.iface.rawValue, flowType: request.flowType, fields: fields)
+            }
+            return Served(served.value.letters, backend: served.backend)
         }
 
         registry.register(Methods.RSSGet.self) { request, _ in
@@ -132,15 +123,6 @@ extension Daemon {
         let name = try arguments.requiredString(key)
         if let problem = InterfaceName.problem(name) { throw ControlError.invalidArgument("\(key): \(problem)") }
         return name
-    }
-
-    static func hashFlowType(_ arguments: Arguments) throws -> HashFlowType {
-        let text = try arguments.requiredString("flow_type")
-        guard let type = HashFlowType(rawValue: text) else {
-            throw ControlError.invalidArgument(
-                "flow_type \"\(text.prefix(32))\" is not one of \(HashFlowType.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        return type
     }
 
     /// The plugin `[[interface]] plugin = "…"` forces for `name`, if any.

@@ -3,34 +3,8 @@ import Glibc
 #endif
 import CXDP
 import Foundation
+import SluiceProtocol
 import SluiceSystem
-
-/// The XDP program attached to an interface (libbpf `bpf_xdp_query`).
-public struct XDPAttachment: Codable, Equatable, Sendable {
-    public var programID: UInt32
-    /// `native` (driver), `skb` (generic), `hw` (offloaded) or `multi`.
-    public var mode: String
-}
-
-/// What `nic.list` shows for one interface.
-public struct InterfaceInfo: Codable, Equatable, Sendable {
-    public var name: String
-    public var index: UInt32
-    /// From ETHTOOL_GDRVINFO; empty for devices without a driver (lo).
-    public var driver: String
-    public var driverVersion: String
-    public var firmwareVersion: String
-    public var busInfo: String
-    /// Entries `rx-*` / `tx-*` under /sys/class/net/IF/queues (on old mlx5
-    /// with XSK, twice the channel count).
-    public var rxQueues: Int
-    public var txQueues: Int
-    public var operState: String
-    public var up: Bool
-    public var mtu: UInt32
-    public var macAddress: String
-    public var xdp: XDPAttachment?
-}
 
 /// Interface discovery from sysfs, GDRVINFO and libbpf. sysfs shows the
 /// network namespace it was mounted in: run under `ip netns exec`, not bare

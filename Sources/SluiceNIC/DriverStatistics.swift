@@ -1,31 +1,8 @@
 import SluiceProtocol
 
-/// One counter of `ethtool -S`.
-public struct DriverCounter: Codable, Equatable, Sendable {
-    public var name: String
-    public var value: UInt64
-
-    public init(name: String, value: UInt64) {
-        self.name = name
-        self.value = value
-    }
-}
-
-/// The counters of one queue, keyed by the rest of the driver's name
-/// (`rx_queue_2_xdp_packets` → queue 2, rx, `xdp_packets`).
-public struct QueueCounters: Codable, Equatable, Sendable {
-    public var direction: QueueDirection
-    public var queue: UInt32
-    public var counters: [String: UInt64]
-}
-
-/// `ethtool -S`, whole and grouped per queue where the names say so.
-public struct DriverStatistics: Codable, Equatable, Sendable {
-    public var counters: [DriverCounter]
-    public var queues: [QueueCounters]
-
+extension DriverStatistics {
+    /// Groups the per-queue counters by the names drivers give them.
     public init(counters: [DriverCounter]) {
-        self.counters = counters
         var grouped: [String: QueueCounters] = [:]
         var order: [String] = []
         for counter in counters {
@@ -37,16 +14,9 @@ public struct DriverStatistics: Codable, Equatable, Sendable {
             }
             grouped[key]!.counters[field, default: 0] &+= counter.value
         }
-        queues = order.compactMap { grouped[$0] }.sorted {
+        self.init(counters: counters, queues: order.compactMap { grouped[$0] }.sorted {
             ($0.direction.rawValue, $0.queue) < ($1.direction.rawValue, $1.queue)
-        }
-    }
-
-    public subscript(name: String) -> UInt64? { counters.first { $0.name == name }?.value }
-
-    /// A queue's counter, e.g. `queue(.rx, 2, "xdp_packets")`.
-    public func queue(_ direction: QueueDirection, _ queue: UInt32, _ field: String) -> UInt64? {
-        queues.first { $0.direction == direction && $0.queue == queue }?.counters[field]
+        })
     }
 
     /// Splits per-queue counter names of the shapes drivers use:

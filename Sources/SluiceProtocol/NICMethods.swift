@@ -276,3 +276,148 @@ public struct RSSConfiguration: Codable, Equatable, Sendable {
         return (0..<size).map { UInt32($0) % queues }
     }
 }
+
+extension Methods {
+    public enum NICList: ControlMethod {
+        public static let name = "nic.list"
+        public static let level = AccessLevel.read
+        public static let summary = "Interfaces: index, driver, queues, link, XDP program"
+
+        public struct Response: Codable, Sendable, Equatable {
+            public var interfaces: [InterfaceInfo]
+            public init(interfaces: [InterfaceInfo]) { self.interfaces = interfaces }
+            enum CodingKeys: String, CodingKey { case interfaces }
+        }
+    }
+
+    public enum NICStatistics: ControlMethod {
+        public typealias Request = InterfaceRequest
+        public typealias Response = Served<DriverStatistics>
+        public static let name = "nic.stats"
+        public static let level = AccessLevel.read
+        public static let summary = "Driver statistics (ethtool -S), with per-queue counters where the names say so"
+        public static let arguments = [InterfaceRequest.argument]
+    }
+
+    public enum FlowHashGet: ControlMethod {
+        /// ethtool's letters (`sdfn`).
+        public typealias Response = Served<String>
+        public static let name = "flowhash.get"
+        public static let level = AccessLevel.read
+        public static let summary = "Fields hashed for a flow type (ethtool -n IF rx-flow-hash TYPE)"
+        public static let arguments = [
+            InterfaceRequest.argument,
+            ArgumentSpec(Request.CodingKeys.flowType, .string, required: true, "tcp4, udp4, tcp6, udp6, ..."),
+        ]
+
+        public struct Request: Codable, Sendable, Equatable {
+            public var iface: InterfaceName
+            public var flowType: HashFlowType
+            public init(iface: InterfaceName, flowType: HashFlowType) { self.iface = iface; self.flowType = flowType }
+            public enum CodingKeys: String, CodingKey { case iface, flowType = "flow_type" }
+        }
+    }
+
+    public enum FlowHashSet: ControlMethod {
+        public typealias Response = Served<String>
+        public static let name = "flowhash.set"
+        public static let level = AccessLevel.admin
+        public static let summary = "Set the hashed fields (ethtool -N IF rx-flow-hash TYPE sdfn)"
+        public static let arguments = FlowHashGet.arguments + [
+            ArgumentSpec(Request.CodingKeys.fields, .string, required: true, "ethtool letters: m v t s d f n r"),
+        ]
+
+        public struct Request: Codable, Sendable, Equatable {
+            public var iface: InterfaceName
+            public var flowType: HashFlowType
+            /// ethtool's letters, e.g. `sdfn`.
+            public var fields: String
+            public init(iface: InterfaceName, flowType: HashFlowType, fields: String) {
+                self.iface = iface; self.flowType = flowType; self.fields = fields
+            }
+            public enum CodingKeys: String, CodingKey { case iface, fields, flowType = "flow_type" }
+        }
+    }
+}
+
+/// An XDP program attached to an interface.
+public struct XDPAttachment: Codable, Equatable, Sendable {
+    public var programID: UInt32
+    /// `native` (driver), `skb` (generic), `hw` (offloaded) or `multi`.
+    public var mode: String
+    public init(programID: UInt32, mode: String) { self.programID = programID; self.mode = mode }
+    enum CodingKeys: String, CodingKey { case mode, programID = "program_id" }
+}
+
+/// What `nic.list` shows for one interface.
+public struct InterfaceInfo: Codable, Equatable, Sendable {
+    public var name: String
+    public var index: UInt32
+    /// From ETHTOOL_GDRVINFO; empty for devices without a driver (lo).
+    public var driver: String
+    public var driverVersion: String
+    public var firmwareVersion: String
+    public var busInfo: String
+    /// Entries `rx-*` / `tx-*` under /sys/class/net/IF/queues (on old mlx5
+    /// with XSK, twice the channel count).
+    public var rxQueues: Int
+    public var txQueues: Int
+    public var operState: String
+    public var up: Bool
+    public var mtu: UInt32
+    public var macAddress: String
+    public var xdp: XDPAttachment?
+
+    public init(
+        name: String, index: UInt32, driver: String, driverVersion: String, firmwareVersion: String, busInfo: String,
+        rxQueues: Int, txQueues: Int, operState: String, up: Bool, mtu: UInt32, macAddress: String, xdp: XDPAttachment?
+    ) {
+        self.name = name; self.index = index; self.driver = driver; self.driverVersion = driverVersion
+        self.firmwareVersion = firmwareVersion; self.busInfo = busInfo; self.rxQueues = rxQueues
+        self.txQueues = txQueues; self.operState = operState; self.up = up; self.mtu = mtu
+        self.macAddress = macAddress; self.xdp = xdp
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, index, driver, up, mtu, xdp
+        case driverVersion = "driver_version", firmwareVersion = "firmware_version", busInfo = "bus_info"
+        case rxQueues = "rx_queues", txQueues = "tx_queues", operState = "oper_state", macAddress = "mac_address"
+    }
+}
+
+/// One counter of `ethtool -S`.
+public struct DriverCounter: Codable, Equatable, Sendable {
+    public var name: String
+    public var value: UInt64
+    public init(name: String, value: UInt64) { self.name = name; self.value = value }
+    enum CodingKeys: String, CodingKey { case name, value }
+}
+
+/// The counters of one queue, keyed by the rest of the driver's name
+/// (`rx_queue_2_xdp_packets` → queue 2, rx, `xdp_packets`).
+public struct QueueCounters: Codable, Equatable, Sendable {
+    public var direction: QueueDirection
+    public var queue: UInt32
+    public var counters: [String: UInt64]
+
+    public init(direction: QueueDirection, queue: UInt32, counters: [String: UInt64]) {
+        self.direction = direction; self.queue = queue; self.counters = counters
+    }
+
+    enum CodingKeys: String, CodingKey { case direction, queue, counters }
+}
+
+/// `ethtool -S`, whole and grouped per queue where the names say so.
+public struct DriverStatistics: Codable, Equatable, Sendable {
+    public var counters: [DriverCounter]
+    public var queues: [QueueCounters]
+    public init(counters: [DriverCounter], queues: [QueueCounters]) { self.counters = counters; self.queues = queues }
+    enum CodingKeys: String, CodingKey { case counters, queues }
+
+    public subscript(name: String) -> UInt64? { counters.first { $0.name == name }?.value }
+
+    /// A queue's counter, e.g. `queue(.rx, 2, "xdp_packets")`.
+    public func queue(_ direction: QueueDirection, _ queue: UInt32, _ field: String) -> UInt64? {
+        queues.first { $0.direction == direction && $0.queue == queue }?.counters[field]
+    }
+}

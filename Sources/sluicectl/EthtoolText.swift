@@ -16,8 +16,8 @@ enum EthtoolText {
     }
 
     /// "(via netlink)": which ethtool interface the daemon used.
-    static func backendLine(_ served: JSONValue) -> String {
-        "(via \(served["backend"]?.stringValue ?? "unknown backend"))"
+    static func backendLine(_ backend: EthtoolBackend?) -> String {
+        "(via \(backend?.rawValue ?? "unknown backend"))"
     }
 
     /// `ethtool -l IF`
@@ -27,7 +27,7 @@ enum EthtoolText {
             + countBlock([
                 ("RX", value.rx, value.maxRX), ("TX", value.tx, value.maxTX), ("Other", value.other, value.maxOther),
                 ("Combined", value.combined, value.maxCombined),
-            ]) + ["(via \(served.backend.rawValue))"]).joined(separator: "\n")
+            ]) + [backendLine(served.backend)]).joined(separator: "\n")
     }
 
     /// `ethtool -g IF`
@@ -37,7 +37,7 @@ enum EthtoolText {
             + countBlock([
                 ("RX", value.rx, value.rxMax), ("RX Mini", value.rxMini, value.rxMiniMax),
                 ("RX Jumbo", value.rxJumbo, value.rxJumboMax), ("TX", value.tx, value.txMax),
-            ]) + ["(via \(served.backend.rawValue))"]).joined(separator: "\n")
+            ]) + [backendLine(served.backend)]).joined(separator: "\n")
     }
 
     /// One line of `ethtool -k`: "name: on [fixed]" or "name: off [requested on]".
@@ -52,31 +52,23 @@ enum EthtoolText {
     }
 
     static func features(_ served: Served<Features>, interface: String) -> String {
-        (["Features for \(interface):"] + served.value.features.map(featureLine) + ["(via \(served.backend.rawValue))"])
+        (["Features for \(interface):"] + served.value.features.map(featureLine) + [backendLine(served.backend)])
             .joined(separator: "\n")
     }
 
     static func onOff(_ value: Bool) -> String { value ? "on" : "off" }
 
     /// `ethtool -S IF`, then the per-queue counters grouped by queue.
-    static func statistics(_ served: JSONValue) -> String {
-        let value = served["value"] ?? .null
-        var lines = ["NIC statistics:"]
-        for counter in value["counters"]?.arrayValue ?? [] {
-            lines.append("     \(counter["name"]?.stringValue ?? "?"): \(counter["value"].map(Render.scalar) ?? "?")")
-        }
-        let queues = value["queues"]?.arrayValue ?? []
-        if !queues.isEmpty {
+    static func statistics(_ served: Served<DriverStatistics>) -> String {
+        var lines = ["NIC statistics:"] + served.value.counters.map { "     \($0.name): \($0.value)" }
+        if !served.value.queues.isEmpty {
             lines.append("Per-queue statistics:")
-            for queue in queues {
-                lines.append("     \(queue["direction"]?.stringValue ?? "?") queue \(queue["queue"].map(Render.scalar) ?? "?"):")
-                let counters = queue["counters"]?.objectValue ?? [:]
-                for name in counters.keys.sorted() {
-                    lines.append("          \(name): \(Render.scalar(counters[name]!))")
-                }
+            for queue in served.value.queues {
+                lines.append("     \(queue.direction.rawValue) queue \(queue.queue):")
+                lines += queue.counters.keys.sorted().map { "          \($0): \(queue.counters[$0]!)" }
             }
         }
-        lines.append(backendLine(served))
+        lines.append(backendLine(served.backend))
         return lines.joined(separator: "\n")
     }
 
@@ -105,8 +97,8 @@ enum EthtoolText {
     ]
 
     /// `ethtool -n IF rx-flow-hash TYPE`
-    static func flowHash(_ served: JSONValue, flowType: String) -> String {
-        let letters = served["value"]?.stringValue ?? ""
+    static func flowHash(_ served: Served<String>, flowType: String) -> String {
+        let letters = served.value
         var lines: [String]
         if letters.contains("r") {
             lines = ["All matching flows discarded on RX"]
@@ -115,7 +107,7 @@ enum EthtoolText {
             let fields = hashFieldNames.filter { letters.contains($0.0) }.map(\.1)
             lines += fields.isEmpty ? ["None"] : fields
         }
-        return (lines + [backendLine(served)]).joined(separator: "\n")
+        return (lines + [backendLine(served.backend)]).joined(separator: "\n")
     }
 
     /// `ethtool -x IF`: eight entries a line, each line led by its first index.
@@ -138,7 +130,7 @@ enum EthtoolText {
         for (bit, name) in [(0, "toeplitz"), (1, "xor"), (2, "crc32")] {
             lines.append("    \(name): \(onOff(value.hashFunction & (1 << bit) != 0))")
         }
-        lines.append("(via \(served.backend.rawValue))")
+        lines.append(backendLine(served.backend))
         return lines.joined(separator: "\n")
     }
 

@@ -41,14 +41,14 @@ struct NICCommand: ParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() throws {
-            let result = try connection.call("nic.list")
+            let list = try connection.call(Methods.NICList.self)
             if connection.json { return }
             var rows = [["NAME", "INDEX", "DRIVER", "RXQ", "TXQ", "STATE", "XDP"]]
-            for interface in result["interfaces"]?.arrayValue ?? [] {
+            for interface in list.interfaces {
                 rows.append([
-                    text(interface["name"]), text(interface["index"]), text(interface["driver"]),
-                    text(interface["rx_queues"]), text(interface["tx_queues"]), text(interface["oper_state"]),
-                    xdpText(interface["xdp"]),
+                    text(interface.name), String(interface.index), text(interface.driver),
+                    String(interface.rxQueues), String(interface.txQueues), text(interface.operState),
+                    xdpText(interface.xdp),
                 ])
             }
             print(Render.table(rows))
@@ -77,7 +77,8 @@ struct NICCommand: ParsableCommand {
         func validate() throws { try validateInterfaceName(interface) }
 
         func run() throws {
-            try connection.show("nic.stats", interface: interface) { EthtoolText.statistics($0) }
+            let statistics = try connection.call(Methods.NICStatistics.self, .init(iface: try InterfaceName(interface)))
+            if !connection.json { print(EthtoolText.statistics(statistics)) }
         }
     }
 
@@ -122,27 +123,29 @@ func text(_ value: String?) -> String {
 }
 
 /// "12 (native)" for an attached program, "-" for none.
-func xdpText(_ xdp: JSONValue?) -> String {
-    guard let xdp, xdp != .null else { return "-" }
-    return "\(text(xdp["program_id"])) (\(text(xdp["mode"])))"
+func xdpText(_ xdp: XDPAttachment?) -> String {
+    guard let xdp else { return "-" }
+    return "\(xdp.programID) (\(text(xdp.mode)))"
 }
 
 /// `nic show`: the parts of `InterfaceDetails`, each in the layout its own
 /// command uses.
 enum NICDetailsText {
     static func render(_ details: JSONValue, interface: String) -> String {
-        let info = details["interface"] ?? .null
-        var lines = [
-            "Interface \(text(info["name"])) (index \(text(info["index"])))",
-            "  driver:      \(text(info["driver"])) \(text(info["driver_version"]))",
-            "  firmware:    \(text(info["firmware_version"]))",
-            "  bus:         \(text(info["bus_info"]))",
-            "  link:        \(text(info["oper_state"]))\(info["up"]?.boolValue == true ? ", admin up" : ", admin down")",
-            "  mtu:         \(text(info["mtu"]))",
-            "  mac:         \(text(info["mac_address"]))",
-            "  queues:      rx \(text(info["rx_queues"])), tx \(text(info["tx_queues"])) (sysfs)",
-            "  xdp:         \(xdpText(info["xdp"]))",
-        ]
+        var lines: [String] = []
+        if let info = try? details["interface"]?.decode(as: InterfaceInfo.self) {
+            lines = [
+                "Interface \(info.name) (index \(info.index))",
+                "  driver:      \(text(info.driver)) \(text(info.driverVersion))",
+                "  firmware:    \(text(info.firmwareVersion))",
+                "  bus:         \(text(info.busInfo))",
+                "  link:        \(text(info.operState))\(info.up ? ", admin up" : ", admin down")",
+                "  mtu:         \(info.mtu)",
+                "  mac:         \(text(info.macAddress))",
+                "  queues:      rx \(info.rxQueues), tx \(info.txQueues) (sysfs)",
+                "  xdp:         \(xdpText(info.xdp))",
+            ]
+        }
         if let channels = try? details["channels"]?.decode(as: Served<Channels>.self) {
             lines += ["", EthtoolText.channels(channels, interface: interface)]
         }
@@ -360,7 +363,7 @@ struct FeaturesCommand: ParsableCommand {
             } else {
                 print((["Actual changes:"] + changed.map(EthtoolText.featureLine)).joined(separator: "\n"))
             }
-            print("(via \(result.backend.rawValue))")
+            print(EthtoolText.backendLine(result.backend))
         }
     }
 }
@@ -375,10 +378,12 @@ struct FlowHashCommand: ParsableCommand {
     /// Accepts --socket/--json before the subcommand, as ``NICCommand/connection``.
     @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
 
-    static func validateFlowType(_ type: String) throws {
-        guard HashFlowType(rawValue: type) == nil else { return }
-        throw ValidationError(
-            "flow type \"\(type.prefix(32))\" is not one of \(HashFlowType.allCases.map(\.rawValue).joined(separator: ", "))")
+    static func flowType(_ text: String) throws -> HashFlowType {
+        guard let type = HashFlowType(rawValue: text) else {
+            throw ValidationError(
+                "flow type \"\(text.prefix(32))\" is not one of \(HashFlowType.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return type
     }
 
     struct Get: ParsableCommand {
@@ -389,13 +394,13 @@ struct FlowHashCommand: ParsableCommand {
 
         func validate() throws {
             try validateInterfaceName(interface)
-            try FlowHashCommand.validateFlowType(flowType)
+            _ = try FlowHashCommand.flowType(flowType)
         }
 
         func run() throws {
-            try connection.show("flowhash.get", interface: interface, ["flow_type": .string(flowType)]) {
-                EthtoolText.flowHash($0, flowType: flowType)
-            }
+            let served = try connection.call(Methods.FlowHashGet.self, .init(
+                iface: try InterfaceName(interface), flowType: try FlowHashCommand.flowType(flowType)))
+            if !connection.json { print(EthtoolText.flowHash(served, flowType: flowType)) }
         }
     }
 
@@ -413,16 +418,16 @@ struct FlowHashCommand: ParsableCommand {
 
         func validate() throws {
             try validateInterfaceName(interface)
-            try FlowHashCommand.validateFlowType(flowType)
+            _ = try FlowHashCommand.flowType(flowType)
             guard !fields.isEmpty, fields.count <= 8, fields.allSatisfy({ "mvtsdfnr".contains($0) }) else {
                 throw ValidationError("fields \"\(fields.prefix(32))\" must be letters from m v t s d f n r, e.g. sdfn")
             }
         }
 
         func run() throws {
-            try connection.show(
-                "flowhash.set", interface: interface, ["flow_type": .string(flowType), "fields": .string(fields)]
-            ) { EthtoolText.flowHash($0, flowType: flowType) }
+            let served = try connection.call(Methods.FlowHashSet.self, .init(
+                iface: try InterfaceName(interface), flowType: try FlowHashCommand.flowType(flowType), fields: fields))
+            if !connection.json { print(EthtoolText.flowHash(served, flowType: flowType)) }
         }
     }
 }

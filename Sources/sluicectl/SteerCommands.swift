@@ -81,7 +81,7 @@ struct SteerCommand: ParsableCommand {
             for rule in rules {
                 lines += ["", "Filter: \(text(rule["location"]))"] + RuleText.fields(rule).map { "\t" + $0 }
             }
-            lines.append(EthtoolText.backendLine(result))
+            lines.append(EthtoolText.backendLine(result["backend"]?.stringValue.flatMap(EthtoolBackend.init)))
             print(lines.joined(separator: "\n"))
         }
     }

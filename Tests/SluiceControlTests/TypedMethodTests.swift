@@ -82,6 +82,13 @@ final class TypedMethodTests: XCTestCase {
         }
     }
 
+    func testAnUnknownEnumerationValueNamesTheKnownOnes() {
+        XCTAssertThrowsError(try JSONValue.string("tcp5").decode(as: HashFlowType.self)) { error in
+            XCTAssertTrue("\(error)".contains("\"tcp5\" is not one of tcp4, udp4"), "\(error)")
+        }
+        XCTAssertEqual(try JSONValue.string("udp6").decode(as: HashFlowType.self), .udp6)
+    }
+
     func testHelpListsTheDeclaredArguments() throws {
         let reply = try harness.client().call(Methods.Help.self, NoArguments())
         let help = try XCTUnwrap(reply["result"]).decode(as: Methods.Help.Response.self)
