@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "SluiceModules",
             dependencies: [
-                "SluiceSystem",
+                "SluiceProtocol", "SluiceSystem",
                 .product(name: "Atomics", package: "swift-atomics"),
             ]),
         .target(

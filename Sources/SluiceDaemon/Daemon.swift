@@ -256,7 +256,7 @@ public final class Daemon: Sendable {
 
     private func freshStatistics() -> JSONValue {
         let control = (try? JSONValue(encoding: server.statistics)) ?? .null
-        let pipelines = (try? WireEncoding.encode(self.pipelines.reports())) ?? .array([])
+        let pipelines = (try? JSONValue(encoding: self.pipelines.reports())) ?? .array([])
         return [
             "uptime_seconds": .double(uptimeSeconds.rounded(toPlaces: 3)), "control": control,
             "pipelines": pipelines,

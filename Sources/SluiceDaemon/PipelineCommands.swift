@@ -4,38 +4,20 @@ import SluiceControl
 extension Daemon {
     func registerPipelineCommands() {
         let pipelines = self.pipelines
-        registry.register(CommandSpec(
-            "pipeline.start", level: .admin,
-            "Start the receive pipeline of every [[interface]] (or one) with the current configuration",
-            arguments: [ArgumentSpec("iface", .string, "only this interface")]
-        )) { [weak self] _, arguments in
+        registry.register(Methods.PipelineStart.self) { [weak self] request, _ in
             guard let self else { throw ControlError.internal("daemon is shutting down") }
-            let only = arguments.has("iface") ? try Self.interfaceName(arguments) : nil
             let config = self.config
-            let reports = try await blocking { try pipelines.start(config, only: only) }
-            return try WireEncoding.encode(["pipelines": reports])
+            return .init(pipelines: try await blocking { try pipelines.start(config, only: request.iface?.rawValue) })
         }
-        register("pipeline.stop", .admin, "Stop the receive pipelines (or one); their final counters stay in stats",
-                 [ArgumentSpec("iface", .string, "only this interface")]) { arguments in
-            let only = arguments.has("iface") ? try Self.interfaceName(arguments) : nil
-            let reports = try await blocking { try pipelines.stop(only: only) }
-            return try WireEncoding.encode(["pipelines": reports])
+        registry.register(Methods.PipelineStop.self) { request, _ in
+            .init(pipelines: try await blocking { try pipelines.stop(only: request.iface?.rawValue) })
         }
-        register("pipeline.status", .read, "Pipelines: plugin, channel → queue mapping, sockets, zero-copy, modules, counters") {
-            [weak self] _ in
+        registry.register(Methods.PipelineStatus.self) { [weak self] _, _ in
             guard let self else { throw ControlError.internal("daemon is shutting down") }
             let config = self.config.pipeline
-            let reports = try await blocking { pipelines.reports() }
-            return try WireEncoding.encode(PipelineStatus(
-                mode: config.mode.rawValue, autostart: config.autostart,
-                modules: config.modules.map(\.kind), pipelines: reports))
+            return .init(
+                mode: config.mode.rawValue, autostart: config.autostart, modules: config.modules.map { "\($0.kind)" },
+                pipelines: try await blocking { pipelines.reports() })
         }
     }
-}
-
-struct PipelineStatus: Encodable {
-    var mode: String
-    var autostart: Bool
-    var modules: [String]
-    var pipelines: [PipelineReport]
 }

@@ -461,39 +461,9 @@ struct RunningPipeline {
     var unreadAddedQueues: String?
 }
 
-/// What `pipeline.status` and `stats.get` show for one interface.
-struct PipelineReport: Encodable, Sendable {
-    struct Totals: Encodable, Sendable {
-        var rxPackets: UInt64 = 0, rxBytes: UInt64 = 0
-        var kernelDropped: UInt64 = 0, ringFull: UInt64 = 0, fillRingEmpty: UInt64 = 0
-        var handoffDrops: UInt64 = 0, passed: UInt64 = 0, dropped: UInt64 = 0
-        var transmitted: UInt64 = 0, transmitFailed: UInt64 = 0, malformed: UInt64 = 0
-    }
-
-    var interface: String
-    var running: Bool
-    /// Why a pipeline stopped without being asked to (the NIC changed under
-    /// it and it could not start again, or the interface went away).
-    var stopReason: String?
-    var plugin: String
-    var startedAt: Date
-    /// Rx queues the XDP attach added that no socket reads, and why.
-    var unreadAddedQueues: String?
-    var mappings: [QueueMapping]
-    var totals: Totals
-    /// Each module's counters over all sockets (count: flows merged).
-    var modules: [ModuleSnapshot]
-    var statistics: PipelineStatistics
-
+extension PipelineReport {
     init(_ entry: RunningPipeline) {
         let statistics = entry.pipeline.statistics()
-        interface = entry.interface
-        running = true
-        plugin = entry.lease.plugin.name
-        startedAt = entry.startedAt
-        mappings = entry.mappings
-        unreadAddedQueues = entry.unreadAddedQueues
-        self.statistics = statistics
         var totals = Totals()
         for socket in statistics.sockets {
             totals.rxPackets &+= socket.rxPackets
@@ -508,8 +478,11 @@ struct PipelineReport: Encodable, Sendable {
             totals.transmitFailed &+= socket.transmitFailed
             totals.malformed &+= socket.malformed
         }
-        self.totals = totals
-        modules = Self.merge(entry.chains)
+        self.init(
+            interface: entry.interface, running: true, plugin: entry.lease.plugin.name,
+            startedAt: ISO8601DateFormatter().string(from: entry.startedAt),
+            unreadAddedQueues: entry.unreadAddedQueues, mappings: entry.mappings, totals: totals,
+            modules: Self.merge(entry.chains), statistics: statistics)
     }
 
     /// One snapshot per position in the chain, summed over the sockets.

@@ -85,44 +85,6 @@ public struct DataPathConfig: Sendable, Codable, Equatable {
     }
 }
 
-/// Counters of one socket and its stages.
-public struct SocketStatistics: Sendable, Codable, Equatable {
-    public var channel: Int
-    public var queue: UInt32
-    public var xskmapKey: UInt32
-    public var zeroCopy: Bool
-    public var fallbackReason: String?
-    public var rxPackets: UInt64
-    public var rxBytes: UInt64
-    /// RX → worker ring full: dropped at the hand-off.
-    public var handoffDrops: UInt64
-    public var passed: UInt64
-    public var dropped: UInt64
-    public var transmitted: UInt64
-    /// `.transmit` verdicts the TX ring had no room for (frame recycled).
-    public var transmitFailed: UInt64
-    public var malformed: UInt64
-    /// Frames refused on their way back to the fill ring because a module
-    /// rewrote their address (a module bug; should stay 0).
-    public var invalidFrames: UInt64
-    public var kernel: KernelSocketStatistics
-    /// This socket's module chain, in order.
-    public var modules: [ModuleSnapshot]
-    /// Packets that reached the socket or were counted lost on the way:
-    /// received plus the kernel's drops for this socket.
-    public var accounted: UInt64 { rxPackets &+ kernel.rxDropped &+ kernel.rxRingFull }
-}
-
-public struct PipelineStatistics: Sendable, Codable, Equatable {
-    public var interface: String
-    public var mode: ProcessingMode
-    public var attachMode: XDPAttachMode
-    public var programID: UInt32
-    public var sockets: [SocketStatistics]
-    /// The XDP program's per-queue counters (empty once stopped).
-    public var xdp: [XDPQueueCounters]
-}
-
 /// One interface's receive pipeline: Sluice's XDP program, a socket per
 /// channel binding, their threads and the module chain.
 ///

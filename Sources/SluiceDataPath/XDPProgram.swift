@@ -41,17 +41,6 @@ public struct Prefilter: Sendable, Codable, Equatable {
     }
 }
 
-/// Counters the XDP program keeps per rx queue, summed over CPUs.
-public struct XDPQueueCounters: Sendable, Codable, Equatable {
-    public var queue: Int
-    /// Handed to the socket at the queue's XSKMAP key.
-    public var redirected: UInt64
-    /// Outside the prefilter (or on a queue Sluice does not own): to the kernel.
-    public var passed: UInt64
-    /// Matched, but no socket at the key: to the kernel.
-    public var redirectFailed: UInt64
-}
-
 /// Sluice's XDP program on one interface, attached through a BPF link: the
 /// kernel detaches it when the link's last descriptor closes, so a process
 /// that dies (even by SIGKILL) leaves no program behind, and the attach fails

@@ -197,13 +197,3 @@ final class XSKSocket {
         fill.deallocate(); completion.deallocate(); rx.deallocate(); tx.deallocate()
     }
 }
-
-/// `XDP_STATISTICS` of one socket.
-public struct KernelSocketStatistics: Sendable, Codable, Equatable {
-    public var rxDropped: UInt64 = 0
-    public var rxInvalidDescriptors: UInt64 = 0
-    public var txInvalidDescriptors: UInt64 = 0
-    public var rxRingFull: UInt64 = 0
-    public var fillRingEmpty: UInt64 = 0
-    public var txRingEmpty: UInt64 = 0
-}

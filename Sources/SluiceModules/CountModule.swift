@@ -1,4 +1,5 @@
 import Atomics
+import SluiceProtocol
 
 /// Per-flow packet and byte counters (flow = IP version + 5-tuple) in an
 /// open-addressing table allocated once at construction. A flow that finds

@@ -1,3 +1,5 @@
+import SluiceProtocol
+
 /// An address prefix such as 10.0.0.0/8 or 2001:db8::/32, as masks over
 /// the two big-endian integers of ``PacketHeaders``.
 public struct AddressPrefix: Sendable, Equatable, CustomStringConvertible {

@@ -1,3 +1,5 @@
+@_exported import SluiceProtocol
+
 /// What a module decides for a packet. Modules see every packet of a batch
 /// and leave alone those already decided by an earlier module.
 public enum Verdict: UInt8, Sendable {
@@ -77,18 +79,4 @@ public protocol PacketModule: AnyObject {
 
 extension PacketModule {
     public func flush() {}
-}
-
-/// A module's counters: names to values, plus optional tables (e.g. top flows).
-public struct ModuleSnapshot: Sendable, Equatable, Codable {
-    public var kind: String
-    public var counters: [String: UInt64]
-    /// Rows for tables such as the count module's top-N flows.
-    public var rows: [[String: String]]
-
-    public init(kind: String, counters: [String: UInt64], rows: [[String: String]] = []) {
-        self.kind = kind
-        self.counters = counters
-        self.rows = rows
-    }
 }

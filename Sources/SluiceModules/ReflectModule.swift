@@ -1,3 +1,5 @@
+import SluiceProtocol
+
 /// Sends each IP packet back where it came from: swaps the Ethernet
 /// source and destination, the IPv4/IPv6 addresses and the TCP/UDP ports in
 /// place in the UMEM, and sets the verdict `.transmit`.

@@ -19,18 +19,6 @@ public struct PluginSelection: Codable, Sendable, Equatable {
     public var why: String
 }
 
-/// Where one channel's traffic is picked up. Computed only by plugins, through
-/// the host: the socket's bind queue, the ntuple action / RSS target and the
-/// XSKMAP key must all come from here.
-public struct QueueMapping: Codable, Sendable, Equatable {
-    public var channel: UInt32
-    public var bindQueue: UInt32
-    public var steerQueue: UInt32
-    public var xskmapKey: UInt32
-    /// The plugin's explanation (empty when it had nothing to say).
-    public var message: String
-}
-
 /// What must hold before a pipeline runs on the interface (`prepare`).
 public struct Preparation: Codable, Sendable, Equatable {
     /// Turn the rx-ntuple-filter feature on (and journal it).

@@ -15,12 +15,11 @@ struct PipelineStatusCommand: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
-        let result = try connection.call("pipeline.status")
+        let status = try connection.call(Methods.PipelineStatus.self)
         if connection.json { return }
-        print("mode: \(text(result["mode"]))  autostart: \(text(result["autostart"]))  modules: \(text(result["modules"]))")
-        let pipelines = result["pipelines"]?.arrayValue ?? []
-        if pipelines.isEmpty { print("no pipeline has run; `sluicectl pipeline start` starts the configured interfaces") }
-        for pipeline in pipelines { print(""); print(StatsText.pipeline(pipeline)) }
+        print("mode: \(text(status.mode))  autostart: \(status.autostart)  modules: \(status.modules.joined(separator: ", "))")
+        if status.pipelines.isEmpty { print("no pipeline has run; `sluicectl pipeline start` starts the configured interfaces") }
+        for pipeline in status.pipelines { print(""); print(StatsText.pipeline(pipeline)) }
     }
 }
 
@@ -30,10 +29,12 @@ struct PipelineStartCommand: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "Only this interface.") var iface: String?
 
+    func validate() throws { if let iface { try validateInterfaceName(iface) } }
+
     func run() throws {
-        let result = try connection.call("pipeline.start", iface.map { ["iface": .string($0)] } ?? [:])
+        let result = try connection.call(Methods.PipelineStart.self, .init(iface: try iface.map(InterfaceName.init)))
         if connection.json { return }
-        for pipeline in result["pipelines"]?.arrayValue ?? [] { print(StatsText.pipeline(pipeline)) }
+        for pipeline in result.pipelines { print(StatsText.pipeline(pipeline)) }
     }
 }
 
@@ -43,10 +44,12 @@ struct PipelineStopCommand: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "Only this interface.") var iface: String?
 
+    func validate() throws { if let iface { try validateInterfaceName(iface) } }
+
     func run() throws {
-        let result = try connection.call("pipeline.stop", iface.map { ["iface": .string($0)] } ?? [:])
+        let result = try connection.call(Methods.PipelineStop.self, .init(iface: try iface.map(InterfaceName.init)))
         if connection.json { return }
-        for pipeline in result["pipelines"]?.arrayValue ?? [] { print(StatsText.pipeline(pipeline)) }
+        for pipeline in result.pipelines { print(StatsText.pipeline(pipeline)) }
     }
 }
 
@@ -57,69 +60,53 @@ enum StatsText {
         let control = data["control"]
         lines.append("uptime \(text(data["uptime_seconds"]))s   clients \(text(control?["clients"]))   "
             + "commands \(text(control?["commands_served"]))")
+        // Each pipeline as the protocol's report, with the "rates" the stream adds beside its totals.
         for pipeline in data["pipelines"]?.arrayValue ?? [] {
+            guard let report = try? pipeline.decode(as: PipelineReport.self) else { continue }
             lines.append("")
-            lines.append(Self.pipeline(pipeline))
+            lines.append(Self.pipeline(report, rates: try? pipeline["rates"]?.decode(as: [String: Double].self)))
         }
         return lines.joined(separator: "\n")
     }
 
-    static func pipeline(_ pipeline: JSONValue) -> String {
-        var lines: [String] = []
-        let state = pipeline["running"] == .bool(true) ? "running" : "stopped"
-        let statistics = pipeline["statistics"]
-        lines.append("\(text(pipeline["interface"])): \(state), plugin \(text(pipeline["plugin"])), "
-            + "\(text(statistics?["mode"])), XDP \(text(statistics?["attach_mode"])) (program \(text(statistics?["program_id"])))")
-        if let reason = pipeline["stop_reason"]?.stringValue {
-            lines.append("stopped because \(reason)")
-        }
-        if let warning = pipeline["unread_added_queues"]?.stringValue {
-            lines.append("warning: \(warning)")
-        }
-        let totals = pipeline["totals"], rates = pipeline["rates"]
+    static func pipeline(_ pipeline: PipelineReport, rates: [String: Double]? = nil) -> String {
+        let statistics = pipeline.statistics, totals = pipeline.totals
+        var lines = [
+            "\(text(pipeline.interface)): \(pipeline.running ? "running" : "stopped"), plugin \(text(pipeline.plugin)), "
+                + "\(statistics.mode.rawValue), XDP \(statistics.attachMode.rawValue) (program \(statistics.programID))",
+        ]
+        if let reason = pipeline.stopReason { lines.append("stopped because \(reason)") }
+        if let warning = pipeline.unreadAddedQueues { lines.append("warning: \(warning)") }
         var rows: [[String]] = [["", "RX PACKETS", "RX BYTES", "PKT/S", "BYTES/S", "KERNEL DROP", "RING FULL",
                                  "HANDOFF DROP", "DROPPED", "MALFORMED"]]
-        rows.append(["total", text(totals?["rx_packets"]), text(totals?["rx_bytes"]), rate(rates?["rx_packets"]),
-                     rate(rates?["rx_bytes"]), text(totals?["kernel_dropped"]), text(totals?["ring_full"]),
-                     text(totals?["handoff_drops"]), text(totals?["dropped"]), text(totals?["malformed"])])
-        for socket in statistics?["sockets"]?.arrayValue ?? [] {
-            let mode = socket["zero_copy"] == .bool(true) ? "zc" : "copy"
-            rows.append(["ch \(text(socket["channel"])) → q \(text(socket["queue"])) \(mode)",
-                         text(socket["rx_packets"]), text(socket["rx_bytes"]), "", "",
-                         text(socket["kernel"]?["rx_dropped"]), text(socket["kernel"]?["rx_ring_full"]),
-                         text(socket["handoff_drops"]), text(socket["dropped"]), text(socket["malformed"])])
+        rows.append(["total", "\(totals.rxPackets)", "\(totals.rxBytes)", rate(rates?["rx_packets"]),
+                     rate(rates?["rx_bytes"]), "\(totals.kernelDropped)", "\(totals.ringFull)",
+                     "\(totals.handoffDrops)", "\(totals.dropped)", "\(totals.malformed)"])
+        for socket in statistics.sockets {
+            rows.append(["ch \(socket.channel) → q \(socket.queue) \(socket.zeroCopy ? "zc" : "copy")",
+                         "\(socket.rxPackets)", "\(socket.rxBytes)", "", "",
+                         "\(socket.kernel.rxDropped)", "\(socket.kernel.rxRingFull)",
+                         "\(socket.handoffDrops)", "\(socket.dropped)", "\(socket.malformed)"])
         }
         lines.append(Render.table(rows))
         // Why a socket runs in copy mode when zero-copy was asked for (bind_mode "auto").
-        for socket in statistics?["sockets"]?.arrayValue ?? [] {
-            if let reason = socket["fallback_reason"]?.stringValue {
-                lines.append("ch \(text(socket["channel"])) → q \(text(socket["queue"])) copy: \(reason)")
-            }
+        for socket in statistics.sockets {
+            if let reason = socket.fallbackReason { lines.append("ch \(socket.channel) → q \(socket.queue) copy: \(reason)") }
         }
-        for module in pipeline["modules"]?.arrayValue ?? [] {
-            let counters = (module["counters"]?.objectValue ?? [:]).sorted { $0.key < $1.key }
-                .map { "\($0.key) \(text($0.value))" }.joined(separator: ", ")
-            lines.append("module \(text(module["kind"])): \(counters)")
-            let moduleRows = module["rows"]?.arrayValue ?? []
-            if let first = moduleRows.first?.objectValue, !first.isEmpty, module["kind"] == "count" {
+        for module in pipeline.modules {
+            let counters = module.counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            lines.append("module \(text(module.kind)): \(counters)")
+            if let first = module.rows.first, !first.isEmpty, module.kind == "count" {
                 let columns = ["src", "sport", "dst", "dport", "proto", "packets", "bytes"].filter { first[$0] != nil }
-                var table = [columns.map { $0.uppercased() }]
-                for row in moduleRows { table.append(columns.map { text(row[$0]) }) }
+                let table = [columns.map { $0.uppercased() }] + module.rows.map { row in columns.map { text(row[$0]) } }
                 lines.append(Render.table(table).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             }
         }
         return lines.joined(separator: "\n")
     }
 
-    private static func rate(_ value: JSONValue?) -> String {
-        // Whole rates arrive as integers ("0", not "0.0").
-        let number: Double
-        switch value {
-        case .double(let double)?: number = double
-        case .int(let int)?: number = Double(int)
-        case .uint(let uint)?: number = Double(uint)
-        default: return "-"
-        }
+    private static func rate(_ value: Double?) -> String {
+        guard let number = value else { return "-" }
         return number >= 1_000_000 ? "\((number / 100_000).rounded() / 10)M"
             : number >= 1000 ? "\((number / 100).rounded() / 10)k" : "\(number)"
     }

@@ -206,6 +206,6 @@ final class Mlx5PluginTests: XCTestCase {
         XCTAssertEqual(decoded, oldPlan)
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: json) as? [String: Any])
         let mapping = try XCTUnwrap((object["mappings"] as? [[String: Any]])?.first)
-        XCTAssertEqual(mapping["steerQueue"] as? Int, 6)
+        XCTAssertEqual(mapping["steer_queue"] as? Int, 6)
     }
 }

@@ -1,0 +1,247 @@
+extension Methods {
+    public enum PipelineStart: ControlMethod {
+        public typealias Request = OptionalInterfaceRequest
+        public typealias Response = PipelineReports
+        public static let name = "pipeline.start"
+        public static let level = AccessLevel.admin
+        public static let summary = "Start the receive pipeline of every [[interface]] (or one) with the current configuration"
+        public static let arguments = [OptionalInterfaceRequest.argument]
+    }
+
+    public enum PipelineStop: ControlMethod {
+        public typealias Request = OptionalInterfaceRequest
+        public typealias Response = PipelineReports
+        public static let name = "pipeline.stop"
+        public static let level = AccessLevel.admin
+        public static let summary = "Stop the receive pipelines (or one); their final counters stay in stats"
+        public static let arguments = [OptionalInterfaceRequest.argument]
+    }
+
+    public enum PipelineStatus: ControlMethod {
+        public static let name = "pipeline.status"
+        public static let level = AccessLevel.read
+        public static let summary = "Pipelines: plugin, channel → queue mapping, sockets, zero-copy, modules, counters"
+
+        public struct Response: Codable, Sendable, Equatable {
+            /// The configured processing mode and modules, for the next start.
+            public var mode: String
+            public var autostart: Bool
+            public var modules: [String]
+            public var pipelines: [PipelineReport]
+
+            public init(mode: String, autostart: Bool, modules: [String], pipelines: [PipelineReport]) {
+                self.mode = mode; self.autostart = autostart; self.modules = modules; self.pipelines = pipelines
+            }
+
+            enum CodingKeys: String, CodingKey { case mode, autostart, modules, pipelines }
+        }
+    }
+}
+
+/// The request of a method about every interface, or one.
+public struct OptionalInterfaceRequest: Codable, Sendable, Equatable {
+    public var iface: InterfaceName?
+    public init(iface: InterfaceName? = nil) { self.iface = iface }
+    public enum CodingKeys: String, CodingKey { case iface }
+
+    public static let argument = ArgumentSpec(CodingKeys.iface, .string, "only this interface")
+}
+
+public struct PipelineReports: Codable, Sendable, Equatable {
+    public var pipelines: [PipelineReport]
+    public init(pipelines: [PipelineReport]) { self.pipelines = pipelines }
+    enum CodingKeys: String, CodingKey { case pipelines }
+}
+
+/// What `pipeline.status` and `stats.get` show for one interface.
+public struct PipelineReport: Codable, Sendable, Equatable {
+    public struct Totals: Codable, Sendable, Equatable {
+        public var rxPackets: UInt64 = 0, rxBytes: UInt64 = 0
+        public var kernelDropped: UInt64 = 0, ringFull: UInt64 = 0, fillRingEmpty: UInt64 = 0
+        public var handoffDrops: UInt64 = 0, passed: UInt64 = 0, dropped: UInt64 = 0
+        public var transmitted: UInt64 = 0, transmitFailed: UInt64 = 0, malformed: UInt64 = 0
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case passed, dropped, transmitted, malformed
+            case rxPackets = "rx_packets", rxBytes = "rx_bytes", kernelDropped = "kernel_dropped", ringFull = "ring_full"
+            case fillRingEmpty = "fill_ring_empty", handoffDrops = "handoff_drops", transmitFailed = "transmit_failed"
+        }
+    }
+
+    public var interface: String
+    public var running: Bool
+    /// Why a pipeline stopped without being asked to (the NIC changed under
+    /// it and it could not start again, or the interface went away).
+    public var stopReason: String?
+    public var plugin: String
+    /// ISO 8601, e.g. `2026-01-02T03:04:05Z`.
+    public var startedAt: String
+    /// Rx queues the XDP attach added that no socket reads, and why.
+    public var unreadAddedQueues: String?
+    public var mappings: [QueueMapping]
+    public var totals: Totals
+    /// Each module's counters over all sockets (count: flows merged).
+    public var modules: [ModuleSnapshot]
+    public var statistics: PipelineStatistics
+
+    public init(
+        interface: String, running: Bool, stopReason: String? = nil, plugin: String, startedAt: String,
+        unreadAddedQueues: String?, mappings: [QueueMapping], totals: Totals, modules: [ModuleSnapshot],
+        statistics: PipelineStatistics
+    ) {
+        self.interface = interface; self.running = running; self.stopReason = stopReason; self.plugin = plugin
+        self.startedAt = startedAt; self.unreadAddedQueues = unreadAddedQueues; self.mappings = mappings
+        self.totals = totals; self.modules = modules; self.statistics = statistics
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case interface, running, plugin, mappings, totals, modules, statistics
+        case stopReason = "stop_reason", startedAt = "started_at", unreadAddedQueues = "unread_added_queues"
+    }
+}
+
+/// Where one channel's traffic is picked up. Computed only by plugins, through
+/// the host: the socket's bind queue, the ntuple action / RSS target and the
+/// XSKMAP key must all come from here.
+public struct QueueMapping: Codable, Sendable, Equatable {
+    public var channel: UInt32
+    public var bindQueue: UInt32
+    public var steerQueue: UInt32
+    public var xskmapKey: UInt32
+    /// The plugin's explanation (empty when it had nothing to say).
+    public var message: String
+
+    public init(channel: UInt32, bindQueue: UInt32, steerQueue: UInt32, xskmapKey: UInt32, message: String) {
+        self.channel = channel; self.bindQueue = bindQueue; self.steerQueue = steerQueue; self.xskmapKey = xskmapKey
+        self.message = message
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case channel, message, bindQueue = "bind_queue", steerQueue = "steer_queue", xskmapKey = "xskmap_key"
+    }
+}
+
+/// A module's counters: names to values, plus optional tables (e.g. top flows).
+public struct ModuleSnapshot: Codable, Sendable, Equatable {
+    public var kind: String
+    public var counters: [String: UInt64]
+    /// Rows for tables such as the count module's top-N flows.
+    public var rows: [[String: String]]
+
+    public init(kind: String, counters: [String: UInt64], rows: [[String: String]] = []) {
+        self.kind = kind; self.counters = counters; self.rows = rows
+    }
+
+    enum CodingKeys: String, CodingKey { case kind, counters, rows }
+}
+
+public struct PipelineStatistics: Codable, Sendable, Equatable {
+    public var interface: String
+    public var mode: ProcessingMode
+    public var attachMode: XDPAttachMode
+    public var programID: UInt32
+    public var sockets: [SocketStatistics]
+    /// The XDP program's per-queue counters (empty once stopped).
+    public var xdp: [XDPQueueCounters]
+
+    public init(
+        interface: String, mode: ProcessingMode, attachMode: XDPAttachMode, programID: UInt32,
+        sockets: [SocketStatistics], xdp: [XDPQueueCounters]
+    ) {
+        self.interface = interface; self.mode = mode; self.attachMode = attachMode; self.programID = programID
+        self.sockets = sockets; self.xdp = xdp
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case interface, mode, sockets, xdp, attachMode = "attach_mode", programID = "program_id"
+    }
+}
+
+/// Counters of one socket and its stages.
+public struct SocketStatistics: Codable, Sendable, Equatable {
+    public var channel: Int
+    public var queue: UInt32
+    public var xskmapKey: UInt32
+    public var zeroCopy: Bool
+    public var fallbackReason: String?
+    public var rxPackets: UInt64
+    public var rxBytes: UInt64
+    /// RX → worker ring full: dropped at the hand-off.
+    public var handoffDrops: UInt64
+    public var passed: UInt64
+    public var dropped: UInt64
+    public var transmitted: UInt64
+    /// `.transmit` verdicts the TX ring had no room for (frame recycled).
+    public var transmitFailed: UInt64
+    public var malformed: UInt64
+    /// Frames refused on their way back to the fill ring because a module
+    /// rewrote their address (a module bug; should stay 0).
+    public var invalidFrames: UInt64
+    public var kernel: KernelSocketStatistics
+    /// This socket's module chain, in order.
+    public var modules: [ModuleSnapshot]
+
+    public init(
+        channel: Int, queue: UInt32, xskmapKey: UInt32, zeroCopy: Bool, fallbackReason: String?, rxPackets: UInt64,
+        rxBytes: UInt64, handoffDrops: UInt64, passed: UInt64, dropped: UInt64, transmitted: UInt64,
+        transmitFailed: UInt64, malformed: UInt64, invalidFrames: UInt64, kernel: KernelSocketStatistics,
+        modules: [ModuleSnapshot]
+    ) {
+        self.channel = channel; self.queue = queue; self.xskmapKey = xskmapKey; self.zeroCopy = zeroCopy
+        self.fallbackReason = fallbackReason; self.rxPackets = rxPackets; self.rxBytes = rxBytes
+        self.handoffDrops = handoffDrops; self.passed = passed; self.dropped = dropped; self.transmitted = transmitted
+        self.transmitFailed = transmitFailed; self.malformed = malformed; self.invalidFrames = invalidFrames
+        self.kernel = kernel; self.modules = modules
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case channel, queue, passed, dropped, transmitted, malformed, kernel, modules
+        case xskmapKey = "xskmap_key", zeroCopy = "zero_copy", fallbackReason = "fallback_reason"
+        case rxPackets = "rx_packets", rxBytes = "rx_bytes", handoffDrops = "handoff_drops"
+        case transmitFailed = "transmit_failed", invalidFrames = "invalid_frames"
+    }
+
+    /// Packets that reached the socket or were counted lost on the way:
+    /// received plus the kernel's drops for this socket.
+    public var accounted: UInt64 { rxPackets &+ kernel.rxDropped &+ kernel.rxRingFull }
+}
+
+/// The kernel's counters of one AF_XDP socket (XDP_STATISTICS).
+public struct KernelSocketStatistics: Codable, Sendable, Equatable {
+    public var rxDropped: UInt64, rxInvalidDescriptors: UInt64, txInvalidDescriptors: UInt64
+    public var rxRingFull: UInt64, fillRingEmpty: UInt64, txRingEmpty: UInt64
+
+    public init(
+        rxDropped: UInt64 = 0, rxInvalidDescriptors: UInt64 = 0, txInvalidDescriptors: UInt64 = 0,
+        rxRingFull: UInt64 = 0, fillRingEmpty: UInt64 = 0, txRingEmpty: UInt64 = 0
+    ) {
+        self.rxDropped = rxDropped; self.rxInvalidDescriptors = rxInvalidDescriptors
+        self.txInvalidDescriptors = txInvalidDescriptors; self.rxRingFull = rxRingFull
+        self.fillRingEmpty = fillRingEmpty; self.txRingEmpty = txRingEmpty
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rxDropped = "rx_dropped", rxInvalidDescriptors = "rx_invalid_descriptors"
+        case txInvalidDescriptors = "tx_invalid_descriptors", rxRingFull = "rx_ring_full"
+        case fillRingEmpty = "fill_ring_empty", txRingEmpty = "tx_ring_empty"
+    }
+}
+
+/// Counters the XDP program keeps per rx queue, summed over CPUs.
+public struct XDPQueueCounters: Codable, Sendable, Equatable {
+    public var queue: Int
+    /// Handed to the socket at the queue's XSKMAP key.
+    public var redirected: UInt64
+    /// Outside the prefilter (or on a queue Sluice does not own): to the kernel.
+    public var passed: UInt64
+    /// Matched, but no socket at the key: to the kernel.
+    public var redirectFailed: UInt64
+
+    public init(queue: Int, redirected: UInt64, passed: UInt64, redirectFailed: UInt64) {
+        self.queue = queue; self.redirected = redirected; self.passed = passed; self.redirectFailed = redirectFailed
+    }
+
+    enum CodingKeys: String, CodingKey { case queue, redirected, passed, redirectFailed = "redirect_failed" }
+}
