@@ -151,6 +151,9 @@ public struct Arguments: Sendable {
                 matches = false
             }
             if !matches { throw typeError(argument.name, "a value of type \(argument.type.rawValue)", value) }
+            if case .string(let text) = value, text.utf8.count > 4096 {
+                throw ControlError.invalidArgument("\(argument.name) is longer than 4096 bytes")
+            }
             if let range = argument.range, value.integer(as: Int64.self).map(range.contains) != true {
                 throw ControlError.invalidArgument("\(argument.name) \(value.serialized()) is out of range \(describe(range))")
             }

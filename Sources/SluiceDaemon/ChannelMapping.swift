@@ -117,16 +117,6 @@ extension Daemon {
     }
 }
 
-/// Where a channel mapping came from, as replies show it (`mapping_source`, `source`).
-enum MappingSource: String {
-    /// The running pipeline's socket for the channel.
-    case pipeline
-    /// The plugin, asked with the interface's live facts (no socket of ours reads it).
-    case liveFacts = "live_facts"
-    /// The plugin, asked about synthetic facts.
-    case whatIf = "what_if"
-}
-
 /// Changes under a running pipeline are handled here, one at a time, off the
 /// monitor's thread (which must keep reading netlink) and off the event loops.
 private let rebindQueue = DispatchQueue(label: "sluiced.rebind")

@@ -415,14 +415,6 @@ final class PipelineManager: @unchecked Sendable {
     }
 }
 
-/// How a running pipeline's socket reads its channel.
-enum SocketMode: String, Codable, Sendable {
-    case zeroCopy = "zerocopy"
-    case copy
-    /// Copy mode behind XDP in skb (generic) mode.
-    case skb
-}
-
 /// One channel of a running pipeline: the plugin's answer for the mode the
 /// socket really bound in.
 struct LeasedChannel: Codable, Sendable, Equatable {

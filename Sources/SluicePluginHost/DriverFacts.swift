@@ -6,26 +6,6 @@ import SluiceSystem
 import Glibc
 #endif
 
-/// Channel counts as `ethtool -l` shows them.
-public struct ChannelCounts: Codable, Sendable, Equatable, Hashable {
-    public var rx: UInt32
-    public var tx: UInt32
-    public var combined: UInt32
-
-    public init(rx: UInt32 = 0, tx: UInt32 = 0, combined: UInt32 = 0) {
-        self.rx = rx
-        self.tx = tx
-        self.combined = combined
-    }
-
-    /// Receive queues are numbered across combined and rx-only channels.
-    /// Saturates rather than wrapping (facts with such counts are refused).
-    public var receiveChannels: UInt32 {
-        let (sum, overflow) = combined.addingReportingOverflow(rx)
-        return overflow ? .max : sum
-    }
-}
-
 extension XDPMode {
     var abiValue: UInt32 {
         switch self {
@@ -37,61 +17,7 @@ extension XDPMode {
     }
 }
 
-/// What plugins are told about an interface (`struct sluice_driver_facts`).
-/// Driver and channel counts come from the caller (the daemon asks SluiceNIC);
-/// ``gather(interface:driver:driverVersion:firmwareVersion:channels:maxChannels:)``
-/// adds the sysfs queue counts and the kernel release, and
-/// ``synthetic(driver:kernelRelease:channels:sysfsRxQueues:)`` builds a
-/// what-if question about a machine Sluice is not running on.
-public struct DriverFacts: Codable, Sendable, Equatable {
-    public var interface: String
-    public var driver: String
-    public var driverVersion: String
-    public var firmwareVersion: String
-    public var kernelRelease: String
-    public var channels: ChannelCounts
-    public var maxChannels: ChannelCounts
-    /// `rx-*` / `tx-*` entries under `/sys/class/net/IF/queues`; 0 = unknown.
-    public var sysfsRxQueues: UInt32
-    public var sysfsTxQueues: UInt32
-    public var xdpAttached: Bool
-    public var xdpMode: XDPMode
-    /// The socket being mapped asks for zero-copy (bind mode `zerocopy` or
-    /// `auto`); false for copy mode, including an `auto` bind whose
-    /// zero-copy attempt failed and is mapped again.
-    public var zeroCopyRequested: Bool
-    /// Zero-copy AF_XDP sockets bound on the interface now, by any process
-    /// (the kernel's AF_XDP sock_diag). mlx5 before Linux 6.1 reports its
-    /// channel counts doubled while there are any.
-    public var zeroCopySockets: UInt32
-    /// True when the facts describe a hypothetical machine (what-if).
-    public var synthetic: Bool
-
-    public init(
-        interface: String, driver: String, driverVersion: String = "",
-        firmwareVersion: String = "", kernelRelease: String,
-        channels: ChannelCounts, maxChannels: ChannelCounts = ChannelCounts(),
-        sysfsRxQueues: UInt32, sysfsTxQueues: UInt32 = 0,
-        xdpAttached: Bool = false, xdpMode: XDPMode = .none,
-        zeroCopyRequested: Bool = true, zeroCopySockets: UInt32 = 0,
-        synthetic: Bool = false
-    ) {
-        self.interface = interface
-        self.driver = driver
-        self.driverVersion = driverVersion
-        self.firmwareVersion = firmwareVersion
-        self.kernelRelease = kernelRelease
-        self.channels = channels
-        self.maxChannels = maxChannels
-        self.sysfsRxQueues = sysfsRxQueues
-        self.sysfsTxQueues = sysfsTxQueues
-        self.xdpAttached = xdpAttached
-        self.xdpMode = xdpMode
-        self.zeroCopyRequested = zeroCopyRequested
-        self.zeroCopySockets = zeroCopySockets
-        self.synthetic = synthetic
-    }
-
+extension DriverFacts {
     /// The largest channel or queue count facts may carry.
     public static let maxQueueCount: UInt32 = 65_536
 

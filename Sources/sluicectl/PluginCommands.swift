@@ -83,15 +83,10 @@ struct PluginsCommand: ParsableCommand {
         }
 
         func run() throws {
-            var arguments: [String: JSONValue] = [:]
-            if let interface { arguments["iface"] = .string(interface) }
-            if let driver { arguments["driver"] = .string(driver) }
-            if let kernel { arguments["kernel_release"] = .string(kernel) }
-            if let channels { arguments["channels"] = JSONValue(channels) }
-            if let sysfsRxQueues { arguments["sysfs_rx_queues"] = JSONValue(sysfsRxQueues) }
-            if let channel { arguments["channel"] = JSONValue(channel) }
-            if let plugin { arguments["plugin"] = .string(plugin) }
-            try connection.show("plugins.explain", arguments) { ExplanationText.render($0) }
+            let explanation = try connection.call(Methods.PluginsExplain.self, .init(
+                iface: try interface.map(InterfaceName.init), driver: driver, kernelRelease: kernel, channels: channels,
+                sysfsRxQueues: sysfsRxQueues, channel: channel, plugin: plugin))
+            if !connection.json { print(try ExplanationText.render(explanation)) }
         }
     }
 }
@@ -99,57 +94,45 @@ struct PluginsCommand: ParsableCommand {
 /// `plugins explain`: the choice, the scores, the facts, the mapping and the
 /// requirements, each under its own heading.
 enum ExplanationText {
-    static func render(_ explanation: JSONValue) -> String {
-        let facts = explanation["facts"] ?? .null
-        let selection = explanation["selection"] ?? .null
-        let chosen = selection["plugin"] ?? .null
-        let subject = facts["synthetic"]?.boolValue == true
-            ? "what-if \(text(facts["driver"])) on kernel \(text(facts["kernel_release"]))"
-            : "\(text(facts["interface"])) (driver \(text(facts["driver"])))"
+    static func render(_ explanation: Methods.PluginsExplain.Response) throws -> String {
+        let facts = explanation.facts, selection = explanation.selection, chosen = selection.plugin
+        let subject = facts.synthetic
+            ? "what-if \(text(facts.driver)) on kernel \(text(facts.kernelRelease))"
+            : "\(text(facts.interface)) (driver \(text(facts.driver)))"
         var lines = [
-            "Plugin for \(subject): \(text(chosen["name"])) \(text(chosen["version"]))"
-                + (selection["forced"]?.boolValue == true ? " (forced)" : ""),
-            "  path: \(text(chosen["path"]))",
-            "  why:  \(text(selection["why"]))",
+            "Plugin for \(subject): \(text(chosen.name)) \(text(chosen.version))" + (selection.forced ? " (forced)" : ""),
+            "  path: \(text(chosen.path))",
+            "  why:  \(text(selection.why))",
             "",
             "Scores:",
         ]
-        var scores = [["PLUGIN", "SCORE", "REASON"]]
-        for score in selection["scores"]?.arrayValue ?? [] {
-            scores.append([text(score["plugin"]), text(score["score"]), text(score["reason"])])
-        }
+        let scores = [["PLUGIN", "SCORE", "REASON"]] + selection.scores.map { [text($0.plugin), "\($0.score)", text($0.reason)] }
         lines.append(indented(Render.table(scores)))
-        lines += ["", "Facts:", Render.keyValues(facts, indent: "  ")]
+        lines += ["", "Facts:", Render.keyValues(try JSONValue(encoding: facts), indent: "  ")]
         lines += ["", "Mapping:"]
-        var mapping = [["CHANNEL", "BIND-QUEUE", "STEER-QUEUE", "XSKMAP-KEY", "MESSAGE"]]
-        for entry in explanation["mappings"]?.arrayValue ?? [] {
-            mapping.append([
-                text(entry["channel"]), text(entry["bind_queue"]), text(entry["steer_queue"]),
-                text(entry["xskmap_key"]), entry["message"]?.stringValue ?? "",
-            ])
+        let mapping = [["CHANNEL", "BIND-QUEUE", "STEER-QUEUE", "XSKMAP-KEY", "MESSAGE"]] + explanation.mappings.map {
+            ["\($0.channel)", "\($0.bindQueue)", "\($0.steerQueue)", "\($0.xskmapKey)", $0.message]
         }
         lines.append(indented(Render.table(mapping)))
-        lines += ["", "Requirements:"] + requirements(explanation["preparation"] ?? .null).map { "  " + $0 }
+        lines += ["", "Requirements:"] + requirements(explanation.preparation).map { "  " + $0 }
         return lines.joined(separator: "\n")
     }
 
     /// The plugin's prepare() answer in words; "none" when it asks for nothing.
-    static func requirements(_ preparation: JSONValue) -> [String] {
-        let flags: [(String, String)] = [
-            ("needs_ntuple", "turn on rx-ntuple-filter (ntuple)"),
-            ("steering_required", "only steered traffic reaches the AF_XDP queues: add steer rules"),
-            ("exclude_from_rss", "keep the AF_XDP channels out of RSS, or pass other traffic in XDP"),
-            ("combined_channels", "AF_XDP queues come from combined channels only"),
-            ("copy_mode_only", "no zero-copy: sockets run in copy mode"),
+    static func requirements(_ preparation: Preparation) -> [String] {
+        let flags: [(Bool, String)] = [
+            (preparation.needsNtuple, "turn on rx-ntuple-filter (ntuple)"),
+            (preparation.steeringRequired, "only steered traffic reaches the AF_XDP queues: add steer rules"),
+            (preparation.excludeFromRSS, "keep the AF_XDP channels out of RSS, or pass other traffic in XDP"),
+            (preparation.combinedChannels, "AF_XDP queues come from combined channels only"),
+            (preparation.copyModeOnly, "no zero-copy: sockets run in copy mode"),
         ]
-        var lines = flags.filter { preparation[$0.0]?.boolValue == true }.map(\.1)
-        if let entries = preparation["min_xskmap_entries"]?.integer(as: UInt32.self), entries > 0 {
-            lines.append("XSKMAP with at least \(entries) entries")
+        var lines = flags.filter(\.0).map(\.1)
+        if preparation.minXskmapEntries > 0 { lines.append("XSKMAP with at least \(preparation.minXskmapEntries) entries") }
+        if preparation.unknownFlags != 0 {
+            lines.append("requirement bits this Sluice does not know: 0x\(String(preparation.unknownFlags, radix: 16))")
         }
-        if let unknown = preparation["unknown_flags"]?.integer(as: UInt64.self), unknown != 0 {
-            lines.append("requirement bits this Sluice does not know: 0x\(String(unknown, radix: 16))")
-        }
-        if let message = preparation["message"]?.stringValue, !message.isEmpty { lines.append(message) }
+        if !preparation.message.isEmpty { lines.append(preparation.message) }
         return lines.isEmpty ? ["none"] : lines
     }
 
