@@ -113,21 +113,6 @@ public struct Arguments: Sendable {
         return value
     }
 
-    public func object(_ name: String) throws -> [String: JSONValue]? {
-        guard let value = present(name) else { return nil }
-        guard case .object(let object) = value else { throw typeError(name, "an object", value) }
-        return object
-    }
-
-    public func array(_ name: String, maxCount: Int = 4096) throws -> [JSONValue]? {
-        guard let value = present(name) else { return nil }
-        guard case .array(let array) = value else { throw typeError(name, "an array", value) }
-        guard array.count <= maxCount else {
-            throw ControlError.invalidArgument("\(name) has \(array.count) elements, at most \(maxCount) allowed")
-        }
-        return array
-    }
-
     /// Rejects arguments the command does not declare: a typo must not be
     /// silently ignored on a command that changes a NIC.
     func checkKnown(against spec: CommandSpec) throws {

@@ -10,19 +10,18 @@ struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Why a bound queue sees no packets: findings with evidence and the fix (exit 0 even with warnings).")
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "Only this interface.") var iface: String?
+    @Argument(help: "Only this interface.", transform: InterfaceName.argument) var iface: InterfaceName?
 
     @Option(name: .long, help: "Milliseconds to watch the xdp tracepoints (0...10000).")
     var sample: Int = 1000
 
     func validate() throws {
         guard (0...10_000).contains(sample) else { throw ValidationError("--sample must be 0...10000") }
-        if let iface { try validateInterfaceName(iface) }
     }
 
     func run() throws {
         let report = try connection.call(
-            Methods.Doctor.self, .init(iface: try iface.map(InterfaceName.init), sampleMilliseconds: sample))
+            Methods.Doctor.self, .init(iface: iface, sampleMilliseconds: sample))
         if connection.json { return }
         print(DoctorText.render(report, colored: isatty(STDOUT_FILENO) == 1))
     }
@@ -78,7 +77,7 @@ struct Trace: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stream xdp:* tracepoint events of the interfaces Sluice owns.")
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "Only this interface.") var iface: String?
+    @Argument(help: "Only this interface.", transform: InterfaceName.argument) var iface: InterfaceName?
 
     @Option(name: .long, help: "Stop after this many events.")
     var count: Int?
@@ -87,7 +86,6 @@ struct Trace: ParsableCommand {
     var events: [String] = []
 
     func validate() throws {
-        if let iface { try validateInterfaceName(iface) }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
     }
 
@@ -104,7 +102,7 @@ struct Trace: ParsableCommand {
         var seen = 0
         do {
             let reply = try client.call(Methods.TraceSubscribe.self, .init(
-                iface: try iface.map(InterfaceName.init), events: events.isEmpty ? nil : events))
+                iface: iface, events: events.isEmpty ? nil : events))
             guard reply["ok"] == .bool(true) else {
                 throw CommandFailure(status: Exit.commandFailed,
                                      message: "trace.subscribe: " + (reply["error"]?["message"]?.stringValue ?? reply.serialized()))

@@ -21,7 +21,7 @@ enum EthtoolText {
     }
 
     /// `ethtool -l IF`
-    static func channels(_ served: Served<Channels>, interface: String) -> String {
+    static func channels(_ served: Served<Channels>, interface: InterfaceName) -> String {
         let value = served.value
         return (["Channel parameters for \(interface):"]
             + countBlock([
@@ -31,7 +31,7 @@ enum EthtoolText {
     }
 
     /// `ethtool -g IF`
-    static func rings(_ served: Served<Rings>, interface: String) -> String {
+    static func rings(_ served: Served<Rings>, interface: InterfaceName) -> String {
         let value = served.value
         return (["Ring parameters for \(interface):"]
             + countBlock([
@@ -51,7 +51,7 @@ enum EthtoolText {
         return line
     }
 
-    static func features(_ served: Served<Features>, interface: String) -> String {
+    static func features(_ served: Served<Features>, interface: InterfaceName) -> String {
         (["Features for \(interface):"] + served.value.features.map(featureLine) + [backendLine(served.backend)])
             .joined(separator: "\n")
     }
@@ -111,7 +111,7 @@ enum EthtoolText {
     }
 
     /// `ethtool -x IF`: eight entries a line, each line led by its first index.
-    static func rss(_ served: Served<RSSConfiguration>, interface: String, rxRings: UInt64?) -> String {
+    static func rss(_ served: Served<RSSConfiguration>, interface: InterfaceName, rxRings: UInt64?) -> String {
         let value = served.value
         let table = value.indirectionTable.map(String.init)
         let rings = rxRings.map { "with \($0) RX ring(s)" } ?? "of \(table.count) entries"

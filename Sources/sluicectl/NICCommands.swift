@@ -2,26 +2,15 @@ import ArgumentParser
 import SluiceControl
 import SluiceProtocol
 
-/// Checked here so a typo is a usage error, not a daemon round trip.
-func validateInterfaceName(_ name: String) throws {
-    if let problem = InterfaceName.problem(name) {
-        throw ValidationError("\"\(name.prefix(32))\" is not a valid interface name: \(problem)")
-    }
-}
-
-extension ConnectionOptions {
-    /// Runs one command and prints `render(result)`; with --json the raw
-    /// reply is the output instead.
-    func show(_ command: String, _ arguments: [String: JSONValue] = [:], _ render: (JSONValue) -> String) throws {
-        let result = try call(command, arguments)
-        if !json { print(render(result)) }
-    }
-
-    /// ``show(_:_:_:)`` for a command about one interface.
-    func show(
-        _ command: String, interface: String, _ arguments: [String: JSONValue] = [:], _ render: (JSONValue) -> String
-    ) throws {
-        try show(command, arguments.merging(["iface": .string(interface)]) { _, new in new }, render)
+extension InterfaceName {
+    /// An interface name from the command line: a bad one is a usage error
+    /// naming the problem, not a daemon round trip.
+    static func argument(_ text: String) throws -> InterfaceName {
+        do {
+            return try InterfaceName(text)
+        } catch {
+            throw ValidationError("not a valid interface name: \(error)")
+        }
     }
 }
 
@@ -59,12 +48,11 @@ struct NICCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "One interface: driver, queues, channels, rings, features, Sluice's changes and outside changes.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
-
-        func validate() throws { try validateInterfaceName(interface) }
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
 
         func run() throws {
-            try connection.show("nic.show", interface: interface) { NICDetailsText.render($0, interface: interface) }
+            let details = try connection.call("nic.show", ["iface": .string(interface.rawValue)])
+            if !connection.json { print(NICDetailsText.render(details, interface: interface)) }
         }
     }
 
@@ -72,12 +60,10 @@ struct NICCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "stats", abstract: "Driver statistics as ethtool -S, then grouped per queue.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
-
-        func validate() throws { try validateInterfaceName(interface) }
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
 
         func run() throws {
-            let statistics = try connection.call(Methods.NICStatistics.self, .init(iface: try InterfaceName(interface)))
+            let statistics = try connection.call(Methods.NICStatistics.self, .init(iface: interface))
             if !connection.json { print(EthtoolText.statistics(statistics)) }
         }
     }
@@ -131,7 +117,7 @@ func xdpText(_ xdp: XDPAttachment?) -> String {
 /// `nic show`: the parts of `InterfaceDetails`, each in the layout its own
 /// command uses.
 enum NICDetailsText {
-    static func render(_ details: JSONValue, interface: String) -> String {
+    static func render(_ details: JSONValue, interface: InterfaceName) -> String {
         var lines: [String] = []
         if let info = try? details["interface"]?.decode(as: InterfaceInfo.self) {
             lines = [
@@ -210,12 +196,10 @@ struct ChannelsCommand: ParsableCommand {
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show channel counts and maximums (ethtool -l).")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
-
-        func validate() throws { try validateInterfaceName(interface) }
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
 
         func run() throws {
-            let channels = try connection.call(Methods.ChannelsGet.self, .init(iface: try InterfaceName(interface)))
+            let channels = try connection.call(Methods.ChannelsGet.self, .init(iface: interface))
             if !connection.json { print(EthtoolText.channels(channels, interface: interface)) }
         }
     }
@@ -224,14 +208,13 @@ struct ChannelsCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Set channel counts (ethtool -L); the driver plugin may refuse while AF_XDP sockets depend on them.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
         @Option(help: "RX channels.") var rx: UInt32?
         @Option(help: "TX channels.") var tx: UInt32?
         @Option(help: "Other channels.") var other: UInt32?
         @Option(help: "Combined channels.") var combined: UInt32?
 
         func validate() throws {
-            try validateInterfaceName(interface)
             guard rx != nil || tx != nil || other != nil || combined != nil else {
                 throw ValidationError("give at least one of --rx, --tx, --other, --combined")
             }
@@ -239,7 +222,7 @@ struct ChannelsCommand: ParsableCommand {
 
         func run() throws {
             let channels = try connection.call(Methods.ChannelsSet.self, .init(
-                iface: try InterfaceName(interface), rx: rx, tx: tx, other: other, combined: combined))
+                iface: interface, rx: rx, tx: tx, other: other, combined: combined))
             if !connection.json { print(EthtoolText.channels(channels, interface: interface)) }
         }
     }
@@ -255,12 +238,10 @@ struct RingsCommand: ParsableCommand {
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show ring sizes and maximums (ethtool -g).")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
-
-        func validate() throws { try validateInterfaceName(interface) }
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
 
         func run() throws {
-            let rings = try connection.call(Methods.RingsGet.self, .init(iface: try InterfaceName(interface)))
+            let rings = try connection.call(Methods.RingsGet.self, .init(iface: interface))
             if !connection.json { print(EthtoolText.rings(rings, interface: interface)) }
         }
     }
@@ -268,14 +249,13 @@ struct RingsCommand: ParsableCommand {
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set ring sizes (ethtool -G).")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
         @Option(help: "RX ring entries.") var rx: UInt32?
         @Option(name: .customLong("rx-mini"), help: "RX mini ring entries.") var rxMini: UInt32?
         @Option(name: .customLong("rx-jumbo"), help: "RX jumbo ring entries.") var rxJumbo: UInt32?
         @Option(help: "TX ring entries.") var tx: UInt32?
 
         func validate() throws {
-            try validateInterfaceName(interface)
             guard rx != nil || rxMini != nil || rxJumbo != nil || tx != nil else {
                 throw ValidationError("give at least one of --rx, --rx-mini, --rx-jumbo, --tx")
             }
@@ -283,7 +263,7 @@ struct RingsCommand: ParsableCommand {
 
         func run() throws {
             let rings = try connection.call(Methods.RingsSet.self, .init(
-                iface: try InterfaceName(interface), rx: rx, rxMini: rxMini, rxJumbo: rxJumbo, tx: tx))
+                iface: interface, rx: rx, rxMini: rxMini, rxJumbo: rxJumbo, tx: tx))
             if !connection.json { print(EthtoolText.rings(rings, interface: interface)) }
         }
     }
@@ -302,12 +282,10 @@ struct FeaturesCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show offload features (ethtool -k), by their kernel names.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
-
-        func validate() throws { try validateInterfaceName(interface) }
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
 
         func run() throws {
-            let features = try connection.call(Methods.FeaturesGet.self, .init(iface: try InterfaceName(interface)))
+            let features = try connection.call(Methods.FeaturesGet.self, .init(iface: interface))
             if !connection.json { print(EthtoolText.features(features, interface: interface)) }
         }
     }
@@ -320,7 +298,7 @@ struct FeaturesCommand: ParsableCommand {
                 Prints the features that changed.
                 """)
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
         @Argument(help: "NAME on|off pairs.") var settings: [String] = []
 
         /// At most as many pairs as the daemon takes (256).
@@ -345,12 +323,11 @@ struct FeaturesCommand: ParsableCommand {
         }
 
         func validate() throws {
-            try validateInterfaceName(interface)
             _ = try parsedSettings()
         }
 
         func run() throws {
-            let name = try InterfaceName(interface)
+            let name = interface
             // Read first so the reply can say what actually changed (ethtool -K's "Actual changes").
             let before = connection.json ? nil : try? connection.call(Methods.FeaturesGet.self, .init(iface: name))
             let result = try connection.call(Methods.FeaturesSet.self, .init(iface: name, features: try parsedSettings()))
@@ -389,17 +366,16 @@ struct FlowHashCommand: ParsableCommand {
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the hashed fields (ethtool -n IF rx-flow-hash TYPE).")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
         @Argument(help: "Flow type: tcp4, udp4, tcp6, udp6, ...") var flowType: String
 
         func validate() throws {
-            try validateInterfaceName(interface)
             _ = try FlowHashCommand.flowType(flowType)
         }
 
         func run() throws {
             let served = try connection.call(Methods.FlowHashGet.self, .init(
-                iface: try InterfaceName(interface), flowType: try FlowHashCommand.flowType(flowType)))
+                iface: interface, flowType: try FlowHashCommand.flowType(flowType)))
             if !connection.json { print(EthtoolText.flowHash(served, flowType: flowType)) }
         }
     }
@@ -412,12 +388,11 @@ struct FlowHashCommand: ParsableCommand {
                 f/n L4 bytes 0-1/2-3, r discard.
                 """)
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
         @Argument(help: "Flow type: tcp4, udp4, tcp6, udp6, ...") var flowType: String
         @Argument(help: "ethtool letters, e.g. sdfn.") var fields: String
 
         func validate() throws {
-            try validateInterfaceName(interface)
             _ = try FlowHashCommand.flowType(flowType)
             guard !fields.isEmpty, fields.count <= 8, fields.allSatisfy({ "mvtsdfnr".contains($0) }) else {
                 throw ValidationError("fields \"\(fields.prefix(32))\" must be letters from m v t s d f n r, e.g. sdfn")
@@ -426,7 +401,7 @@ struct FlowHashCommand: ParsableCommand {
 
         func run() throws {
             let served = try connection.call(Methods.FlowHashSet.self, .init(
-                iface: try InterfaceName(interface), flowType: try FlowHashCommand.flowType(flowType), fields: fields))
+                iface: interface, flowType: try FlowHashCommand.flowType(flowType), fields: fields))
             if !connection.json { print(EthtoolText.flowHash(served, flowType: flowType)) }
         }
     }
@@ -442,12 +417,10 @@ struct RSSCommand: ParsableCommand {
 
     /// ethtool -x prints the RX ring count, which the table alone does not
     /// tell: take it from the channels, and leave it out when unknown.
-    static func rxRings(_ connection: ConnectionOptions, _ interface: String) -> UInt64? {
+    static func rxRings(_ connection: ConnectionOptions, _ interface: InterfaceName) -> UInt64? {
         var quiet = connection
         quiet.json = false
-        guard let name = try? InterfaceName(interface),
-            let channels = try? quiet.call(Methods.ChannelsGet.self, .init(iface: name)).value
-        else { return nil }
+        guard let channels = try? quiet.call(Methods.ChannelsGet.self, .init(iface: interface)).value else { return nil }
         let count = UInt64(channels.rx) + UInt64(channels.combined)
         return count == 0 ? nil : count
     }
@@ -455,12 +428,10 @@ struct RSSCommand: ParsableCommand {
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the indirection table and hash key (ethtool -x).")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
-
-        func validate() throws { try validateInterfaceName(interface) }
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
 
         func run() throws {
-            let rss = try connection.call(Methods.RSSGet.self, .init(iface: try InterfaceName(interface)))
+            let rss = try connection.call(Methods.RSSGet.self, .init(iface: interface))
             if !connection.json {
                 print(EthtoolText.rss(rss, interface: interface, rxRings: RSSCommand.rxRings(connection, interface)))
             }
@@ -471,7 +442,7 @@ struct RSSCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Set the indirection table (ethtool -X): spread over N queues, or give every entry.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
         @Option(help: "Spread over queues 0..N-1, as ethtool -X IF equal N.") var equal: UInt32?
         @Option(help: "Every entry, comma-separated (as long as the current table), e.g. 0,1,0,1.") var table: String?
 
@@ -489,7 +460,6 @@ struct RSSCommand: ParsableCommand {
         }
 
         func validate() throws {
-            try validateInterfaceName(interface)
             guard (equal == nil) != (table == nil) else { throw ValidationError("give either --equal N or --table LIST") }
             if let equal, equal == 0 || equal > 65_535 { throw ValidationError("--equal must be 1...65535") }
             _ = try parsedTable()
@@ -497,7 +467,7 @@ struct RSSCommand: ParsableCommand {
 
         func run() throws {
             let rss = try connection.call(
-                Methods.RSSSet.self, .init(iface: try InterfaceName(interface), table: try parsedTable(), equal: equal))
+                Methods.RSSSet.self, .init(iface: interface, table: try parsedTable(), equal: equal))
             if !connection.json {
                 print(EthtoolText.rss(rss, interface: interface, rxRings: RSSCommand.rxRings(connection, interface)))
             }

@@ -27,12 +27,10 @@ struct PipelineStartCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "start", abstract: "Start the pipelines of the configured interfaces (or one).")
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "Only this interface.") var iface: String?
-
-    func validate() throws { if let iface { try validateInterfaceName(iface) } }
+    @Argument(help: "Only this interface.", transform: InterfaceName.argument) var iface: InterfaceName?
 
     func run() throws {
-        let result = try connection.call(Methods.PipelineStart.self, .init(iface: try iface.map(InterfaceName.init)))
+        let result = try connection.call(Methods.PipelineStart.self, .init(iface: iface))
         if connection.json { return }
         for pipeline in result.pipelines { print(StatsText.pipeline(pipeline)) }
     }
@@ -42,12 +40,10 @@ struct PipelineStopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stop", abstract: "Stop the pipelines (or one); prints their final counters.")
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "Only this interface.") var iface: String?
-
-    func validate() throws { if let iface { try validateInterfaceName(iface) } }
+    @Argument(help: "Only this interface.", transform: InterfaceName.argument) var iface: InterfaceName?
 
     func run() throws {
-        let result = try connection.call(Methods.PipelineStop.self, .init(iface: try iface.map(InterfaceName.init)))
+        let result = try connection.call(Methods.PipelineStop.self, .init(iface: iface))
         if connection.json { return }
         for pipeline in result.pipelines { print(StatsText.pipeline(pipeline)) }
     }

@@ -49,7 +49,8 @@ struct PluginsCommand: ParsableCommand {
                 --channels 4 --sysfs-rx-queues 8 --channel 2`.
                 """)
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface to explain (leave out for a what-if).") var interface: String?
+        @Argument(help: "Interface to explain (leave out for a what-if).", transform: InterfaceName.argument)
+        var interface: InterfaceName?
         @Option(help: "What-if: driver name, e.g. mlx5_core.") var driver: String?
         @Option(help: "What-if: kernel release, e.g. 5.15.0-91-generic (default: this kernel).") var kernel: String?
         @Option(help: "What-if: combined channel count.") var channels: UInt32?
@@ -60,8 +61,7 @@ struct PluginsCommand: ParsableCommand {
 
         func validate() throws {
             let whatIf = driver != nil || kernel != nil || channels != nil || sysfsRxQueues != nil
-            if let interface {
-                try validateInterfaceName(interface)
+            if interface != nil {
                 guard !whatIf else {
                     throw ValidationError(
                         "--driver, --kernel, --channels and --sysfs-rx-queues are for a what-if; leave out the interface")
@@ -84,7 +84,7 @@ struct PluginsCommand: ParsableCommand {
 
         func run() throws {
             let explanation = try connection.call(Methods.PluginsExplain.self, .init(
-                iface: try interface.map(InterfaceName.init), driver: driver, kernelRelease: kernel, channels: channels,
+                iface: interface, driver: driver, kernelRelease: kernel, channels: channels,
                 sysfsRxQueues: sysfsRxQueues, channel: channel, plugin: plugin))
             if !connection.json { print(try ExplanationText.render(explanation)) }
         }

@@ -25,7 +25,7 @@ struct SteerCommand: ParsableCommand {
                 Prints the rule, the queue and the equivalent ethtool line.
                 """)
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
         @Argument(parsing: .allUnrecognized, help: "ethtool -N words: flow-type TYPE, fields, action/channel, loc.")
         var words: [String] = []
         @Flag(name: .customLong("dry-run"), help: "Change nothing: show the rule, its queue and the ethtool line.")
@@ -33,7 +33,6 @@ struct SteerCommand: ParsableCommand {
         @Option(help: "Use this driver plugin for the channel -> queue mapping.") var plugin: String?
 
         func validate() throws {
-            try validateInterfaceName(interface)
             _ = try SteerWords.arguments(words)
             if let plugin, plugin.isEmpty || plugin.utf8.count > 64 {
                 throw ValidationError("--plugin must be a plugin name of 1-64 characters")
@@ -42,7 +41,7 @@ struct SteerCommand: ParsableCommand {
 
         func run() throws {
             var arguments = try SteerWords.arguments(words)
-            arguments["iface"] = .string(interface)
+            arguments["iface"] = .string(interface.rawValue)
             if dryRun { arguments["dry_run"] = true }
             if let plugin { arguments["plugin"] = .string(plugin) }
             let result = try connection.call("steer.add", arguments)
@@ -55,13 +54,11 @@ struct SteerCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "del", abstract: "Delete the rule at a location (ethtool -N IF delete LOC).", aliases: ["delete"])
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
         @Argument(help: "The rule's location (loc), as steer list shows it.") var location: UInt32
 
-        func validate() throws { try validateInterfaceName(interface) }
-
         func run() throws {
-            _ = try connection.call(Methods.SteerDelete.self, .init(iface: try InterfaceName(interface), location: location))
+            _ = try connection.call(Methods.SteerDelete.self, .init(iface: interface, location: location))
             if !connection.json { print("Deleted the rule at loc \(location) on \(interface).") }
         }
     }
@@ -69,12 +66,10 @@ struct SteerCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the interface's ntuple rules (ethtool -n).")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Interface name, e.g. eth0.") var interface: String
-
-        func validate() throws { try validateInterfaceName(interface) }
+        @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
 
         func run() throws {
-            let result = try connection.call("steer.list", ["iface": .string(interface)])
+            let result = try connection.call("steer.list", ["iface": .string(interface.rawValue)])
             if connection.json { return }
             let rules = result["value"]?.arrayValue ?? []
             var lines = ["Total \(rules.count) rules"]
@@ -300,7 +295,7 @@ enum RuleText {
     }
 
     /// What `steer add` prints: the rule, where it went and the ethtool line.
-    static func added(_ result: JSONValue, interface: String) -> String {
+    static func added(_ result: JSONValue, interface: InterfaceName) -> String {
         let rule = result["rule"] ?? .null
         let dryRun = result["dry_run"]?.boolValue ?? false
         var lines = [dryRun ? "Dry run: nothing changed on \(interface). The rule would be:"
