@@ -1,7 +1,7 @@
 import SluiceControl
 import SluiceProtocol
 
-/// The daemon's NIC results (snake_case JSON of the SluiceNIC types) printed
+/// The daemon's NIC results (SluiceProtocol's types; rules still as JSON) printed
 /// the way `ethtool` prints the same facts, so its users can read them
 /// without learning a second layout.
 enum EthtoolText {
