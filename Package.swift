@@ -43,21 +43,24 @@ let package = Package(
         .target(
             name: "SluiceSystem",
             dependencies: [
-                "CSluiceShims",
+                "SluiceProtocol", "CSluiceShims",
                 .product(name: "SystemPackage", package: "swift-system"),
-            ]),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(
             name: "SluiceNIC",
             dependencies: [
                 "SluiceSystem", "CSluiceShims", "CNetlink", "CXDP",
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(
             name: "SluicePluginHost",
             dependencies: [
                 "SluiceSystem", "CSluiceDriverABI",
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(
             name: "SluiceModules",
             dependencies: [
@@ -74,6 +77,7 @@ let package = Package(
             ],
             // BPF C is compiled (and embedded) by BPFCompilerPlugin, not by SwiftPM.
             exclude: ["BPF"],
+            swiftSettings: [.swiftLanguageMode(.v6)],
             plugins: ["BPFCompilerPlugin"]),
         // Runs the toolchain's clang with -target bpf on a target's BPF/*.bpf.c.
         .plugin(name: "BPFCompilerPlugin", capability: .buildTool(), path: "Sources/BPFCompilerPlugin"),
@@ -128,13 +132,15 @@ let package = Package(
         .target(
             name: "SluiceTestSupport",
             dependencies: ["SluiceSystem", "SluiceControl"],
-            path: "Tests/SluiceTestSupport"),
+            path: "Tests/SluiceTestSupport",
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceNICTests", dependencies: ["SluiceNIC", "SluiceTestSupport"]),
-        .testTarget(name: "SluicePluginHostTests", dependencies: ["SluicePluginHost", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceNICTests", dependencies: ["SluiceNIC", "SluiceTestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "SluicePluginHostTests", dependencies: ["SluicePluginHost", "SluiceTestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(
             name: "SluiceDataPathTests",
-            dependencies: ["SluiceDataPath", "SluiceModules", "SluiceTestSupport"]),
+            dependencies: ["SluiceDataPath", "SluiceModules", "SluiceTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SluiceModulesTests", dependencies: ["SluiceModules", "SluiceTestSupport"]),
         .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceTestSupport"]),
         .testTarget(

@@ -5,6 +5,8 @@ import SluiceControl
 import SluiceDataPath
 import SluiceNIC
 import SluicePluginHost
+import SluiceProtocol
+import SluiceSystem
 
 /// One answer to "which queue is channel i of this interface": the running
 /// pipeline's lease for the channels it bound (what its sockets, XSKMAP keys
@@ -147,7 +149,7 @@ extension Daemon {
             case .channels:
                 if let attach = self.pipelines.rxQueuesAtAttach(for: name), MappingLifeCycle.isOwnAttachGrowth(
                     notifiedReceiveChannels: event.channels.map { $0.combined + $0.rx }, before: attach.before,
-                    after: attach.after, liveRxQueues: try? InterfaceFacts.rxQueueCount(name)) {
+                    after: attach.after, liveRxQueues: try? NetworkDevice.queueCounts(InterfaceName(name)).rx) {
                     return
                 }
                 let counts = event.channels.map { "rx \($0.rx), tx \($0.tx), combined \($0.combined)" } ?? "unknown"

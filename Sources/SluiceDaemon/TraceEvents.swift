@@ -98,8 +98,10 @@ struct TraceInstance: Sendable {
     /// every event off and an empty buffer.
     func create() throws {
         removeStaleInstances()
-        if mkdir(path, 0o700) != 0, errno != EEXIST {
-            throw TraceError("cannot create the tracefs instance \(path): \(String(cString: strerror(errno)))")
+        do {
+            try Directory.create(path, mode: 0o700)
+        } catch {
+            throw TraceError("cannot create the tracefs instance: \(error)")
         }
         try write("0", to: path + "/events/enable")
         try write("", to: path + "/trace", truncate: true)

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import SluiceModules
+import SluiceProtocol
+import SluiceSystem
 
 /// Run modules on the RX thread, or on a worker fed through an SPSC ring.
 public enum ProcessingMode: String, Sendable, Codable, CaseIterable {
@@ -200,7 +202,10 @@ public final class Pipeline: @unchecked Sendable {
             }
         }
         self.config = config
-        let rxQueues = try InterfaceFacts.rxQueueCount(config.interface)
+        guard let interface = try? InterfaceName(config.interface) else {
+            throw DataPathError("invalid interface name '\(config.interface)'")
+        }
+        let rxQueues = try Self.rxQueueCount(interface)
         for binding in plans.flatMap({ bindMode == .copy ? [$0.copy] : bindMode == .zerocopy ? [$0.zeroCopy] : [$0.zeroCopy, $0.copy] })
         where Int(binding.bindQueue) >= rxQueues {
             throw DataPathError("\(config.interface) has \(rxQueues) rx queues; channel \(binding.channel) asks for queue \(binding.bindQueue)")
@@ -213,7 +218,7 @@ public final class Pipeline: @unchecked Sendable {
         guard entries <= XDPProgram.maximumMapEntries else {
             throw DataPathError("XSKMAP size \(entries) for \(config.interface) is outside 1...\(XDPProgram.maximumMapEntries)")
         }
-        let driver = InterfaceFacts.driverName(config.interface) ?? "the driver of \(config.interface)"
+        let driver = (try? NetworkDevice.driverInfo(interface).driver) ?? "the driver of \(interface)"
         program = try XDPProgram(
             interface: config.interface, mode: config.attachMode, mapEntries: entries,
             queueToKey: [:], prefilter: config.prefilter)
@@ -223,7 +228,7 @@ public final class Pipeline: @unchecked Sendable {
         var failures: [UInt32: String] = [:]
         var rxQueuesAfterAttach = rxQueues
         do {
-            rxQueuesAfterAttach = try InterfaceFacts.rxQueueCount(config.interface)
+            rxQueuesAfterAttach = try Self.rxQueueCount(interface)
             let added = rxQueuesAfterAttach > rxQueues ? try queuesAddedAtAttach(rxQueues, rxQueuesAfterAttach) : []
             for (index, plan) in (plans + added).enumerated() {
                 let isAdded = index >= plans.count
@@ -279,6 +284,15 @@ public final class Pipeline: @unchecked Sendable {
         makeModules: (ChannelBinding) throws -> [PacketModule]
     ) throws {
         try self.init(config: config, plans: bindings.map(ChannelPlan.same), makeModules: makeModules)
+    }
+
+    private static func rxQueueCount(_ interface: InterfaceName) throws -> Int {
+        do {
+            return try NetworkDevice.queueCounts(interface).rx
+        } catch {
+            throw DataPathError(
+                "cannot read the rx queues of \(interface) (\(NetworkDevice.queuesDirectory(interface)))", errno: error.errno)
+        }
     }
 
     /// Binds `plan`'s socket in `mode`; returns it with the binding in effect.

@@ -151,7 +151,7 @@ final class QueueRunner: @unchecked Sendable {
         for thread in threads { exited.enter(); thread.start() }
     }
 
-    private func makeThread(name: String, cpu: Int?, _ body: @escaping () -> Void) -> Thread {
+    private func makeThread(name: String, cpu: Int?, _ body: @escaping @Sendable () -> Void) -> Thread {
         let thread = Thread { [exited, logger] in
             // Foundation's Thread.name does not reach the kernel on Linux: the
             // thread would keep the name of the pool thread that started it.

@@ -4,6 +4,7 @@ import Glibc
 import CNetlink
 import CSluiceShims
 import Foundation
+import SluiceProtocol
 
 /// The ethtool generic-netlink backend, through libnl-genl-3 (libnl builds
 /// and parses every message). Blocking; requests are serialised on the one
@@ -212,7 +213,7 @@ public final class EthtoolNetlink: @unchecked Sendable {
         build: (OpaquePointer) throws -> Void = { _ in },
         reply: ((UnsafeMutablePointer<nlmsghdr>) throws -> Void)? = nil
     ) throws {
-        guard interface.utf8.count < interfaceNameSize else { throw NICError.notFound(interface: interface) }
+        guard InterfaceName.problem(interface) == nil else { throw NICError.notFound(interface: interface) }
         guard let msg = nlmsg_alloc() else {
             throw NICError.kernel(operation: operation, interface: interface, errno: ENOMEM, extack: nil)
         }
@@ -315,7 +316,7 @@ private let onError: nl_recvmsg_err_cb_t = { _, error, context in
     if let error {
         state.errno = -error.pointee.error
         var text = [CChar](repeating: 0, count: 512)
-        if sluice_nlmsgerr_extack(error, &text, text.count) > 0 { state.extack = String(cString: text) }
+        if sluice_nlmsgerr_extack(error, &text, text.count) > 0 { state.extack = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
     }
     return Int32(NL_STOP.rawValue)
 }

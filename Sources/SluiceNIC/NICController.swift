@@ -283,10 +283,9 @@ public final class NICController: @unchecked Sendable {
     public func addRule(_ name: String, _ rule: NtupleRule, dryRun: Bool = false) throws -> SteeringResult {
         try lock.withLock {
             try rule.validate()
-            try ethtool.requireInterface(name)
             var location: UInt32?
             do {
-                let table = try ethtool.ioctl.ruleLocations(name)
+                let table = try ethtool.ruleTable(name)
                 location = try RuleLocation.choose(
                     requested: rule.location, countData: table.countData, tableSize: table.tableSize,
                     occupied: table.locations, interface: name)
@@ -324,7 +323,7 @@ public final class NICController: @unchecked Sendable {
     /// anyone else's is journaled so restore can put it back.
     public func deleteRule(_ name: String, location: UInt32) throws {
         try lock.withLock {
-            let bytes = try ethtool.ioctl.ruleBytesOrUnsupported(name, location: location, ethtool: ethtool)
+            let bytes = try ethtool.ruleBytes(name, location: location)
             let added = currentEntries().firstIndex { entry in
                 guard entry.interface == name, case .ruleAdded(let at?, _) = entry.change else { return false }
                 return at == location
@@ -511,7 +510,7 @@ public final class NICController: @unchecked Sendable {
             return "\(name) feature \(feature) is \(current.requested ? "on" : "off"), not \(applied ? "on" : "off") as Sluice set"
         case let .ruleAdded(location, rule):
             guard let location else { return nil }
-            guard let present = try? ethtool.ioctl.ruleBytes(name, location: location) else {
+            guard let present = try? ethtool.ruleBytes(name, location: location) else {
                 return "\(name) ntuple rule at loc \(location) was deleted"
             }
             // Drivers may hand back masks and unused fields normalised
@@ -522,7 +521,7 @@ public final class NICController: @unchecked Sendable {
             }
             return "\(name) ntuple rule at loc \(location) is not the one Sluice added"
         case let .ruleDeleted(location, _):
-            if (try? ethtool.ioctl.ruleBytes(name, location: location)) == nil { return nil }
+            if (try? ethtool.ruleBytes(name, location: location)) == nil { return nil }
             return "\(name) loc \(location) holds another rule now"
         case let .flowHash(type, _, applied):
             let current = try ethtool.flowHash(name, flowType: type).value
@@ -641,17 +640,5 @@ public final class NICController: @unchecked Sendable {
         next.entries[next.entries.count - 1].change = change
         document = next
         try persist()
-    }
-}
-
-extension EthtoolIoctl {
-    /// GRXCLSRULE, with a driver's EOPNOTSUPP turned into `unsupported`.
-    func ruleBytesOrUnsupported(_ name: String, location: UInt32, ethtool: Ethtool) throws -> [UInt8] {
-        try ethtool.requireInterface(name)
-        do {
-            return try ruleBytes(name, location: location)
-        } catch NICError.kernel(_, _, let code, _) where operationNotSupportedErrnos.contains(code) {
-            throw NICError.unsupported(interface: name, driver: ethtool.driverName(name), operation: .ntupleDelete)
-        }
     }
 }

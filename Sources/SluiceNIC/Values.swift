@@ -111,16 +111,6 @@ public struct PrivateFlag: Codable, Equatable, Sendable {
     public var enabled: Bool
 }
 
-/// `ethtool -i`.
-public struct DriverInfo: Codable, Equatable, Sendable {
-    public var driver: String
-    public var version: String
-    public var firmwareVersion: String
-    public var busInfo: String
-    public var statisticsCount: UInt32
-    public var privateFlagsCount: UInt32
-}
-
 /// RSS indirection table and hash key (`ethtool -x`).
 public struct RSSConfiguration: Codable, Equatable, Sendable {
     /// Entry i names the rx queue that hash bucket i goes to.
@@ -139,11 +129,11 @@ public struct RSSConfiguration: Codable, Equatable, Sendable {
 
 /// One count of `ethtool -L`/`-G`: where it sits in the change, the
 /// current value and the maximum.
-struct CountField<Change, Value> {
+struct CountField<Change, Value>: Sendable {
     var name: String
-    var change: WritableKeyPath<Change, UInt32?>
-    var current: WritableKeyPath<Value, UInt32>
-    var maximum: WritableKeyPath<Value, UInt32>
+    var change: WritableKeyPath<Change, UInt32?> & Sendable
+    var current: WritableKeyPath<Value, UInt32> & Sendable
+    var maximum: WritableKeyPath<Value, UInt32> & Sendable
 }
 
 /// A partial update of counts (channels, rings): nil fields stay as they are.

@@ -198,7 +198,7 @@ final class XSKSocketDiagnosticsTests: XCTestCase {
 
 /// Runs `body` on a thread of its own that has joined network namespace
 /// `name` (setns moves only the calling thread), and waits for it.
-func inNetworkNamespace<T>(_ name: String, _ body: @escaping () throws -> T) throws -> T {
+func inNetworkNamespace<T>(_ name: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
     let outcome = ResultBox<T>()
     let finished = DispatchSemaphore(value: 0)
     let thread = Thread {
