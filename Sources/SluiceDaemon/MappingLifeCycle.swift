@@ -22,6 +22,17 @@ enum MappingLifeCycle {
         return (zeroCopy, copy)
     }
 
+    /// The plugin's two answers for `channels`, one per mode a socket can
+    /// end up in: an `auto` bind the driver refuses in zero-copy takes the
+    /// copy-mode answer, for its queue, its XSKMAP key and whatever is
+    /// steered to it. Without zero-copy both are the copy-mode answer.
+    static func answers(
+        for channels: [UInt32], from lease: PluginLease, to questions: (zeroCopy: DriverFacts, copy: DriverFacts)
+    ) throws(PluginHostError) -> (zeroCopy: [QueueMapping], copy: [QueueMapping]) {
+        let zeroCopy = try lease.mapChannels(channels, facts: questions.zeroCopy)
+        return (zeroCopy, questions.zeroCopy.zeroCopyRequested ? try lease.mapChannels(channels, facts: questions.copy) : zeroCopy)
+    }
+
     /// One plan per channel from the plugin's two answers.
     static func plans(zeroCopy: [QueueMapping], copy: [QueueMapping]) -> [ChannelPlan] {
         zip(zeroCopy, copy).map { ChannelPlan(zeroCopy: binding($0), copy: binding($1)) }

@@ -3,6 +3,7 @@ import Logging
 import SluiceModules
 import SluiceProtocol
 import SluiceSystem
+import Synchronization
 
 /// Run modules on the RX thread, or on a worker fed through an SPSC ring.
 public enum ProcessingMode: String, Sendable, Codable, CaseIterable {
@@ -139,10 +140,9 @@ public final class Pipeline: @unchecked Sendable {
     public let bindings: [ChannelBinding]
     private let chains: [[PacketModule]]
     private let program: XDPProgram
-    private var runners: [QueueRunner]
-    /// Taken at stop, after the threads ended: the last word on every counter.
-    private var finalStatistics: PipelineStatistics?
-    private let lock = NSLock()
+    /// The runners until stop lets go of them, and the counters taken at
+    /// stop, after the threads ended: the last word on every counter.
+    private let state: Mutex<(runners: [QueueRunner], finalStatistics: PipelineStatistics?)>
     private let logger = Logger(label: "sluice.datapath")
     /// The interface's rx queues (sysfs) before the XDP program was attached
     /// and right after: virtio_net adds a queue pair per CPU for XDP_TX at
@@ -269,7 +269,7 @@ public final class Pipeline: @unchecked Sendable {
         self.rxQueuesAfterAttach = rxQueuesAfterAttach
         self.addedQueueFailures = failures
         self.bindings = bound
-        self.runners = runners
+        self.state = Mutex((runners, nil))
         self.chains = chains
         for (index, runner) in runners.enumerated() {
             runner.start(
@@ -329,17 +329,17 @@ public final class Pipeline: @unchecked Sendable {
     /// Stops the threads, detaches the program, closes the sockets and
     /// flushes the modules. Fine to call more than once.
     public func stop() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard finalStatistics == nil else { return }
-        for runner in runners where !runner.stop() {
-            logger.error("data-path threads of \(config.interface) queue \(runner.binding.bindQueue) did not stop in time")
+        state.withLock { state in
+            guard state.finalStatistics == nil else { return }
+            for runner in state.runners where !runner.stop() {
+                logger.error("data-path threads of \(config.interface) queue \(runner.binding.bindQueue) did not stop in time")
+            }
+            state.finalStatistics = collectStatistics(state.runners)
+            for binding in bindings { program.unregister(key: binding.xskmapKey) }
+            program.close()
+            for chain in chains { for module in chain { module.flush() } }
+            if state.runners.allSatisfy({ $0.isStopped }) { state.runners = [] }  // closes the sockets, frees the UMEMs
         }
-        finalStatistics = collectStatistics()
-        for binding in bindings { program.unregister(key: binding.xskmapKey) }
-        program.close()
-        for chain in chains { for module in chain { module.flush() } }
-        if runners.allSatisfy({ $0.isStopped }) { runners = [] }  // closes the sockets, frees the UMEMs
     }
 
     public var programID: UInt32 { program.programID }
@@ -349,10 +349,10 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Counters now, or as they were at stop.
     public func statistics() -> PipelineStatistics {
-        lock.withLock { finalStatistics ?? collectStatistics() }
+        state.withLock { $0.finalStatistics ?? collectStatistics($0.runners) }
     }
 
-    private func collectStatistics() -> PipelineStatistics {
+    private func collectStatistics(_ runners: [QueueRunner]) -> PipelineStatistics {
         PipelineStatistics(
             interface: config.interface, mode: config.mode, attachMode: config.attachMode,
             programID: program.programID,

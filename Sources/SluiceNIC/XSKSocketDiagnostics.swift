@@ -4,6 +4,7 @@ import Glibc
 import CNetlink
 import Foundation
 import SluiceSystem
+import Synchronization
 
 /// One AF_XDP socket as the kernel's sock_diag reports it.
 public struct XSKSocketInfo: Sendable, Equatable, Codable {
@@ -300,15 +301,14 @@ private let onDiagError: nl_recvmsg_err_cb_t = { _, error, context in
 }
 
 /// `modprobe -q xsk_diag`, at most once per process.
-final class ModuleLoader: @unchecked Sendable {
+final class ModuleLoader: Sendable {
     static let shared = ModuleLoader()
-    private let lock = NSLock()
-    private var attempted = false
+    private let attempted = Mutex(false)
 
     /// What the attempt did ("modprobe xsk_diag exited 1"), or nil when it
     /// was already made by an earlier call.
     func loadOnce() -> String? {
-        lock.withLock {
+        attempted.withLock { attempted in
             guard !attempted else { return nil }
             attempted = true
             return Self.modprobe("xsk_diag")
