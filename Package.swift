@@ -66,7 +66,8 @@ let package = Package(
             dependencies: [
                 "SluiceSystem",
                 .product(name: "Atomics", package: "swift-atomics"),
-            ]),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(
             name: "SluiceDataPath",
             dependencies: [
@@ -135,13 +136,19 @@ let package = Package(
             path: "Tests/SluiceTestSupport",
             swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceNICTests", dependencies: ["SluiceNIC", "SluiceTestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "SluicePluginHostTests", dependencies: ["SluicePluginHost", "SluiceTestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(
+            name: "SluiceNICTests", dependencies: ["SluiceNIC", "SluiceTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(
+            name: "SluicePluginHostTests", dependencies: ["SluicePluginHost", "SluiceTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(
             name: "SluiceDataPathTests",
             dependencies: ["SluiceDataPath", "SluiceModules", "SluiceTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "SluiceModulesTests", dependencies: ["SluiceModules", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluiceModulesTests", dependencies: ["SluiceModules", "SluiceTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceTestSupport"]),
         .testTarget(
             name: "IntegrationTests",
