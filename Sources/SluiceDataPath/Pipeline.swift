@@ -135,6 +135,8 @@ public struct PipelineStatistics: Sendable, Codable, Equatable {
 ///
 /// `start` and `stop` are for a control thread; the data path itself runs on
 /// threads the pipeline owns (never the cooperative pool or a NIO loop).
+// Unchecked: the XDP program and the module chains are touched only by the
+// control thread in init and in `stop` (under `state`); the threads own the rest.
 public final class Pipeline: @unchecked Sendable {
     public let config: DataPathConfig
     public let bindings: [ChannelBinding]

@@ -74,6 +74,8 @@ final class BatchProcessor {
 }
 
 /// One bound queue: its socket, its RX thread and (pipelined) its worker.
+// Unchecked: the UMEM, the free-frame stack and the rings are split between
+// the RX thread and the worker by design; control threads touch only atomics.
 final class QueueRunner: @unchecked Sendable {
     let binding: ChannelBinding
     let socket: XSKSocket

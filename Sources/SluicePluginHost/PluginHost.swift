@@ -189,7 +189,7 @@ public final class PluginHost: Sendable {
         let directoryStatus: stat
         let names: [String]
         do {
-            directoryStatus = try DirectoryListing.status(of: directory)
+            directoryStatus = try FileStatus.status(of: directory)
             names = try Directory.names(in: directory, limit: 65_536)
                 .filter { $0.hasSuffix(".so") }.sorted()
         } catch {

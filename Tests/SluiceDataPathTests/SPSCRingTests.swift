@@ -106,6 +106,7 @@ final class SPSCRingTests: XCTestCase {
     }
 }
 
+// Unchecked: the counters are written by the consumer before it signals `done`, read after the wait.
 private final class ConsumerResult: @unchecked Sendable {
     /// Set when the consumer stops early, so a broken ring fails the test instead of hanging it.
     private let finished = Mutex(false)

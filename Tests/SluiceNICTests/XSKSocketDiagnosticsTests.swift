@@ -218,12 +218,14 @@ func inNetworkNamespace<T>(_ name: String, _ body: @escaping @Sendable () throws
     return try result.get()
 }
 
+// Unchecked: written by the thread before it signals `finished`, read after the wait.
 final class ResultBox<T>: @unchecked Sendable {
     var value: Result<T, Error>?
 }
 
 /// One AF_XDP socket in copy mode, bound with libxdp (no XDP program: the
 /// socket is listed once bound, whether or not anything redirects to it).
+// Unchecked: made on a namespace thread and handed back whole; the rings are never used after.
 final class CopyModeSocket: @unchecked Sendable {
     let interface: String
     let queue: UInt32

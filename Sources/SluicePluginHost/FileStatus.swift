@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// File-status helpers with typed errors.
-enum DirectoryListing {
+enum FileStatus {
     static func lstatus(_ path: String) throws(SystemCallError) -> stat {
         var status = stat()
         guard lstat(path, &status) == 0 else {
