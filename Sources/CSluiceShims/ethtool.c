@@ -23,12 +23,11 @@ int sluice_ethtool_ioctl(int fd, const char *ifname, void *data) {
 int sluice_ethtool_driver_info(int fd, const char *ifname, struct sluice_driver_info *info) {
     struct ethtool_drvinfo raw = { .cmd = ETHTOOL_GDRVINFO };
     if (sluice_ethtool_ioctl(fd, ifname, &raw) < 0) return -1;
-    memset(info, 0, sizeof(*info));
-    /* Each kernel field is 32 bytes and NUL-terminated by the kernel; strnlen keeps it so. */
-    memcpy(info->driver, raw.driver, strnlen(raw.driver, sizeof(info->driver) - 1));
-    memcpy(info->version, raw.version, strnlen(raw.version, sizeof(info->version) - 1));
-    memcpy(info->firmware_version, raw.fw_version, strnlen(raw.fw_version, sizeof(info->firmware_version) - 1));
-    memcpy(info->bus_info, raw.bus_info, strnlen(raw.bus_info, sizeof(info->bus_info) - 1));
+    /* The fields are the kernel's 32 bytes; Swift reads each up to a NUL or its end. */
+    memcpy(info->driver, raw.driver, sizeof(info->driver));
+    memcpy(info->version, raw.version, sizeof(info->version));
+    memcpy(info->firmware_version, raw.fw_version, sizeof(info->firmware_version));
+    memcpy(info->bus_info, raw.bus_info, sizeof(info->bus_info));
     info->statistics_count = raw.n_stats;
     info->private_flags_count = raw.n_priv_flags;
     return 0;

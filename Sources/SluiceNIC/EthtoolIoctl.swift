@@ -17,12 +17,8 @@ final class EthtoolIoctl: Sendable {
     static let maximumCount: UInt32 = 1 << 16
 
     init() throws {
-        // ethtool(8) uses an AF_INET datagram socket: any socket would do, but
-        // this one exists on every kernel with IPv4.
         do {
-            fd = try retryingEINTR("socket(AF_INET, SOCK_DGRAM)") {
-                socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            }
+            fd = try NetworkDevice.ethtoolSocket()
         } catch {
             throw NICError.kernel(operation: .driverInfo, interface: "", errno: error.errno.rawValue, extack: nil)
         }

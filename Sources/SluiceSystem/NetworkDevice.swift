@@ -37,18 +37,18 @@ public enum NetworkDevice {
         return (names.lazy.filter { $0.hasPrefix("rx-") }.count, names.lazy.filter { $0.hasPrefix("tx-") }.count)
     }
 
-    /// ETHTOOL_GDRVINFO through `socket` (any datagram socket), or through
-    /// one opened for the call.
-    public static func driverInfo(_ interface: InterfaceName, socket: Int32? = nil) throws(SystemCallError) -> DriverInfo {
-        let fd: Int32
-        if let socket {
-            fd = socket
-        } else {
-            // ethtool(8) uses an AF_INET datagram socket: any would do, this one exists on every kernel.
-            fd = try retryingEINTR("socket(AF_INET, SOCK_DGRAM)") {
-                Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            }
+    /// A socket for the ethtool ioctl. ethtool(8) uses an AF_INET datagram
+    /// socket: any socket would do, but this one exists on every kernel.
+    public static func ethtoolSocket() throws(SystemCallError) -> Int32 {
+        try retryingEINTR("socket(AF_INET, SOCK_DGRAM)") {
+            socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
+    }
+
+    /// ETHTOOL_GDRVINFO through `socket` (an ``ethtoolSocket()``), or
+    /// through one opened for the call.
+    public static func driverInfo(_ interface: InterfaceName, socket: Int32? = nil) throws(SystemCallError) -> DriverInfo {
+        let fd = if let socket { socket } else { try ethtoolSocket() }
         defer { if socket == nil { close(fd) } }
         var info = sluice_driver_info()
         try retryingEINTR("SIOCETHTOOL ethtool -i \(interface)") {

@@ -17,7 +17,7 @@
  * Fails with ENAMETOOLONG when ifname does not fit IFNAMSIZ. */
 int sluice_ethtool_ioctl(int fd, const char *ifname, void *data);
 
-/* ETHTOOL_GDRVINFO (ethtool -i), its strings NUL-terminated. */
+/* ETHTOOL_GDRVINFO (ethtool -i). */
 struct sluice_driver_info {
     char driver[32], version[32], firmware_version[32], bus_info[32];
     uint32_t statistics_count, private_flags_count;
