@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "SluiceModules",
             dependencies: [
-                "SluiceSystem",
+                "SluiceSystem", "SluiceProtocol",
                 .product(name: "Atomics", package: "swift-atomics"),
             ]),
         .target(
@@ -90,7 +90,7 @@ let package = Package(
             name: "SluiceDaemon",
             dependencies: [
                 "SluiceControl", "SluiceNIC", "SluicePluginHost", "SluiceDataPath",
-                "SluiceModules", "SluiceSystem",
+                "SluiceModules", "SluiceSystem", "SluiceProtocol",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -135,8 +135,8 @@ let package = Package(
         .testTarget(
             name: "SluiceDataPathTests",
             dependencies: ["SluiceDataPath", "SluiceModules", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceModulesTests", dependencies: ["SluiceModules", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceModulesTests", dependencies: ["SluiceModules", "SluiceProtocol", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceProtocol", "SluiceTestSupport"]),
         .testTarget(
             name: "IntegrationTests",
             // SluiceDataPath: the kernel-feature probes, checked against what the tools do.

@@ -1,4 +1,5 @@
 import Logging
+import SluiceProtocol
 import SluiceSystem
 import TOMLKit
 
@@ -111,9 +112,9 @@ extension SluiceConfig {
 
     /// The keys of each `[[interface]]`.
     public static let interfaceKeys: [ConfigKey<Interface>] = [
-        .string("name", \.name, allowed: "interface name, 1...15 bytes", defaultText: "(required)",
+        .string("name", \.name, allowed: "interface name, 1...\(InterfaceName.maximumBytes) bytes", defaultText: "(required)",
                 doc: "The network interface Sluice takes queues of.") { name in
-            Interface.nameProblem(name).map { .failure(ConfigValueRejected($0)) } ?? .success(name)
+            InterfaceName.problem(name).map { .failure(ConfigValueRejected($0)) } ?? .success(name)
         },
         .string("plugin", \.plugin, allowed: "plugin name or \"\"", defaultText: "\"\"",
                 doc: "Force a driver plugin by name; \"\" = the plugin with the highest score.") { name in

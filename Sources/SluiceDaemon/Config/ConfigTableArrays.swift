@@ -1,4 +1,5 @@
 import SluiceModules
+import SluiceProtocol
 import TOMLKit
 
 extension SluiceConfig.Pipeline {
@@ -69,7 +70,7 @@ extension Validation {
         guard let elements = tables(value, at: root, header: "[[pipeline.modules]]",
                                     maximumCount: SluiceConfig.Pipeline.maximumModules)
         else { return [] }
-        let kinds = "the kinds are \(ModuleFactory.kinds.joined(separator: ", "))"
+        let kinds = "the kinds are \(ModuleKind.allCases.map(\.rawValue).joined(separator: ", "))"
         var modules: [SluiceConfig.Module] = []
         for (position, table) in elements.enumerated() {
             let path = root + [.element(position)]
@@ -78,12 +79,12 @@ extension Validation {
                 report(path + ["kind"], "missing; every [[pipeline.modules]] needs a kind; \(kinds)")
                 continue
             }
-            guard let kind = kindValue.string else {
+            guard let kindText = kindValue.string else {
                 report(path + ["kind"], ConfigText.mismatch(expected: "a string", got: kindValue))
                 continue
             }
-            guard ModuleFactory.kinds.contains(kind) else {
-                report(path + ["kind"], "\(ConfigText.quoted(kind)) is not a module kind; \(kinds)")
+            guard let kind = ModuleKind(rawValue: kindText) else {
+                report(path + ["kind"], "\(ConfigText.quoted(kindText)) is not a module kind; \(kinds)")
                 continue
             }
             var options: [String: ModuleOptionValue] = [:]
@@ -97,11 +98,11 @@ extension Validation {
             }
             if convertible {
                 do {
-                    try ModuleFactory.validate(kind: kind, options: options)
+                    try kind.descriptor.validate(options)
                 } catch let rejection as ModuleConfigurationError {
                     report(path + Self.optionPath(rejection.option), rejection.reason)
                 } catch {
-                    report(path, "module \(ConfigText.quoted(kind)): \(error)")
+                    report(path, "module \(ConfigText.quoted(kind.rawValue)): \(error)")
                 }
             }
             modules.append(SluiceConfig.Module(kind: kind, options: options, line: index.line(of: path)))
