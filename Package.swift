@@ -32,6 +32,13 @@ let package = Package(
             name: "CNetlink", pkgConfig: "libnl-genl-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-genl-3-dev"])]),
         .target(name: "CSluiceShims"),
+        // toml++, the copy TOMLKit vendors (its Swift binding keeps no source
+        // positions), behind a C interface: no C++ interoperability in Swift.
+        .target(
+            name: "CTOMLParser",
+            // Only for toml++'s header, which TOMLKit does not export.
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")],
+            cxxSettings: [.headerSearchPath("../../.build/checkouts/TOMLKit/Sources/CTOML/Sources")]),
         // The public plugin ABI: header only (sluice/driver_plugin.h).
         .target(name: "CSluiceDriverABI"),
 
@@ -90,8 +97,7 @@ let package = Package(
             name: "SluiceDaemon",
             dependencies: [
                 "SluiceControl", "SluiceNIC", "SluicePluginHost", "SluiceDataPath",
-                "SluiceModules", "SluiceSystem", "SluiceProtocol",
-                .product(name: "TOMLKit", package: "TOMLKit"),
+                "SluiceModules", "SluiceSystem", "SluiceProtocol", "CTOMLParser",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,7 +1,6 @@
 import SluiceDataPath
 import SluiceModules
 import SluiceProtocol
-import TOMLKit
 
 extension SluiceConfig {
     /// `[pipeline]`: how packets travel from the AF_XDP sockets through the modules.
@@ -100,7 +99,7 @@ extension SluiceConfig {
             return allowed ? nil : "\(ConfigText.quoted(name)) is not a plugin name (letters, digits, '_', '-', '.')"
         }
 
-        static func channel(_ value: TOMLValueConvertible) -> Result<UInt32, ConfigValueRejected> {
+        static func channel(_ value: TOMLValue) -> Result<UInt32, ConfigValueRejected> {
             guard let number = value.int else {
                 return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "integers", got: value)))
             }
@@ -110,7 +109,7 @@ extension SluiceConfig {
             return .success(channel)
         }
 
-        static func prefilterProtocol(_ value: TOMLValueConvertible) -> Result<PrefilterProtocol, ConfigValueRejected> {
+        static func prefilterProtocol(_ value: TOMLValue) -> Result<PrefilterProtocol, ConfigValueRejected> {
             guard let text = value.string else {
                 return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "strings", got: value)))
             }
@@ -122,7 +121,7 @@ extension SluiceConfig {
         }
 
         /// A prefilter port: `53` or `"1000-2000"`.
-        static func portRange(_ value: TOMLValueConvertible) -> Result<ClosedRange<UInt16>, ConfigValueRejected> {
+        static func portRange(_ value: TOMLValue) -> Result<ClosedRange<UInt16>, ConfigValueRejected> {
             if let number = value.int {
                 guard let port = UInt16(exactly: number) else {
                     return .failure(ConfigValueRejected("port \(number) is out of range 0...65535"))
