@@ -160,7 +160,7 @@ extension Validation {
     }
 
     /// `rules[2].dport` → rules, [2], dport: the option paths modules report,
-    /// as key-index paths so the error lands on that option's line.
+    /// as document paths so the error lands on that option's line.
     static func optionPath(_ option: String) -> [TOMLPathComponent] {
         guard !option.isEmpty else { return [] }
         var path: [TOMLPathComponent] = []

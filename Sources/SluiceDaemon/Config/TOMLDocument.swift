@@ -3,7 +3,8 @@ import CTOMLParser
 /// A parsed TOML document (toml++ through CTOMLParser), each value with the
 /// line and column where it starts, so that messages can name a line.
 struct TOMLValue: Sendable {
-    enum Kind: Sendable {
+    /// In the order of sluice_toml_type.
+    enum Kind: UInt32, Sendable {
         case table, array, string, integer, float, boolean, date, time, dateTime
     }
 
@@ -46,7 +47,7 @@ struct TOMLValue: Sendable {
         // The shim bounds the depth, so this recursion is bounded too.
         func build(_ index: Int) throws(TOMLSyntaxError) -> TOMLValue {
             let node = nodes[index]
-            var value = TOMLValue(kind: Kind(node.type), line: Int(node.line), column: Int(node.column))
+            var value = TOMLValue(kind: Kind(rawValue: node.type.rawValue)!, line: Int(node.line), column: Int(node.column))
             switch value.kind {
             case .string:
                 let string = String(decoding: UnsafeRawBufferPointer(start: node.string, count: node.string_length), as: UTF8.self)
@@ -83,22 +84,6 @@ struct TOMLValue: Sendable {
             line = next.line
         }
         return line
-    }
-}
-
-extension TOMLValue.Kind {
-    init(_ type: sluice_toml_type) {
-        switch type {
-        case SLUICE_TOML_TABLE: self = .table
-        case SLUICE_TOML_ARRAY: self = .array
-        case SLUICE_TOML_STRING: self = .string
-        case SLUICE_TOML_INTEGER: self = .integer
-        case SLUICE_TOML_FLOAT: self = .float
-        case SLUICE_TOML_BOOLEAN: self = .boolean
-        case SLUICE_TOML_DATE: self = .date
-        case SLUICE_TOML_TIME: self = .time
-        default: self = .dateTime
-        }
     }
 }
 
