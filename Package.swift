@@ -37,8 +37,7 @@ let package = Package(
         .target(
             name: "CTOMLParser",
             // Only for toml++'s header, which TOMLKit does not export.
-            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")],
-            cxxSettings: [.headerSearchPath("../../.build/checkouts/TOMLKit/Sources/CTOML/Sources")]),
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         // The public plugin ABI: header only (sluice/driver_plugin.h).
         .target(name: "CSluiceDriverABI"),
 

@@ -38,7 +38,14 @@ using sluice_toml_check::cp;
 #define TOML_HEADER_ONLY 0
 #define TOML_IMPLEMENTATION 1
 #define TOML_ENABLE_FORMATTERS 0
-#include "toml.hpp"
+// TOMLKit keeps toml.hpp beside its sources, not among its public headers;
+// its public include directory (on the search path through the dependency
+// below, wherever the build folder is) leads there.
+// Third-party code: its deprecated literal-operator spelling is not ours to fix.
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-literal-operator"
+#include <CTOML/../../Sources/toml.hpp>
+#pragma clang diagnostic pop
 #include "sluice_toml.h"
 
 namespace sluice_toml_check {
