@@ -32,6 +32,12 @@ let package = Package(
             name: "CNetlink", pkgConfig: "libnl-genl-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-genl-3-dev"])]),
         .target(name: "CSluiceShims"),
+        // toml++, the copy TOMLKit vendors (its Swift binding keeps no source
+        // positions), behind a C interface: no C++ interoperability in Swift.
+        .target(
+            name: "CTOMLParser",
+            // Only for toml++'s header, which TOMLKit does not export.
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         // The public plugin ABI: header only (sluice/driver_plugin.h).
         .target(name: "CSluiceDriverABI"),
 
@@ -64,7 +70,7 @@ let package = Package(
         .target(
             name: "SluiceModules",
             dependencies: [
-                "SluiceSystem",
+                "SluiceSystem", "SluiceProtocol",
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]),
@@ -95,8 +101,7 @@ let package = Package(
             name: "SluiceDaemon",
             dependencies: [
                 "SluiceControl", "SluiceNIC", "SluicePluginHost", "SluiceDataPath",
-                "SluiceModules", "SluiceSystem",
-                .product(name: "TOMLKit", package: "TOMLKit"),
+                "SluiceModules", "SluiceSystem", "SluiceProtocol", "CTOMLParser",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -147,9 +152,9 @@ let package = Package(
             dependencies: ["SluiceDataPath", "SluiceModules", "SluiceTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(
-            name: "SluiceModulesTests", dependencies: ["SluiceModules", "SluiceTestSupport"],
+            name: "SluiceModulesTests", dependencies: ["SluiceModules", "SluiceProtocol", "SluiceTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceProtocol", "SluiceTestSupport"]),
         .testTarget(
             name: "IntegrationTests",
             // SluiceDataPath: the kernel-feature probes, checked against what the tools do.

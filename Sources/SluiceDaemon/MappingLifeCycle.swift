@@ -11,7 +11,7 @@ enum MappingLifeCycle {
     /// will run in. With bind mode `copy` (or XDP in skb mode, where sockets
     /// bind in copy mode) both are the copy-mode question.
     static func questions(
-        live: DriverFacts, bindMode: SluiceConfig.Interface.BindMode, attachMode: SluiceConfig.Interface.AttachMode
+        live: DriverFacts, bindMode: XSKBindMode, attachMode: XDPAttachMode
     ) -> (zeroCopy: DriverFacts, copy: DriverFacts) {
         var zeroCopy = live
         zeroCopy.xdpAttached = true
@@ -46,7 +46,7 @@ enum MappingLifeCycle {
     /// answer for the mode it really bound in.
     static func inEffect(
         zeroCopy: [QueueMapping], copy: [QueueMapping], socketsBoundZeroCopy: [Bool],
-        attachMode: SluiceConfig.Interface.AttachMode
+        attachMode: XDPAttachMode
     ) -> [LeasedChannel] {
         zip(socketsBoundZeroCopy, zip(zeroCopy, copy)).map { isZeroCopy, answers in
             LeasedChannel(

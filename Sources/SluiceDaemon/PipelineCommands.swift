@@ -28,7 +28,7 @@ extension Daemon {
             let reports = try await blocking { pipelines.reports() }
             return try WireEncoding.encode(PipelineStatus(
                 mode: config.mode.rawValue, autostart: config.autostart,
-                modules: config.modules.map(\.kind), pipelines: reports))
+                modules: config.modules.map(\.kind.rawValue), pipelines: reports))
         }
     }
 }

@@ -5,6 +5,7 @@ import SluiceDataPath
 import SluiceModules
 import SluiceNIC
 import SluicePluginHost
+import SluiceProtocol
 import Synchronization
 
 /// Starts and stops the receive pipelines of the configured interfaces. The
@@ -245,9 +246,8 @@ final class PipelineManager: Sendable {
                 return MappingLifeCycle.plans(zeroCopy: zeroCopy, copy: copy)
             }, makeModules: { binding in
                 try settings.modules.map { module in
-                    try ModuleFactory.make(
-                        kind: module.kind,
-                        options: Self.perSocketOptions(module, binding: binding, sockets: plans.count + added.copy.count))
+                    try module.kind.descriptor.make(
+                        Self.perSocketOptions(module, binding: binding, sockets: plans.count + added.copy.count))
                 }
             })
             let chains = pipeline.moduleChains
@@ -365,10 +365,10 @@ final class PipelineManager: Sendable {
         _ interface: SluiceConfig.Interface, _ settings: SluiceConfig.Pipeline, preparation: Preparation
     ) throws -> DataPathConfig {
         var config = DataPathConfig(interface: interface.name)
-        config.mode = settings.mode == .inline ? .inline : .pipelined
-        config.bindMode = XSKBindMode(rawValue: interface.bindMode.rawValue) ?? .auto
+        config.mode = settings.mode
+        config.bindMode = interface.bindMode
         if preparation.copyModeOnly, config.bindMode == .auto { config.bindMode = .copy }
-        config.attachMode = XDPAttachMode(rawValue: interface.attachMode.rawValue) ?? .native
+        config.attachMode = interface.attachMode
         config.geometry.frameSize = UInt32(settings.frameSize)
         config.geometry.frameCount = UInt32(settings.frames)
         config.geometry.rxRingSize = UInt32(settings.rxRing)
@@ -381,14 +381,7 @@ final class PipelineManager: Sendable {
         config.workerCPUs = interface.workerCPUs
         config.minimumXSKMapEntries = Int(preparation.minXskmapEntries)
         if !interface.prefilterProtocols.isEmpty {
-            // The XDP program treats ICMP and ICMPv6 as one class.
-            let protocols = Set(interface.prefilterProtocols.map { proto -> Prefilter.TransportProtocol in
-                switch proto {
-                case .udp: return .udp
-                case .tcp: return .tcp
-                case .icmp, .icmpv6: return .icmp
-                }
-            })
+            let protocols = Set(interface.prefilterProtocols.map(\.transport))
             config.prefilter = Prefilter(protocols: protocols, destinationPorts: interface.prefilterPorts)
         }
         return config
@@ -401,7 +394,7 @@ final class PipelineManager: Sendable {
         _ module: SluiceConfig.Module, binding: ChannelBinding, sockets: Int
     ) -> [String: ModuleOptionValue] {
         var options = module.options
-        if module.kind == "pcap", sockets > 1, case .string(let path)? = options["path"] {
+        if module.kind == .pcap, sockets > 1, case .string(let path)? = options["path"] {
             let url = URL(fileURLWithPath: path)
             let stem = url.deletingPathExtension().lastPathComponent
             let ext = url.pathExtension.isEmpty ? "" : "." + url.pathExtension

@@ -1,3 +1,5 @@
+import SluiceProtocol
+
 /// Sends each IP packet back where it came from: swaps the Ethernet
 /// source and destination, the IPv4/IPv6 addresses and the TCP/UDP ports in
 /// place in the UMEM, and sets the verdict `.transmit`.
@@ -10,14 +12,13 @@
 public final class ReflectModule: PacketModule {
     public struct Options: Sendable, Equatable {
         public init() {}
-
-        init(kind: String, _ table: [String: ModuleOptionValue]) throws {
-            _ = try OptionReader(kind: kind, table, known: [])
-            self.init()
-        }
     }
 
-    public let kind = "reflect"
+    static let descriptor = ModuleDescriptor(
+        kind: .reflect, summary: "Sends each IP packet back where it came from (addresses and ports swapped).",
+        options: [], parse: { _ in Options() }, make: ReflectModule.init(options:))
+
+    public let kind = ModuleKind.reflect.rawValue
     public let options: Options
     private enum Counter: Int { case reflected, bytes, skipped }
     private let counters = CounterArray(count: 3)
