@@ -34,9 +34,10 @@ int sluice_ethtool_driver_info(int fd, const char *ifname, struct sluice_driver_
 }
 
 int sluice_ethtool_sset_count(int fd, const char *ifname, uint32_t set, uint32_t *count) {
-    struct {
+    /* Room for the one count the kernel writes after the header (data[]). */
+    union {
         struct ethtool_sset_info hdr;
-        uint32_t buf[1];
+        uint8_t bytes[sizeof(struct ethtool_sset_info) + sizeof(uint32_t)];
     } info;
     memset(&info, 0, sizeof(info));
     info.hdr.cmd = ETHTOOL_GSSET_INFO;
