@@ -436,7 +436,9 @@ struct InterfaceLease: Codable, Sendable, Equatable {
     func channel(_ channel: UInt32) -> LeasedChannel? { channels.first { $0.mapping.channel == channel } }
 }
 
-struct RunningPipeline {
+// Unchecked for `chains` alone: each module runs on its queue's thread, and
+// the manager only takes snapshots, which read the modules' atomic counters.
+struct RunningPipeline: @unchecked Sendable {
     var interface: String
     var pipeline: Pipeline
     var lease: PluginLease
