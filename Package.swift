@@ -32,6 +32,12 @@ let package = Package(
             name: "CNetlink", pkgConfig: "libnl-genl-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-genl-3-dev"])]),
         .target(name: "CSluiceShims"),
+        // toml++, the copy TOMLKit vendors (its Swift binding keeps no source
+        // positions), behind a C interface: no C++ interoperability in Swift.
+        .target(
+            name: "CTOMLParser",
+            // Only for toml++'s header, which TOMLKit does not export.
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         // The public plugin ABI: header only (sluice/driver_plugin.h).
         .target(name: "CSluiceDriverABI"),
 
@@ -39,11 +45,11 @@ let package = Package(
         // The vocabulary every layer shares and the wire carries: interface
         // names, enumerations, control requests and replies. Foundation only,
         // so sluicectl links it without libxdp or libnl.
-        .target(name: "SluiceProtocol", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "SluiceProtocol"),
         .target(
             name: "SluiceSystem",
             dependencies: [
-                "CSluiceShims",
+                "SluiceProtocol", "CSluiceShims",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
         .target(
@@ -61,7 +67,7 @@ let package = Package(
         .target(
             name: "SluiceModules",
             dependencies: [
-                "SluiceProtocol", "SluiceSystem",
+                "SluiceSystem", "SluiceProtocol",
                 .product(name: "Atomics", package: "swift-atomics"),
             ]),
         .target(
@@ -84,14 +90,12 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]),
+            ]),
         .target(
             name: "SluiceDaemon",
             dependencies: [
                 "SluiceControl", "SluiceNIC", "SluicePluginHost", "SluiceDataPath",
-                "SluiceModules", "SluiceSystem",
-                .product(name: "TOMLKit", package: "TOMLKit"),
+                "SluiceModules", "SluiceSystem", "SluiceProtocol", "CTOMLParser",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -112,8 +116,7 @@ let package = Package(
             dependencies: [
                 "SluiceProtocol", "SluiceControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]),
+            ]),
 
         // tools/bench's Swift side (the ring micro-benchmark); not installed.
         .executableTarget(
@@ -130,16 +133,17 @@ let package = Package(
             name: "SluiceTestSupport",
             dependencies: ["SluiceSystem", "SluiceControl"],
             path: "Tests/SluiceTestSupport"),
+        .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceTestSupport"]),
         .testTarget(
-            name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceTestSupport"],
-            swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "SluiceNICTests", dependencies: ["SluiceNIC", "SluiceTestSupport"]),
-        .testTarget(name: "SluicePluginHostTests", dependencies: ["SluicePluginHost", "SluiceTestSupport"]),
+            name: "SluiceNICTests", dependencies: ["SluiceNIC", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluicePluginHostTests", dependencies: ["SluicePluginHost", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceDataPathTests",
             dependencies: ["SluiceDataPath", "SluiceModules", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceModulesTests", dependencies: ["SluiceModules", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluiceModulesTests", dependencies: ["SluiceModules", "SluiceProtocol", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceDaemonTests", dependencies: ["SluiceDaemon", "SluiceProtocol", "SluiceTestSupport"]),
         .testTarget(
             name: "IntegrationTests",
             // SluiceDataPath: the kernel-feature probes, checked against what the tools do.
@@ -147,5 +151,5 @@ let package = Package(
             // ProtocolShapeTests read their golden file from the repository, not as a resource.
             exclude: ["Golden"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -20,10 +20,24 @@ int sluice_ethtool_ioctl(int fd, const char *ifname, void *data) {
     return ioctl(fd, SIOCETHTOOL, &ifr);
 }
 
+int sluice_ethtool_driver_info(int fd, const char *ifname, struct sluice_driver_info *info) {
+    struct ethtool_drvinfo raw = { .cmd = ETHTOOL_GDRVINFO };
+    if (sluice_ethtool_ioctl(fd, ifname, &raw) < 0) return -1;
+    /* The fields are the kernel's 32 bytes; Swift reads each up to a NUL or its end. */
+    memcpy(info->driver, raw.driver, sizeof(info->driver));
+    memcpy(info->version, raw.version, sizeof(info->version));
+    memcpy(info->firmware_version, raw.fw_version, sizeof(info->firmware_version));
+    memcpy(info->bus_info, raw.bus_info, sizeof(info->bus_info));
+    info->statistics_count = raw.n_stats;
+    info->private_flags_count = raw.n_priv_flags;
+    return 0;
+}
+
 int sluice_ethtool_sset_count(int fd, const char *ifname, uint32_t set, uint32_t *count) {
-    struct {
+    /* Room for the one count the kernel writes after the header (data[]). */
+    union {
         struct ethtool_sset_info hdr;
-        uint32_t buf[1];
+        uint8_t bytes[sizeof(struct ethtool_sset_info) + sizeof(uint32_t)];
     } info;
     memset(&info, 0, sizeof(info));
     info.hdr.cmd = ETHTOOL_GSSET_INFO;

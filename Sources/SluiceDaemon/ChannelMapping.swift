@@ -1,10 +1,12 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import SluiceControl
 import SluiceDataPath
 import SluiceNIC
 import SluicePluginHost
+import SluiceProtocol
+import SluiceSystem
+import Synchronization
 
 /// One answer to "which queue is channel i of this interface": the running
 /// pipeline's lease for the channels it bound (what its sockets, XSKMAP keys
@@ -49,7 +51,7 @@ extension Daemon {
         do {
             return try XSKSocketDiagnostics.zeroCopySockets(interfaceIndex: interfaceIndex)
         } catch {
-            if diagnosticsWarning.withLockedValue({ let first = !$0; $0 = true; return first }) {
+            if diagnosticsWarning.withLock({ let first = !$0; $0 = true; return first }) {
                 Logger(label: "sluiced").warning(
                     "zero-copy AF_XDP sockets of other processes cannot be counted; plugins are told only Sluice's own",
                     metadata: ["error": "\(error)"])
@@ -88,7 +90,7 @@ extension Daemon {
     }
 }
 
-private let diagnosticsWarning = NIOLockedValueBox(false)
+private let diagnosticsWarning = Mutex(false)
 
 extension Daemon {
     /// The device's receive channels as its plugin counts them: the count a
@@ -137,7 +139,7 @@ extension Daemon {
             case .channels:
                 if let attach = self.pipelines.rxQueuesAtAttach(for: name), MappingLifeCycle.isOwnAttachGrowth(
                     notifiedReceiveChannels: event.channels.map { $0.combined + $0.rx }, before: attach.before,
-                    after: attach.after, liveRxQueues: try? InterfaceFacts.rxQueueCount(name)) {
+                    after: attach.after, liveRxQueues: try? NetworkDevice.queueCounts(InterfaceName(name)).rx) {
                     return
                 }
                 let counts = event.channels.map { "rx \($0.rx), tx \($0.tx), combined \($0.combined)" } ?? "unknown"

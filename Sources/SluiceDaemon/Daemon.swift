@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -8,6 +7,7 @@ import SluiceControl
 import SluiceNIC
 import SluicePluginHost
 import SluiceSystem
+import Synchronization
 import UnixSignals
 
 #if canImport(Glibc)
@@ -33,8 +33,8 @@ public final class Daemon: Sendable {
     let startedWallClock = time(nil)
     /// The Prometheus endpoint's bound address, once it listens.
     let metricsEndpoint = MetricsEndpoint()
-    private let current: NIOLockedValueBox<SluiceConfig>
-    private let shutdownTrigger = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
+    private let current: Mutex<SluiceConfig>
+    private let shutdownTrigger = Mutex<(@Sendable () -> Void)?>(nil)
     /// systemd's NOTIFY_SOCKET, when started as Type=notify.
     let notifier: SystemdNotifier?
 
@@ -42,7 +42,7 @@ public final class Daemon: Sendable {
     /// naming what) when the state directory or netlink cannot be used.
     public init(configPath: String, config: SluiceConfig) throws {
         self.configPath = configPath
-        self.current = NIOLockedValueBox(config)
+        self.current = Mutex(config)
         var logger = Logger(label: "sluiced")
         logger.logLevel = config.daemon.logLevel
         self.logger = logger
@@ -78,7 +78,7 @@ public final class Daemon: Sendable {
         server.setStatisticsProvider { [weak self] in self?.statistics() ?? .null }
     }
 
-    public var config: SluiceConfig { current.withLockedValue { $0 } }
+    public var config: SluiceConfig { current.withLock { $0 } }
 
     /// Runs until SIGTERM, SIGINT or the `shutdown` command.
     public func run() async throws {
@@ -95,7 +95,7 @@ public final class Daemon: Sendable {
             ] + metrics,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        shutdownTrigger.withLockedValue { trigger in
+        shutdownTrigger.withLock { trigger in
             trigger = { Task { await group.triggerGracefulShutdown() } }
         }
         logger.info("sluiced starting", metadata: [
@@ -197,7 +197,7 @@ public final class Daemon: Sendable {
 
     /// Starts a graceful shutdown, as SIGTERM would.
     func requestShutdown() {
-        shutdownTrigger.withLockedValue { $0 }?()
+        shutdownTrigger.withLock { $0 }?()
     }
 
     /// Re-reads the config file off the event loops. A broken file is
@@ -214,7 +214,7 @@ public final class Daemon: Sendable {
             ])
             throw ControlError.invalidArgument("config reload rejected, running configuration kept:\n\(error)")
         }
-        let outcome = current.withLockedValue { running -> ReloadOutcome in
+        let outcome = current.withLock { running -> ReloadOutcome in
             let outcome = ReloadOutcome(old: running, new: loaded)
             running = loaded
             return outcome
@@ -237,7 +237,7 @@ public final class Daemon: Sendable {
     /// 32 clients at 1,000 requests/s would take a CPU away from the data
     /// path; sharing one snapshot per interval bounds that to a few percent.
     static let statisticsMaximumAge: Duration = .milliseconds(20)
-    private let statisticsCache = NIOLockedValueBox<(at: ContinuousClock.Instant, generation: Int, value: JSONValue)?>(nil)
+    private let statisticsCache = Mutex<(at: ContinuousClock.Instant, generation: Int, value: JSONValue)?>(nil)
 
     /// Counters for `stats.get` and the `stats.subscribe` stream: at most
     /// ``statisticsMaximumAge`` old, and never older than the last pipeline
@@ -245,12 +245,12 @@ public final class Daemon: Sendable {
     func statistics() -> JSONValue {
         let now = ContinuousClock.now
         let generation = pipelines.generation
-        if let cached = statisticsCache.withLockedValue({ $0 }),
+        if let cached = statisticsCache.withLock({ $0 }),
            cached.generation == generation, now - cached.at < Self.statisticsMaximumAge {
             return cached.value
         }
         let value = freshStatistics()
-        statisticsCache.withLockedValue { $0 = (now, generation, value) }
+        statisticsCache.withLock { $0 = (now, generation, value) }
         return value
     }
 

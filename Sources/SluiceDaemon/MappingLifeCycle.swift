@@ -11,7 +11,7 @@ enum MappingLifeCycle {
     /// will run in. With bind mode `copy` (or XDP in skb mode, where sockets
     /// bind in copy mode) both are the copy-mode question.
     static func questions(
-        live: DriverFacts, bindMode: SluiceConfig.Interface.BindMode, attachMode: SluiceConfig.Interface.AttachMode
+        live: DriverFacts, bindMode: XSKBindMode, attachMode: XDPAttachMode
     ) -> (zeroCopy: DriverFacts, copy: DriverFacts) {
         var zeroCopy = live
         zeroCopy.xdpAttached = true
@@ -20,6 +20,17 @@ enum MappingLifeCycle {
         var copy = zeroCopy
         copy.zeroCopyRequested = false
         return (zeroCopy, copy)
+    }
+
+    /// The plugin's two answers for `channels`, one per mode a socket can
+    /// end up in: an `auto` bind the driver refuses in zero-copy takes the
+    /// copy-mode answer, for its queue, its XSKMAP key and whatever is
+    /// steered to it. Without zero-copy both are the copy-mode answer.
+    static func answers(
+        for channels: [UInt32], from lease: PluginLease, to questions: (zeroCopy: DriverFacts, copy: DriverFacts)
+    ) throws(PluginHostError) -> (zeroCopy: [QueueMapping], copy: [QueueMapping]) {
+        let zeroCopy = try lease.mapChannels(channels, facts: questions.zeroCopy)
+        return (zeroCopy, questions.zeroCopy.zeroCopyRequested ? try lease.mapChannels(channels, facts: questions.copy) : zeroCopy)
     }
 
     /// One plan per channel from the plugin's two answers.
@@ -35,7 +46,7 @@ enum MappingLifeCycle {
     /// answer for the mode it really bound in.
     static func inEffect(
         zeroCopy: [QueueMapping], copy: [QueueMapping], socketsBoundZeroCopy: [Bool],
-        attachMode: SluiceConfig.Interface.AttachMode
+        attachMode: XDPAttachMode
     ) -> [LeasedChannel] {
         zip(socketsBoundZeroCopy, zip(zeroCopy, copy)).map { isZeroCopy, answers in
             LeasedChannel(

@@ -1,9 +1,9 @@
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// The Prometheus endpoint: `GET /metrics` over HTTP/1.1 on SwiftNIO.
 /// Rendering runs on NIO's thread pool (a pipeline start holds the
@@ -33,19 +33,20 @@ final class MetricsServer: Sendable {
     static func bind(
         _ address: MetricsListenAddress, logger: Logger, render: @escaping @Sendable () throws -> String
     ) async throws -> MetricsServer {
-        let open = NIOLockedValueBox(0)
+        final class OpenConnections: Sendable { let count = Mutex(0) }
+        let open = OpenConnections()
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelInitializer { channel in
-                let admitted = open.withLockedValue { count -> Bool in
+                let admitted = open.count.withLock { count -> Bool in
                     guard count < maximumConnections else { return false }
                     count += 1
                     return true
                 }
                 guard admitted else { return channel.close() }
-                channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                channel.closeFuture.whenComplete { _ in open.count.withLock { $0 -= 1 } }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     // A client that goes quiet (half a request) is closed.
@@ -99,11 +100,11 @@ struct MetricsService: Service {
 
 /// Where `status` finds the endpoint (the bound port when `listen` says 0).
 final class MetricsEndpoint: Sendable {
-    private let bound = NIOLockedValueBox<MetricsListenAddress?>(nil)
+    private let bound = Mutex<MetricsListenAddress?>(nil)
 
-    var address: MetricsListenAddress? { bound.withLockedValue { $0 } }
+    var address: MetricsListenAddress? { bound.withLock { $0 } }
 
-    func set(_ address: MetricsListenAddress?) { bound.withLockedValue { $0 = address } }
+    func set(_ address: MetricsListenAddress?) { bound.withLock { $0 = address } }
 }
 
 /// One response per request, then the connection closes: a scrape every few

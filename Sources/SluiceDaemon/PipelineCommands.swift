@@ -16,7 +16,7 @@ extension Daemon {
             guard let self else { throw ControlError.internal("daemon is shutting down") }
             let config = self.config.pipeline
             return .init(
-                mode: config.mode.rawValue, autostart: config.autostart, modules: config.modules.map { "\($0.kind)" },
+                mode: config.mode.rawValue, autostart: config.autostart, modules: config.modules.map(\.kind.rawValue),
                 pipelines: try await blocking { pipelines.reports() })
         }
     }

@@ -5,30 +5,41 @@ import SluiceDataPath
 import SluiceModules
 import SluiceNIC
 import SluicePluginHost
+import SluiceProtocol
+import Synchronization
 
 /// Starts and stops the receive pipelines of the configured interfaces. The
 /// driver plugin, held by a lease for the pipeline's lifetime, maps every
 /// channel to its bind queue and XSKMAP key; what the plugin requires before
 /// start (e.g. ntuple on old mlx5) is applied through the journaled NIC
 /// controller. All of it blocks: call from the thread pool.
-final class PipelineManager: @unchecked Sendable {
+final class PipelineManager: Sendable {
     private let nic: NICController
     private let plugins: PluginHost
     private let logger: Logger
     /// Serialises start and stop, which block for a while (loading the XDP
     /// program, binding sockets, joining threads); only the thread pool takes it.
-    private let operations = NSLock()
-    /// Guards the two tables below, and is held only briefly, so that
-    /// `reports()` (stats, metrics: on the cooperative pool or an event loop)
-    /// never waits for a start or stop.
-    private let lock = NSLock()
-    private var running: [String: RunningPipeline] = [:]
-    /// The last counters of pipelines that stopped, until they start again.
-    private var stopped: [String: PipelineReport] = [:]
-    /// Changes whenever a pipeline starts or stops: cached statistics that
-    /// saw another generation are out of date whatever their age.
-    private var generationCounter = 0
-    var generation: Int { lock.withLock { generationCounter } }
+    private let operations = Mutex(())
+    /// Held only briefly, so that `reports()` (stats, metrics: on the
+    /// cooperative pool or an event loop) never waits for a start or stop.
+    private let tables = Mutex(Tables())
+
+    private struct Tables {
+        var running: [String: RunningPipeline] = [:]
+        /// The last counters of pipelines that stopped, until they start again.
+        var stopped: [String: PipelineReport] = [:]
+        /// Changes whenever a pipeline starts or stops: cached statistics that
+        /// saw another generation are out of date whatever their age.
+        var generation = 0
+
+        mutating func started(_ entry: RunningPipeline, on name: String) {
+            running[name] = entry
+            stopped[name] = nil
+            generation += 1
+        }
+    }
+
+    var generation: Int { tables.withLock { $0.generation } }
 
     init(nic: NICController, plugins: PluginHost, logger: Logger) {
         self.nic = nic
@@ -36,13 +47,13 @@ final class PipelineManager: @unchecked Sendable {
         self.logger = logger
     }
 
-    var runningInterfaces: [String] { lock.withLock { running.keys.sorted() } }
+    var runningInterfaces: [String] { tables.withLock { $0.running.keys.sorted() } }
 
     /// Starts the pipeline of every configured interface (or only `name`)
     /// that is not running yet. All or nothing: if one fails, those started
     /// by this call are stopped again and the error names the interface.
     func start(_ config: SluiceConfig, only name: String? = nil) throws -> [PipelineReport] {
-        try operations.withLock {
+        try operations.withLock { _ in
             let wanted = config.interfaces.filter { name == nil || $0.name == name }
             if let name, wanted.isEmpty {
                 throw ControlError.notFound("\(name) is not an [[interface]] in the configuration")
@@ -54,18 +65,14 @@ final class PipelineManager: @unchecked Sendable {
             do {
                 for interface in wanted where !runningInterfaces.contains(interface.name) {
                     let entry = try startPipeline(interface, config.pipeline)
-                    lock.withLock {
-                        running[interface.name] = entry
-                        stopped[interface.name] = nil
-                        generationCounter += 1
-                    }
+                    tables.withLock { $0.started(entry, on: interface.name) }
                     started.append(interface.name)
                 }
             } catch {
                 for name in started { _ = stopOne(name) }
                 throw error
             }
-            let entries = lock.withLock { wanted.compactMap { running[$0.name] } }
+            let entries = tables.withLock { tables in wanted.compactMap { tables.running[$0.name] } }
             return entries.map(PipelineReport.init)
         }
     }
@@ -73,7 +80,7 @@ final class PipelineManager: @unchecked Sendable {
     /// Stops every pipeline (or only `name`); returns their final counters.
     @discardableResult
     func stop(only name: String? = nil) throws -> [PipelineReport] {
-        try operations.withLock {
+        try operations.withLock { _ in
             let names = runningInterfaces
             if let name, !names.contains(name) {
                 throw ControlError.notFound("no pipeline is running on \(name)")
@@ -88,9 +95,9 @@ final class PipelineManager: @unchecked Sendable {
     /// a stale map. When it cannot start again it stays stopped, and its
     /// report and the log say why. Nothing happens when no pipeline runs there.
     func rebind(_ name: String, _ config: SluiceConfig, because reason: String) {
-        operations.withLock {
+        operations.withLock { _ in
             guard runningInterfaces.contains(name) else { return }
-            let before = lock.withLock { running[name]?.held.channels.map(\.mapping.bindQueue) } ?? []
+            let before = tables.withLock { $0.running[name]?.held.channels.map(\.mapping.bindQueue) } ?? []
             _ = stopOne(name, because: reason)
             guard let interface = config.interfaces.first(where: { $0.name == name }) else {
                 recordStop(name, "\(reason); \(name) is no longer in the configuration, so its pipeline stays stopped")
@@ -98,11 +105,7 @@ final class PipelineManager: @unchecked Sendable {
             }
             do {
                 let entry = try startPipeline(interface, config.pipeline)
-                lock.withLock {
-                    running[name] = entry
-                    stopped[name] = nil
-                    generationCounter += 1
-                }
+                tables.withLock { $0.started(entry, on: name) }
                 logger.notice("pipeline bound again on a new map", metadata: [
                     "interface": "\(name)", "because": "\(reason)", "queues_before": "\(before)",
                     "queues_now": "\(entry.held.channels.map(\.mapping.bindQueue))",
@@ -115,7 +118,7 @@ final class PipelineManager: @unchecked Sendable {
 
     /// `name` is gone: its pipeline stops and says why.
     func stopForGood(_ name: String, because reason: String) {
-        operations.withLock {
+        operations.withLock { _ in
             guard runningInterfaces.contains(name) else { return }
             _ = stopOne(name, because: reason)
             recordStop(name, reason)
@@ -124,32 +127,33 @@ final class PipelineManager: @unchecked Sendable {
 
     private func recordStop(_ name: String, _ why: String) {
         logger.error("pipeline stopped", metadata: ["interface": "\(name)", "why": "\(why)"])
-        lock.withLock {
-            stopped[name]?.stopReason = why
-            generationCounter += 1
+        tables.withLock { tables in
+            tables.stopped[name]?.stopReason = why
+            tables.generation += 1
         }
     }
 
     /// The rx queues before and after the XDP attach of `name`'s running pipeline.
     func rxQueuesAtAttach(for name: String) -> (before: Int, after: Int)? {
-        lock.withLock { running[name].map { ($0.pipeline.rxQueuesBeforeAttach, $0.pipeline.rxQueuesAfterAttach) } }
+        tables.withLock { tables in tables.running[name].map { ($0.pipeline.rxQueuesBeforeAttach, $0.pipeline.rxQueuesAfterAttach) } }
     }
 
     /// The XDP program id of `name`'s running pipeline.
-    func programID(for name: String) -> UInt32? { lock.withLock { running[name]?.pipeline.programID } }
+    func programID(for name: String) -> UInt32? { tables.withLock { $0.running[name]?.pipeline.programID } }
 
     /// Running pipelines' live counters (atomic loads), then stopped ones'
     /// final counters. Never waits for a start or stop in progress.
     func reports() -> [PipelineReport] {
-        let (live, final) = lock.withLock {
-            (running.keys.sorted().compactMap { running[$0] }, stopped.keys.sorted().compactMap { stopped[$0] })
+        let (live, final) = tables.withLock { tables in
+            (tables.running.keys.sorted().compactMap { tables.running[$0] },
+             tables.stopped.keys.sorted().compactMap { tables.stopped[$0] })
         }
         return live.map(PipelineReport.init) + final
     }
 
     /// What the plugin asked for when `name`'s pipeline started (`doctor`
     /// compares steering rules with it); nil when none runs.
-    func preparation(for name: String) -> Preparation? { lock.withLock { running[name]?.preparation } }
+    func preparation(for name: String) -> Preparation? { tables.withLock { $0.running[name]?.preparation } }
 
     /// Takes a steering rule just added on `name` into the running pipeline's
     /// keeping when its action is a zero-copy-only queue (at or above the
@@ -158,8 +162,8 @@ final class PipelineManager: @unchecked Sendable {
     /// what the rule matches, so the rule is deleted when the pipeline stops
     /// (a crash leaves it to the NIC journal, which deletes it at the next start).
     func adoptRule(_ location: UInt32?, toQueue queue: UInt32, on name: String) {
-        lock.withLock {
-            guard var entry = running[name], MappingLifeCycle.ruleLeavesWithPipeline(queue: queue, lease: entry.held)
+        tables.withLock { tables in
+            guard var entry = tables.running[name], MappingLifeCycle.ruleLeavesWithPipeline(queue: queue, lease: entry.held)
             else { return }
             guard let location else {
                 logger.warning("a rule to a zero-copy queue has no known location; it is not removed with the pipeline", metadata: [
@@ -168,14 +172,14 @@ final class PipelineManager: @unchecked Sendable {
                 return
             }
             entry.rules.append(location)
-            running[name] = entry
+            tables.running[name] = entry
         }
     }
 
     /// The mapping `name`'s running pipeline bound its sockets with: the
     /// authority every command that maps a channel consults first. Nil when
     /// no pipeline runs there (then fresh live facts decide).
-    func lease(for name: String) -> InterfaceLease? { lock.withLock { running[name]?.held } }
+    func lease(for name: String) -> InterfaceLease? { tables.withLock { $0.running[name]?.held } }
 
     // MARK: Start and stop (`operations` held)
 
@@ -189,12 +193,7 @@ final class PipelineManager: @unchecked Sendable {
             let preparation = try lease.prepare(facts)
             try apply(preparation, on: name, plugin: lease.plugin.name)
             let channels = interface.channels ?? preparation.defaultChannels(for: facts)
-            // Asked once per mode a socket can end up in: an `auto` bind that
-            // the driver refuses in zero-copy takes the copy-mode answer, for
-            // its queue, its XSKMAP key and whatever is steered to it.
-            let zeroCopyMappings = try lease.mapChannels(channels, facts: questions.zeroCopy)
-            let copyMappings = facts.zeroCopyRequested
-                ? try lease.mapChannels(channels, facts: questions.copy) : zeroCopyMappings
+            let (zeroCopyMappings, copyMappings) = try MappingLifeCycle.answers(for: channels, from: lease, to: questions)
             let plans = MappingLifeCycle.plans(zeroCopy: zeroCopyMappings, copy: copyMappings)
             var dataPath = try Self.dataPathConfig(interface, settings, preparation: preparation)
             // Room in the XSKMAP for queues the attach may add (virtio_net).
@@ -227,8 +226,7 @@ final class PipelineManager: @unchecked Sendable {
                     let now = MappingLifeCycle.questions(
                         live: try Daemon.liveFacts(for: name, nic: self.nic),
                         bindMode: interface.bindMode, attachMode: interface.attachMode)
-                    zeroCopy = try lease.mapChannels(queues, facts: now.zeroCopy)
-                    copy = facts.zeroCopyRequested ? try lease.mapChannels(queues, facts: now.copy) : zeroCopy
+                    (zeroCopy, copy) = try MappingLifeCycle.answers(for: queues, from: lease, to: now)
                 } catch {
                     unreadAdded = MappingLifeCycle.unreadAddedQueuesWarning(
                         interface: name, driver: driver, before: before, after: after, queues: queues,
@@ -248,9 +246,8 @@ final class PipelineManager: @unchecked Sendable {
                 return MappingLifeCycle.plans(zeroCopy: zeroCopy, copy: copy)
             }, makeModules: { binding in
                 try settings.modules.map { module in
-                    try ModuleFactory.make(
-                        kind: module.kind,
-                        options: Self.perSocketOptions(module, binding: binding, sockets: plans.count + added.copy.count))
+                    try module.kind.descriptor.make(
+                        Self.perSocketOptions(module, binding: binding, sockets: plans.count + added.copy.count))
                 }
             })
             let chains = pipeline.moduleChains
@@ -329,9 +326,9 @@ final class PipelineManager: @unchecked Sendable {
     /// Leaves the table first, so that reports() does not read a pipeline
     /// whose threads are being joined; its final counters appear when done.
     private func stopOne(_ name: String, because reason: String? = nil) -> PipelineReport? {
-        guard let entry = lock.withLock({ () -> RunningPipeline? in
-            generationCounter += 1
-            return running.removeValue(forKey: name)
+        guard let entry = tables.withLock({ tables -> RunningPipeline? in
+            tables.generation += 1
+            return tables.running.removeValue(forKey: name)
         }) else { return nil }
         // Before the sockets close: a rule to a queue nobody reads drops traffic.
         for location in entry.rules {
@@ -351,9 +348,9 @@ final class PipelineManager: @unchecked Sendable {
         entry.lease.release()
         var final = PipelineReport(entry)
         final.running = false
-        lock.withLock {
-            stopped[name] = final
-            generationCounter += 1
+        tables.withLock { tables in
+            tables.stopped[name] = final
+            tables.generation += 1
         }
         logger.notice("pipeline stopped", metadata: [
             "interface": "\(name)", "received": "\(final.totals.rxPackets)", "dropped": "\(final.totals.dropped)",
@@ -368,10 +365,10 @@ final class PipelineManager: @unchecked Sendable {
         _ interface: SluiceConfig.Interface, _ settings: SluiceConfig.Pipeline, preparation: Preparation
     ) throws -> DataPathConfig {
         var config = DataPathConfig(interface: interface.name)
-        config.mode = settings.mode == .inline ? .inline : .pipelined
-        config.bindMode = XSKBindMode(rawValue: interface.bindMode.rawValue) ?? .auto
+        config.mode = settings.mode
+        config.bindMode = interface.bindMode
         if preparation.copyModeOnly, config.bindMode == .auto { config.bindMode = .copy }
-        config.attachMode = XDPAttachMode(rawValue: interface.attachMode.rawValue) ?? .native
+        config.attachMode = interface.attachMode
         config.geometry.frameSize = UInt32(settings.frameSize)
         config.geometry.frameCount = UInt32(settings.frames)
         config.geometry.rxRingSize = UInt32(settings.rxRing)
@@ -384,14 +381,7 @@ final class PipelineManager: @unchecked Sendable {
         config.workerCPUs = interface.workerCPUs
         config.minimumXSKMapEntries = Int(preparation.minXskmapEntries)
         if !interface.prefilterProtocols.isEmpty {
-            // The XDP program treats ICMP and ICMPv6 as one class.
-            let protocols = Set(interface.prefilterProtocols.map { proto -> Prefilter.TransportProtocol in
-                switch proto {
-                case .udp: return .udp
-                case .tcp: return .tcp
-                case .icmp, .icmpv6: return .icmp
-                }
-            })
+            let protocols = Set(interface.prefilterProtocols.map(\.transport))
             config.prefilter = Prefilter(protocols: protocols, destinationPorts: interface.prefilterPorts)
         }
         return config
@@ -404,7 +394,7 @@ final class PipelineManager: @unchecked Sendable {
         _ module: SluiceConfig.Module, binding: ChannelBinding, sockets: Int
     ) -> [String: ModuleOptionValue] {
         var options = module.options
-        if module.kind == "pcap", sockets > 1, case .string(let path)? = options["path"] {
+        if module.kind == .pcap, sockets > 1, case .string(let path)? = options["path"] {
             let url = URL(fileURLWithPath: path)
             let stem = url.deletingPathExtension().lastPathComponent
             let ext = url.pathExtension.isEmpty ? "" : "." + url.pathExtension
@@ -438,7 +428,9 @@ struct InterfaceLease: Codable, Sendable, Equatable {
     func channel(_ channel: UInt32) -> LeasedChannel? { channels.first { $0.mapping.channel == channel } }
 }
 
-struct RunningPipeline {
+// Unchecked for `chains` alone: each module runs on its queue's thread, and
+// the manager only takes snapshots, which read the modules' atomic counters.
+struct RunningPipeline: @unchecked Sendable {
     var interface: String
     var pipeline: Pipeline
     var lease: PluginLease

@@ -91,7 +91,7 @@ public final class SystemdNotifier: Sendable {
         let message = Array(assignments.joined(separator: "\n").utf8)
         var address = self.address
         let destination = self.destination, descriptor = self.descriptor, length = addressLength
-        try withUnsafePointer(to: &address) { pointer in
+        _ = try withUnsafePointer(to: &address) { pointer in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
                 try retryingEINTR("sendto(NOTIFY_SOCKET \(destination))") {
                     sendto(descriptor, message, message.count, Int32(MSG_NOSIGNAL), socketAddress, length)

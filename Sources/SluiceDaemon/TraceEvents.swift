@@ -1,5 +1,6 @@
 import Foundation
 import SluiceSystem
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -98,8 +99,10 @@ struct TraceInstance: Sendable {
     /// every event off and an empty buffer.
     func create() throws {
         removeStaleInstances()
-        if mkdir(path, 0o700) != 0, errno != EEXIST {
-            throw TraceError("cannot create the tracefs instance \(path): \(String(cString: strerror(errno)))")
+        do {
+            try Directory.create(path, mode: 0o700)
+        } catch {
+            throw TraceError("cannot create the tracefs instance: \(error)")
         }
         try write("0", to: path + "/events/enable")
         try write("", to: path + "/trace", truncate: true)
@@ -173,27 +176,30 @@ struct TraceInstance: Sendable {
 /// while someone wants them (reference counted per event), read from
 /// `trace_pipe` into a bounded buffer, and handed to each subscriber from
 /// its own cursor. The instance goes away when the last subscriber leaves.
-final class TraceHub: @unchecked Sendable {
+final class TraceHub: Sendable {
     static let shared = TraceHub()
     /// Events kept for late readers (doctor's "recent" events).
     static let capacity = 4096
 
-    private let lock = NSLock()
-    private var instance: TraceInstance?
-    private var references: [String: Int] = [:]
-    /// Each live subscription's interfaces (nil: every interface).
-    private var interfaceFilters: [UInt64: Set<UInt32>?] = [:]
-    private var nextSubscriptionID: UInt64 = 0
-    private var buffer: [TraceEvent] = []
-    /// Sequence number of `buffer[0]`.
-    private var firstSequence: UInt64 = 0
-    private var partialLine: [UInt8] = []
+    private let state = Mutex(State())
+
+    fileprivate struct State {
+        var instance: TraceInstance?
+        var references: [String: Int] = [:]
+        /// Each live subscription's interfaces (nil: every interface).
+        var interfaceFilters: [UInt64: Set<UInt32>?] = [:]
+        var nextSubscriptionID: UInt64 = 0
+        var buffer: [TraceEvent] = []
+        /// Sequence number of `buffer[0]`.
+        var firstSequence: UInt64 = 0
+        var partialLine: [UInt8] = []
+    }
 
     /// Enables `events` (nil: every `xdp:*` event the kernel has) and returns
     /// a subscription whose release (or deinit) disables them again.
     func subscribe(events requested: [String]?, ifindexes: Set<UInt32>? = nil) throws -> TraceSubscription {
-        try lock.withLock {
-            let instance = try self.instance ?? TraceInstance.locate()
+        try state.withLock { state in
+            let instance = try state.instance ?? TraceInstance.locate()
             let available = instance.availableEvents()
             let events: [String]
             if let requested {
@@ -204,50 +210,41 @@ final class TraceHub: @unchecked Sendable {
             } else {
                 events = available
             }
-            if self.instance == nil {
+            if state.instance == nil {
                 try instance.create()
-                self.instance = instance
+                state.instance = instance
             }
             do {
-                for event in events where references[event, default: 0] == 0 { try instance.setEnabled(event, true) }
+                for event in events where state.references[event, default: 0] == 0 { try instance.setEnabled(event, true) }
             } catch {
-                if references.isEmpty { instance.remove(); self.instance = nil }
+                if state.references.isEmpty { instance.remove(); state.instance = nil }
                 throw error
             }
-            for event in events { references[event, default: 0] += 1 }
-            nextSubscriptionID += 1
-            interfaceFilters[nextSubscriptionID] = ifindexes
-            applyFiltersLocked(instance)
+            for event in events { state.references[event, default: 0] += 1 }
+            state.nextSubscriptionID += 1
+            state.interfaceFilters[state.nextSubscriptionID] = ifindexes
+            state.applyFilters(instance)
             return TraceSubscription(
-                hub: self, id: nextSubscriptionID, events: events, cursor: firstSequence + UInt64(buffer.count))
+                hub: self, id: state.nextSubscriptionID, events: events,
+                cursor: state.firstSequence + UInt64(state.buffer.count))
         }
-    }
-
-    /// The union of what the subscriptions want, on every enabled event.
-    private func applyFiltersLocked(_ instance: TraceInstance) {
-        var union: Set<UInt32>? = []
-        for wanted in interfaceFilters.values {
-            guard let wanted else { union = nil; break }
-            union?.formUnion(wanted)
-        }
-        for event in references.keys { instance.setInterfaceFilter(event, union) }
     }
 
     fileprivate func release(id: UInt64, _ events: [String]) {
-        lock.withLock {
-            interfaceFilters[id] = nil
-            guard let instance else { return }
+        state.withLock { state in
+            state.interfaceFilters[id] = nil
+            guard let instance = state.instance else { return }
             for event in events {
-                let count = references[event, default: 0] - 1
-                references[event] = count > 0 ? count : nil
+                let count = state.references[event, default: 0] - 1
+                state.references[event] = count > 0 ? count : nil
                 if count <= 0 { try? instance.setEnabled(event, false) }
             }
-            if references.isEmpty {
+            if state.references.isEmpty {
                 instance.remove()
-                self.instance = nil
-                partialLine = []
+                state.instance = nil
+                state.partialLine = []
             } else {
-                applyFiltersLocked(instance)
+                state.applyFilters(instance)
             }
         }
     }
@@ -256,25 +253,37 @@ final class TraceHub: @unchecked Sendable {
     /// `cursor` on and the cursor to continue from; `lost` counts events
     /// that fell out of the buffer before this reader got to them.
     func read(from cursor: UInt64) -> (events: [TraceEvent], next: UInt64, lost: UInt64) {
-        lock.withLock {
-            drainLocked()
-            let end = firstSequence + UInt64(buffer.count)
-            let start = max(cursor, firstSequence)
+        state.withLock { state in
+            state.drain()
+            let end = state.firstSequence + UInt64(state.buffer.count)
+            let start = max(cursor, state.firstSequence)
             let lost = start - min(cursor, start)
-            let slice = buffer[Int(start - firstSequence)..<buffer.count]
+            let slice = state.buffer[Int(start - state.firstSequence)..<state.buffer.count]
             return (Array(slice), end, lost)
         }
     }
 
     /// The buffered events (including ones read before `cursor`: "recent").
     func recent() -> [TraceEvent] {
-        lock.withLock {
-            drainLocked()
-            return buffer
+        state.withLock { state in
+            state.drain()
+            return state.buffer
         }
     }
+}
 
-    private func drainLocked() {
+extension TraceHub.State {
+    /// The union of what the subscriptions want, on every enabled event.
+    fileprivate func applyFilters(_ instance: TraceInstance) {
+        var union: Set<UInt32>? = []
+        for wanted in interfaceFilters.values {
+            guard let wanted else { union = nil; break }
+            union?.formUnion(wanted)
+        }
+        for event in references.keys { instance.setInterfaceFilter(event, union) }
+    }
+
+    fileprivate mutating func drain() {
         guard let instance, let bytes = try? instance.drainPipe(), !bytes.isEmpty else { return }
         partialLine.append(contentsOf: bytes)
         guard let lastNewline = partialLine.lastIndex(of: 0x0A) else {
@@ -287,8 +296,8 @@ final class TraceHub: @unchecked Sendable {
             guard let event = TraceEvent.parse(line) else { continue }
             buffer.append(event)
         }
-        if buffer.count > Self.capacity {
-            let excess = buffer.count - Self.capacity
+        if buffer.count > TraceHub.capacity {
+            let excess = buffer.count - TraceHub.capacity
             buffer.removeFirst(excess)
             firstSequence += UInt64(excess)
         }
@@ -298,24 +307,23 @@ final class TraceHub: @unchecked Sendable {
 /// One subscriber's hold on some events and its read position. Releasing
 /// happens at most once, explicitly or when the owner (a stream's closure)
 /// goes away, so a connection that closes gives its events back.
-final class TraceSubscription: @unchecked Sendable {
+final class TraceSubscription: Sendable {
     let events: [String]
     private let hub: TraceHub
     private let id: UInt64
-    private let lock = NSLock()
-    private var cursor: UInt64
-    private var released = false
+    private let cursor: Mutex<UInt64>
+    private let released = Mutex(false)
 
     fileprivate init(hub: TraceHub, id: UInt64, events: [String], cursor: UInt64) {
         self.hub = hub
         self.id = id
         self.events = events
-        self.cursor = cursor
+        self.cursor = Mutex(cursor)
     }
 
     /// Events since the last call (only this subscription's event names).
     func next() -> (events: [TraceEvent], lost: UInt64) {
-        lock.withLock {
+        cursor.withLock { cursor in
             let (events, next, lost) = hub.read(from: cursor)
             cursor = next
             return (events.filter { self.events.contains($0.event) }, lost)
@@ -323,7 +331,7 @@ final class TraceSubscription: @unchecked Sendable {
     }
 
     func release() {
-        let first = lock.withLock { () -> Bool in
+        let first = released.withLock { released in
             defer { released = true }
             return !released
         }

@@ -51,39 +51,9 @@ extension Errno {
     }
 }
 
-/// Facts about an interface the data path needs, read from sysfs and ethtool.
+/// The interface index the data path needs (the queue counts and the driver
+/// come from SluiceSystem's ``NetworkDevice``).
 public enum InterfaceFacts {
-    /// The driver's name (`ethtool -i`), or nil when the interface has none to report.
-    public static func driverName(_ interface: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: 64)
-        let result = buffer.withUnsafeMutableBufferPointer {
-            sluice_driver_name(interface, $0.baseAddress, UInt($0.count))
-        }
-        guard result == 0 else { return nil }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    /// The number of `rx-N` entries under /sys/class/net/IF/queues (which on
-    /// old mlx5 counts the XSK queues too, so XSKMAP keys nch+i fit).
-    public static func rxQueueCount(_ interface: String) throws -> Int {
-        guard !interface.isEmpty, !interface.contains("/"), interface != ".", interface != ".." else {
-            throw DataPathError("invalid interface name '\(interface)'")
-        }
-        let path = "/sys/class/net/\(interface)/queues"
-        guard let directory = opendir(path) else {
-            throw DataPathError("cannot read the rx queues of \(interface) (\(path))", errno: Errno(rawValue: Glibc.errno))
-        }
-        defer { closedir(directory) }
-        var count = 0
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name.hasPrefix("rx-") { count += 1 }
-        }
-        return count
-    }
-
     public static func index(_ interface: String) throws -> Int32 {
         let index = if_nametoindex(interface)
         guard index != 0 else {

@@ -2,6 +2,9 @@
 import Foundation
 import Logging
 import SluiceModules
+import SluiceProtocol
+import SluiceSystem
+import Synchronization
 
 /// Channel *i* as the driver plugin maps it: the queue its socket binds to
 /// and the XSKMAP key XDP uses for frames arriving on that queue.
@@ -90,15 +93,16 @@ public struct DataPathConfig: Sendable, Codable, Equatable {
 ///
 /// `start` and `stop` are for a control thread; the data path itself runs on
 /// threads the pipeline owns (never the cooperative pool or a NIO loop).
+// Unchecked: the XDP program and the module chains are touched only by the
+// control thread in init and in `stop` (under `state`); the threads own the rest.
 public final class Pipeline: @unchecked Sendable {
     public let config: DataPathConfig
     public let bindings: [ChannelBinding]
     private let chains: [[PacketModule]]
     private let program: XDPProgram
-    private var runners: [QueueRunner]
-    /// Taken at stop, after the threads ended: the last word on every counter.
-    private var finalStatistics: PipelineStatistics?
-    private let lock = NSLock()
+    /// The runners until stop lets go of them, and the counters taken at
+    /// stop, after the threads ended: the last word on every counter.
+    private let state: Mutex<(runners: [QueueRunner], finalStatistics: PipelineStatistics?)>
     private let logger = Logger(label: "sluice.datapath")
     /// The interface's rx queues (sysfs) before the XDP program was attached
     /// and right after: virtio_net adds a queue pair per CPU for XDP_TX at
@@ -158,7 +162,10 @@ public final class Pipeline: @unchecked Sendable {
             }
         }
         self.config = config
-        let rxQueues = try InterfaceFacts.rxQueueCount(config.interface)
+        guard let interface = try? InterfaceName(config.interface) else {
+            throw DataPathError("invalid interface name '\(config.interface)'")
+        }
+        let rxQueues = try Self.rxQueueCount(interface)
         for binding in plans.flatMap({ bindMode == .copy ? [$0.copy] : bindMode == .zerocopy ? [$0.zeroCopy] : [$0.zeroCopy, $0.copy] })
         where Int(binding.bindQueue) >= rxQueues {
             throw DataPathError("\(config.interface) has \(rxQueues) rx queues; channel \(binding.channel) asks for queue \(binding.bindQueue)")
@@ -171,7 +178,7 @@ public final class Pipeline: @unchecked Sendable {
         guard entries <= XDPProgram.maximumMapEntries else {
             throw DataPathError("XSKMAP size \(entries) for \(config.interface) is outside 1...\(XDPProgram.maximumMapEntries)")
         }
-        let driver = InterfaceFacts.driverName(config.interface) ?? "the driver of \(config.interface)"
+        let driver = (try? NetworkDevice.driverInfo(interface).driver) ?? "the driver of \(interface)"
         program = try XDPProgram(
             interface: config.interface, mode: config.attachMode, mapEntries: entries,
             queueToKey: [:], prefilter: config.prefilter)
@@ -181,7 +188,7 @@ public final class Pipeline: @unchecked Sendable {
         var failures: [UInt32: String] = [:]
         var rxQueuesAfterAttach = rxQueues
         do {
-            rxQueuesAfterAttach = try InterfaceFacts.rxQueueCount(config.interface)
+            rxQueuesAfterAttach = try Self.rxQueueCount(interface)
             let added = rxQueuesAfterAttach > rxQueues ? try queuesAddedAtAttach(rxQueues, rxQueuesAfterAttach) : []
             for (index, plan) in (plans + added).enumerated() {
                 let isAdded = index >= plans.count
@@ -222,7 +229,7 @@ public final class Pipeline: @unchecked Sendable {
         self.rxQueuesAfterAttach = rxQueuesAfterAttach
         self.addedQueueFailures = failures
         self.bindings = bound
-        self.runners = runners
+        self.state = Mutex((runners, nil))
         self.chains = chains
         for (index, runner) in runners.enumerated() {
             runner.start(
@@ -237,6 +244,15 @@ public final class Pipeline: @unchecked Sendable {
         makeModules: (ChannelBinding) throws -> [PacketModule]
     ) throws {
         try self.init(config: config, plans: bindings.map(ChannelPlan.same), makeModules: makeModules)
+    }
+
+    private static func rxQueueCount(_ interface: InterfaceName) throws -> Int {
+        do {
+            return try NetworkDevice.queueCounts(interface).rx
+        } catch {
+            throw DataPathError(
+                "cannot read the rx queues of \(interface) (\(NetworkDevice.queuesDirectory(interface)))", errno: error.errno)
+        }
     }
 
     /// Binds `plan`'s socket in `mode`; returns it with the binding in effect.
@@ -273,17 +289,17 @@ public final class Pipeline: @unchecked Sendable {
     /// Stops the threads, detaches the program, closes the sockets and
     /// flushes the modules. Fine to call more than once.
     public func stop() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard finalStatistics == nil else { return }
-        for runner in runners where !runner.stop() {
-            logger.error("data-path threads of \(config.interface) queue \(runner.binding.bindQueue) did not stop in time")
+        state.withLock { state in
+            guard state.finalStatistics == nil else { return }
+            for runner in state.runners where !runner.stop() {
+                logger.error("data-path threads of \(config.interface) queue \(runner.binding.bindQueue) did not stop in time")
+            }
+            state.finalStatistics = collectStatistics(state.runners)
+            for binding in bindings { program.unregister(key: binding.xskmapKey) }
+            program.close()
+            for chain in chains { for module in chain { module.flush() } }
+            if state.runners.allSatisfy({ $0.isStopped }) { state.runners = [] }  // closes the sockets, frees the UMEMs
         }
-        finalStatistics = collectStatistics()
-        for binding in bindings { program.unregister(key: binding.xskmapKey) }
-        program.close()
-        for chain in chains { for module in chain { module.flush() } }
-        if runners.allSatisfy({ $0.isStopped }) { runners = [] }  // closes the sockets, frees the UMEMs
     }
 
     public var programID: UInt32 { program.programID }
@@ -293,10 +309,10 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Counters now, or as they were at stop.
     public func statistics() -> PipelineStatistics {
-        lock.withLock { finalStatistics ?? collectStatistics() }
+        state.withLock { $0.finalStatistics ?? collectStatistics($0.runners) }
     }
 
-    private func collectStatistics() -> PipelineStatistics {
+    private func collectStatistics(_ runners: [QueueRunner]) -> PipelineStatistics {
         PipelineStatistics(
             interface: config.interface, mode: config.mode, attachMode: config.attachMode,
             programID: program.programID,

@@ -74,6 +74,8 @@ final class BatchProcessor {
 }
 
 /// One bound queue: its socket, its RX thread and (pipelined) its worker.
+// Unchecked: the UMEM, the free-frame stack and the rings are split between
+// the RX thread and the worker by design; control threads touch only atomics.
 final class QueueRunner: @unchecked Sendable {
     let binding: ChannelBinding
     let socket: XSKSocket
@@ -151,7 +153,7 @@ final class QueueRunner: @unchecked Sendable {
         for thread in threads { exited.enter(); thread.start() }
     }
 
-    private func makeThread(name: String, cpu: Int?, _ body: @escaping () -> Void) -> Thread {
+    private func makeThread(name: String, cpu: Int?, _ body: @escaping @Sendable () -> Void) -> Thread {
         let thread = Thread { [exited, logger] in
             // Foundation's Thread.name does not reach the kernel on Linux: the
             // thread would keep the name of the pool thread that started it.

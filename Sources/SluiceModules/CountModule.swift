@@ -26,20 +26,28 @@ public final class CountModule: PacketModule {
         public static let capacityRange: ClosedRange<Int64> = 1...(1 << 24)
         public static let topRange: ClosedRange<Int64> = 0...1000
 
-        init(kind: String, _ table: [String: ModuleOptionValue]) throws {
-            let reader = try OptionReader(kind: kind, table, known: ["capacity", "top"])
+        static let capacityOption = ModuleOption(
+            "capacity", .integer, range: capacityRange, default: "65536", "Flow table slots, a power of two.")
+        static let topOption = ModuleOption(
+            "top", .integer, range: topRange, default: "10", "Rows in the top-flows table (by packets).")
+
+        init(_ reader: OptionReader) throws {
             self.init()
-            if let capacity = try reader.integer("capacity", in: Self.capacityRange) {
+            if let capacity = try reader.integer(Self.capacityOption) {
                 guard capacity & (capacity - 1) == 0 else {
                     throw reader.error("capacity", "\(capacity) is not a power of two")
                 }
                 self.capacity = Int(capacity)
             }
-            if let top = try reader.integer("top", in: Self.topRange) { self.top = Int(top) }
+            if let top = try reader.integer(Self.topOption) { self.top = Int(top) }
         }
     }
 
-    public let kind = "count"
+    static let descriptor = ModuleDescriptor(
+        kind: .count, summary: "Counts packets and bytes per flow (IP version and 5-tuple); keeps the top flows.",
+        options: [Options.capacityOption, Options.topOption], parse: Options.init, make: CountModule.init(options:))
+
+    public let kind = ModuleKind.count.rawValue
     public let options: Options
     /// Slots probed before a new flow counts as overflow: keeps the worst
     /// case per packet bounded when the table is (nearly) full.
@@ -356,7 +364,7 @@ public final class CountModule: PacketModule {
             }
         }
         values["flows"] = UInt64(flowCount)
-        return ModuleSnapshot(kind: "count", counters: values, rows: selection.ranked().map { Flow($0).row })
+        return ModuleSnapshot(kind: ModuleKind.count.rawValue, counters: values, rows: selection.ranked().map { Flow($0).row })
     }
 
     /// One flow's counters summed over instances.

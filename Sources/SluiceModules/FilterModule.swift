@@ -119,23 +119,28 @@ public final class FilterModule: PacketModule {
 
         public static let maximumRules = 4096
 
-        init(kind: String, _ table: [String: ModuleOptionValue]) throws {
-            let reader = try OptionReader(kind: kind, table, known: ["rules", "default"])
-            let defaultAction = try reader.choice("default", ["pass", "drop"]).flatMap(FilterAction.init) ?? .pass
-            let items = try reader.array("rules") ?? []
+        static let rulesOption = ModuleOption(
+            "rules", .array, default: "[]",
+            "Tables of action (pass|drop), ip (4|6), src, dst, proto, sport, dport; the first match wins.")
+        static let defaultOption = ModuleOption(
+            "default", .string, choices: ["pass", "drop"], default: "\"pass\"", "The action when no rule matches.")
+
+        init(_ reader: OptionReader) throws {
+            let defaultAction = try reader.string(Self.defaultOption).flatMap(FilterAction.init) ?? .pass
+            let items = try reader.array(Self.rulesOption) ?? []
             guard items.count <= Self.maximumRules else {
                 throw reader.error("rules", "\(items.count) rules, at most \(Self.maximumRules) allowed")
             }
             var rules: [FilterRule] = []
             for (index, item) in items.enumerated() {
-                rules.append(try Self.rule(kind: kind, path: "rules[\(index)]", item))
+                rules.append(try Self.rule(kind: reader.kind, path: "rules[\(index)]", item))
             }
             self.init(rules: rules, defaultAction: defaultAction)
         }
 
         static let protocolNames: [String: UInt8] = ["icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "sctp": 132]
 
-        static func rule(kind: String, path: String, _ value: ModuleOptionValue) throws -> FilterRule {
+        static func rule(kind: ModuleKind, path: String, _ value: ModuleOptionValue) throws -> FilterRule {
             guard case .table(let table) = value else {
                 throw ModuleConfigurationError(
                     kind: kind, option: path, reason: "expected a table, got \(value.typeName)")
@@ -263,7 +268,11 @@ public final class FilterModule: PacketModule {
         }
     }
 
-    public let kind = "filter"
+    static let descriptor = ModuleDescriptor(
+        kind: .filter, summary: "Passes or drops packets by ordered 5-tuple rules; counts per rule.",
+        options: [Options.rulesOption, Options.defaultOption], parse: Options.init, make: FilterModule.init(options:))
+
+    public let kind = ModuleKind.filter.rawValue
     public let options: Options
     private let rules: UnsafeMutablePointer<CompiledRule>
     private let ruleCount: Int
@@ -329,7 +338,7 @@ public final class FilterModule: PacketModule {
     /// One snapshot for several instances built from the same options (one
     /// per data-path thread), their counters added up.
     public static func snapshot(merging modules: [FilterModule]) -> ModuleSnapshot {
-        guard let first = modules.first else { return ModuleSnapshot(kind: "filter", counters: [:]) }
+        guard let first = modules.first else { return ModuleSnapshot(kind: ModuleKind.filter.rawValue, counters: [:]) }
         precondition(modules.allSatisfy { $0.options == first.options }, "merging filters with different rules")
         func sum(_ index: Int) -> UInt64 { modules.reduce(0) { $0 &+ $1.counters.load(index) } }
         let ruleCount = first.ruleCount
@@ -350,7 +359,7 @@ public final class FilterModule: PacketModule {
                 "packets": String(sum(index * 2)), "bytes": String(sum(index * 2 + 1)),
             ])
         }
-        return ModuleSnapshot(kind: "filter", counters: values, rows: rows)
+        return ModuleSnapshot(kind: ModuleKind.filter.rawValue, counters: values, rows: rows)
     }
 
     /// Packets and bytes matched by rule `index` (the default is `rules.count`).

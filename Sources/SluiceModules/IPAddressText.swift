@@ -31,6 +31,6 @@ public enum IPAddressText {
             }
         }
         guard ok else { return "?" }
-        return String(cString: text)
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

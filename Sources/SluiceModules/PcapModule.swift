@@ -47,17 +47,25 @@ public final class PcapModule: PacketModule {
         /// Smallest useful `max_bytes`: the file header and one record.
         public static let minimumMaxBytes = 1024
 
-        init(kind: String, _ table: [String: ModuleOptionValue]) throws {
-            let reader = try OptionReader(
-                kind: kind, table, known: ["path", "snaplen", "max_bytes", "max_files", "buffer_bytes"])
-            guard let path = try reader.string("path") else {
+        static let options = [
+            ModuleOption("path", .string, default: nil, "Absolute path of the newest capture file."),
+            ModuleOption("snaplen", .integer, range: snaplenRange, default: "65535", "Bytes of each frame kept."),
+            ModuleOption("max_bytes", .integer, range: maxBytesRange, default: "0",
+                         "Rotate before a file grows past this; 0 = never rotate."),
+            ModuleOption("max_files", .integer, range: maxFilesRange, default: "10", "Files kept, the current one included."),
+            ModuleOption("buffer_bytes", .integer, range: bufferBytesRange, default: "\(1 << 20)", "Write buffer size."),
+        ]
+
+        init(_ reader: OptionReader) throws {
+            let options = Self.options
+            guard let path = try reader.string(options[0]) else {
                 throw reader.error("path", "missing (absolute path of the capture file)")
             }
             self.init(path: path)
-            if let value = try reader.integer("snaplen", in: Self.snaplenRange) { snaplen = Int(value) }
-            if let value = try reader.integer("max_bytes", in: Self.maxBytesRange) { maxBytes = Int(value) }
-            if let value = try reader.integer("max_files", in: Self.maxFilesRange) { maxFiles = Int(value) }
-            if let value = try reader.integer("buffer_bytes", in: Self.bufferBytesRange) { bufferBytes = Int(value) }
+            if let value = try reader.integer(options[1]) { snaplen = Int(value) }
+            if let value = try reader.integer(options[2]) { maxBytes = Int(value) }
+            if let value = try reader.integer(options[3]) { maxFiles = Int(value) }
+            if let value = try reader.integer(options[4]) { bufferBytes = Int(value) }
             if let problem = validationProblem() { throw reader.error(problem.option, problem.reason) }
         }
 
@@ -84,7 +92,11 @@ public final class PcapModule: PacketModule {
         }
     }
 
-    public let kind = "pcap"
+    static let descriptor = ModuleDescriptor(
+        kind: .pcap, summary: "Writes the frames it sees to rotating pcap files (tcpdump, Wireshark).",
+        options: Options.options, parse: Options.init, make: PcapModule.init(options:))
+
+    public let kind = ModuleKind.pcap.rawValue
     public let options: Options
     static let fileHeaderSize = 24
     static let recordHeaderSize = 16
@@ -119,7 +131,7 @@ public final class PcapModule: PacketModule {
     /// inconsistent or the file cannot be created.
     public init(options: Options) throws {
         if let problem = options.validationProblem() {
-            throw ModuleConfigurationError(kind: "pcap", option: problem.option, reason: problem.reason)
+            throw ModuleConfigurationError(kind: .pcap, option: problem.option, reason: problem.reason)
         }
         // Open before allocating anything, so a failure leaks nothing.
         let fd: Int32
@@ -129,14 +141,14 @@ public final class PcapModule: PacketModule {
             try Directory.create(directory, mode: 0o750)
         } catch let error as SystemCallError {
             throw ModuleConfigurationError(
-                kind: "pcap", option: "path",
+                kind: .pcap, option: "path",
                 reason: "cannot create the capture directory '\(directory)': \(error)")
         }
         do {
             fd = try Self.create(options.path)
         } catch let error as SystemCallError {
             throw ModuleConfigurationError(
-                kind: "pcap", option: "path",
+                kind: .pcap, option: "path",
                 reason: "cannot create '\(options.path)': \(error.errno.description) (errno \(error.errno.rawValue))")
         }
         self.options = options

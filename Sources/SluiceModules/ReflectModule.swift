@@ -12,14 +12,13 @@ import SluiceProtocol
 public final class ReflectModule: PacketModule {
     public struct Options: Sendable, Equatable {
         public init() {}
-
-        init(kind: String, _ table: [String: ModuleOptionValue]) throws {
-            _ = try OptionReader(kind: kind, table, known: [])
-            self.init()
-        }
     }
 
-    public let kind = "reflect"
+    static let descriptor = ModuleDescriptor(
+        kind: .reflect, summary: "Sends each IP packet back where it came from (addresses and ports swapped).",
+        options: [], parse: { _ in Options() }, make: ReflectModule.init(options:))
+
+    public let kind = ModuleKind.reflect.rawValue
     public let options: Options
     private enum Counter: Int { case reflected, bytes, skipped }
     private let counters = CounterArray(count: 3)

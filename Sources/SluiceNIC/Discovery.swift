@@ -10,10 +10,8 @@ import SluiceSystem
 /// network namespace it was mounted in: run under `ip netns exec`, not bare
 /// setns(), to see another namespace's devices.
 public enum NICDiscovery {
-    static let sysClassNet = "/sys/class/net"
-
     public static func interfaceNames() -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: sysClassNet)) ?? []
+        let names = (try? Directory.names(in: NetworkDevice.sysfsRoot, limit: 65_536)) ?? []
         return names.filter { if_nametoindex($0) != 0 }.sorted { if_nametoindex($0) < if_nametoindex($1) }
     }
 
@@ -22,15 +20,15 @@ public enum NICDiscovery {
     }
 
     public static func interface(_ name: String, ethtool: Ethtool) throws -> InterfaceInfo {
-        try ethtool.requireInterface(name)
+        let validName = try ethtool.requireInterface(name)
         let index = if_nametoindex(name)
-        let base = "\(sysClassNet)/\(name)"
+        let base = "\(NetworkDevice.sysfsRoot)/\(name)"
         func attribute(_ file: String) -> String {
             KernelFiles.read("\(base)/\(file)", limit: 4096)?.trimmingTrailingNewlines() ?? ""
         }
-        let info = try? ethtool.ioctl.driverInfo(name)
+        let info = try? ethtool.driverInfo(name)
         let flags = UInt32(attribute("flags").dropFirst(2), radix: 16) ?? 0
-        let (rx, tx) = queueCounts(name)
+        let (rx, tx) = (try? NetworkDevice.queueCounts(validName)) ?? (0, 0)
         return InterfaceInfo(
             name: name, index: index,
             driver: info?.driver ?? "", driverVersion: info?.version ?? "",
@@ -39,12 +37,6 @@ public enum NICDiscovery {
             operState: attribute("operstate"), up: flags & UInt32(IFF_UP) != 0,
             mtu: UInt32(attribute("mtu")) ?? 0, macAddress: attribute("address"),
             xdp: xdpAttachment(index: index))
-    }
-
-    /// Counts `rx-*` and `tx-*` in /sys/class/net/IF/queues.
-    public static func queueCounts(_ name: String) -> (rx: Int, tx: Int) {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "\(sysClassNet)/\(name)/queues")) ?? []
-        return (entries.filter { $0.hasPrefix("rx-") }.count, entries.filter { $0.hasPrefix("tx-") }.count)
     }
 
     public static func xdpAttachment(index: UInt32) -> XDPAttachment? {

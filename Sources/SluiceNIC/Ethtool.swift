@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SluiceProtocol
+import SluiceSystem
 
 /// Both ethtool backends behind one policy. `auto` asks netlink first and
 /// falls back to ioctl per operation when the family is missing or the
@@ -11,11 +12,11 @@ import SluiceProtocol
 /// kernels where netlink has none of them.
 ///
 /// Blocking: call from a thread pool, never an event loop.
-public final class Ethtool: @unchecked Sendable {
+public final class Ethtool: Sendable {
     public let choice: BackendChoice
-    public let ioctl: EthtoolIoctl
+    private let ioctl: EthtoolIoctl
     /// nil when the kernel has no `ethtool` genl family.
-    public let netlink: EthtoolNetlink?
+    private let netlink: EthtoolNetlink?
     /// Why netlink is unavailable, for `nic.show` and logs.
     public let netlinkProblem: String?
 
@@ -113,13 +114,29 @@ public final class Ethtool: @unchecked Sendable {
         _ = try ioctlOnly(.rssSet, interface) { try $0.setRSS(interface, indirectionTable: indirectionTable) }
     }
 
+    // MARK: ntuple rule table (NICController places and checks rules itself)
+
+    /// ETHTOOL_GRXCLSRLALL as it comes: a driver's EOPNOTSUPP stays a kernel error.
+    func ruleTable(_ interface: String) throws -> (tableSize: UInt32, locations: [UInt32], countData: UInt64) {
+        try requireInterface(interface)
+        return try ioctl.ruleLocations(interface)
+    }
+
+    /// GRXCLSRULE: the flow spec bytes at `location`, read before deleting
+    /// the rule there (a driver's EOPNOTSUPP becomes `unsupported`).
+    func ruleBytes(_ interface: String, location: UInt32) throws -> [UInt8] {
+        try ioctlOnly(.ntupleDelete, interface) { try $0.ruleBytes(interface, location: location) }.value
+    }
+
     // MARK: Routing
 
     /// The interface must exist in this network namespace.
-    public func requireInterface(_ interface: String) throws {
-        guard !interface.isEmpty, interface.utf8.count < interfaceNameSize, if_nametoindex(interface) != 0 else {
+    @discardableResult
+    public func requireInterface(_ interface: String) throws -> InterfaceName {
+        guard let name = try? InterfaceName(interface), if_nametoindex(interface) != 0 else {
             throw NICError.notFound(interface: interface)
         }
+        return name
     }
 
     /// The driver name for error messages; empty when even GDRVINFO fails.

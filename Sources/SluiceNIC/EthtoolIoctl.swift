@@ -6,23 +6,20 @@ import CSluiceShims
 import SluiceProtocol
 import SluiceSystem
 
-/// The SIOCETHTOOL backend. Blocking; one datagram socket per instance,
-/// safe to share between threads (each ioctl is self-contained).
-public final class EthtoolIoctl: @unchecked Sendable {
+/// The SIOCETHTOOL backend, only reached through ``Ethtool``. Blocking; one
+/// datagram socket per instance, safe to share between threads (each ioctl
+/// is self-contained).
+final class EthtoolIoctl: Sendable {
     private let fd: Int32
 
     /// Upper bound on string-set and statistics sizes a driver may report,
     /// so a confused driver cannot make us allocate gigabytes.
     static let maximumCount: UInt32 = 1 << 16
 
-    public init() throws {
-        // ethtool(8) uses an AF_INET datagram socket: any socket would do, but
-        // this one exists on every kernel with IPv4.
+    init() throws {
         do {
-            fd = try retryingEINTR("socket(AF_INET, SOCK_DGRAM)") {
-                socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            }
-        } catch let error as SystemCallError {
+            fd = try NetworkDevice.ethtoolSocket()
+        } catch {
             throw NICError.kernel(operation: .driverInfo, interface: "", errno: error.errno.rawValue, extack: nil)
         }
     }
@@ -37,11 +34,15 @@ public final class EthtoolIoctl: @unchecked Sendable {
             return try retryingEINTR("SIOCETHTOOL \(operation.ethtoolOption) \(interface)") {
                 sluice_ethtool_ioctl(fd, interface, data)
             }
-        } catch let error as SystemCallError {
-            let code = error.errno.rawValue
-            if code == ENODEV || code == ENAMETOOLONG { throw NICError.notFound(interface: interface) }
-            throw NICError.kernel(operation: operation, interface: interface, errno: code, extack: nil)
+        } catch {
+            throw Self.nicError(error, operation, interface)
         }
+    }
+
+    private static func nicError(_ error: SystemCallError, _ operation: NICOperation, _ interface: String) -> NICError {
+        let code = error.errno.rawValue
+        if code == ENODEV || code == ENAMETOOLONG { return .notFound(interface: interface) }
+        return .kernel(operation: operation, interface: interface, errno: code, extack: nil)
     }
 
     /// The ioctl on a fixed-size structure (ethtool_channels, ...).
@@ -58,22 +59,19 @@ public final class EthtoolIoctl: @unchecked Sendable {
 
     // MARK: Driver info
 
-    public func driverInfo(_ interface: String) throws -> DriverInfo {
-        var info = ethtool_drvinfo()
-        info.cmd = UInt32(ETHTOOL_GDRVINFO)
-        try call(.driverInfo, interface, on: &info)
-        func text<T>(_ field: T) -> String {
-            withUnsafeBytes(of: field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    func driverInfo(_ interface: String) throws -> DriverInfo {
+        // A name the kernel cannot hold names no interface, as ENODEV would say.
+        guard let name = try? InterfaceName(interface) else { throw NICError.notFound(interface: interface) }
+        do {
+            return try NetworkDevice.driverInfo(name, socket: fd)
+        } catch {
+            throw Self.nicError(error, .driverInfo, interface)
         }
-        return DriverInfo(
-            driver: text(info.driver), version: text(info.version),
-            firmwareVersion: text(info.fw_version), busInfo: text(info.bus_info),
-            statisticsCount: info.n_stats, privateFlagsCount: info.n_priv_flags)
     }
 
     // MARK: Channels and rings
 
-    public func channels(_ interface: String) throws -> Channels {
+    func channels(_ interface: String) throws -> Channels {
         var raw = ethtool_channels()
         raw.cmd = UInt32(ETHTOOL_GCHANNELS)
         try call(.channelsGet, interface, on: &raw)
@@ -82,7 +80,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
                         other: raw.other_count, combined: raw.combined_count)
     }
 
-    public func setChannels(_ interface: String, _ change: ChannelsChange) throws {
+    func setChannels(_ interface: String, _ change: ChannelsChange) throws {
         let next = change.applied(to: try channels(interface))
         var raw = ethtool_channels()
         raw.cmd = UInt32(ETHTOOL_SCHANNELS)
@@ -91,7 +89,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
         try call(.channelsSet, interface, on: &raw)
     }
 
-    public func rings(_ interface: String) throws -> Rings {
+    func rings(_ interface: String) throws -> Rings {
         var raw = ethtool_ringparam()
         raw.cmd = UInt32(ETHTOOL_GRINGPARAM)
         try call(.ringsGet, interface, on: &raw)
@@ -101,7 +99,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
                      rxJumbo: raw.rx_jumbo_pending, tx: raw.tx_pending)
     }
 
-    public func setRings(_ interface: String, _ change: RingsChange) throws {
+    func setRings(_ interface: String, _ change: RingsChange) throws {
         let next = change.applied(to: try rings(interface))
         var raw = ethtool_ringparam()
         raw.cmd = UInt32(ETHTOOL_SRINGPARAM)
@@ -118,7 +116,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
             try retryingEINTR("SIOCETHTOOL GSSET_INFO \(interface)") {
                 sluice_ethtool_sset_count(fd, interface, set, &count)
             }
-        } catch let error as SystemCallError {
+        } catch {
             let code = error.errno.rawValue
             if code == ENODEV { throw NICError.notFound(interface: interface) }
             throw NICError.kernel(operation: operation, interface: interface, errno: code, extack: nil)
@@ -142,7 +140,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
         }
     }
 
-    public func features(_ interface: String) throws -> Features {
+    func features(_ interface: String) throws -> Features {
         let set = UInt32(ETH_SS_FEATURES.rawValue)
         let count = try stringSetCount(interface, set: set, operation: .featuresGet)
         let names = try strings(interface, set: set, count: count, operation: .featuresGet)
@@ -163,7 +161,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
     }
 
     /// Sets kernel-named features (already resolved from aliases).
-    public func setFeatures(_ interface: String, _ wanted: [String: Bool]) throws {
+    func setFeatures(_ interface: String, _ wanted: [String: Bool]) throws {
         let set = UInt32(ETH_SS_FEATURES.rawValue)
         let count = try stringSetCount(interface, set: set, operation: .featuresSet)
         let names = try strings(interface, set: set, count: count, operation: .featuresSet)
@@ -186,7 +184,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
 
     /// ETHTOOL_GPFLAGS with names from GSTRINGS(ETH_SS_PRIV_FLAGS). The
     /// flags are one 32-bit word, so at most 32 of them.
-    public func privateFlags(_ interface: String) throws -> [PrivateFlag] {
+    func privateFlags(_ interface: String) throws -> [PrivateFlag] {
         let set = UInt32(ETH_SS_PRIV_FLAGS.rawValue)
         let count = min(try stringSetCount(interface, set: set, operation: .privateFlagsGet), 32)
         let names = try strings(interface, set: set, count: count, operation: .privateFlagsGet)
@@ -196,7 +194,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
         return names.enumerated().map { PrivateFlag(name: $1, enabled: value.data & (1 << UInt32($0)) != 0) }
     }
 
-    public func statistics(_ interface: String) throws -> DriverStatistics {
+    func statistics(_ interface: String) throws -> DriverStatistics {
         let set = UInt32(ETH_SS_STATS.rawValue)
         let count = try stringSetCount(interface, set: set, operation: .statistics)
         let names = try strings(interface, set: set, count: count, operation: .statistics)
@@ -213,7 +211,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
 
     /// ETHTOOL_GRXCLSRLCNT: the number of rules and `data` (table size, with
     /// RX_CLS_LOC_SPECIAL when the driver picks locations).
-    public func ruleCount(_ interface: String) throws -> (count: UInt32, data: UInt64) {
+    func ruleCount(_ interface: String) throws -> (count: UInt32, data: UInt64) {
         try withBuffer(sluice_rxnfc_size(0)) { buffer in
             sluice_rxnfc_init(buffer, UInt32(ETHTOOL_GRXCLSRLCNT), 0, 0)
             try call(.ntupleList, interface, buffer)
@@ -222,7 +220,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
     }
 
     /// ETHTOOL_GRXCLSRLALL: the table size and the used locations.
-    public func ruleLocations(_ interface: String) throws -> (tableSize: UInt32, locations: [UInt32], countData: UInt64) {
+    func ruleLocations(_ interface: String) throws -> (tableSize: UInt32, locations: [UInt32], countData: UInt64) {
         let (count, countData) = try ruleCount(interface)
         guard count <= Self.maximumCount else {
             throw NICError.invalidArgument("\(interface) reports \(count) ntuple rules, more than \(Self.maximumCount)")
@@ -237,7 +235,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
     }
 
     /// ETHTOOL_GRXCLSRULE: the flow spec bytes at `location`.
-    public func ruleBytes(_ interface: String, location: UInt32) throws -> [UInt8] {
+    func ruleBytes(_ interface: String, location: UInt32) throws -> [UInt8] {
         try withBuffer(sluice_rxnfc_size(0)) { buffer in
             sluice_rxnfc_init(buffer, UInt32(ETHTOOL_GRXCLSRULE), 0, 0)
             let fs = sluice_rxnfc_fs(buffer)!
@@ -247,7 +245,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
         }
     }
 
-    public func rules(_ interface: String) throws -> [NtupleRule] {
+    func rules(_ interface: String) throws -> [NtupleRule] {
         try ruleLocations(interface).locations.compactMap { location in
             NtupleRule(flowSpecBytes: try ruleBytes(interface, location: location))
         }
@@ -255,7 +253,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
 
     /// ETHTOOL_SRXCLSRLINS with finished flow spec bytes. Returns the
     /// location the rule landed at (the driver fills it in for LOC_ANY).
-    public func insertRule(_ interface: String, flowSpec: [UInt8]) throws -> UInt32 {
+    func insertRule(_ interface: String, flowSpec: [UInt8]) throws -> UInt32 {
         precondition(flowSpec.count == FlowSpecLayout.size)
         return try withBuffer(sluice_rxnfc_size(0)) { buffer in
             sluice_rxnfc_init(buffer, UInt32(ETHTOOL_SRXCLSRLINS), 0, 0)
@@ -266,7 +264,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
         }
     }
 
-    public func deleteRule(_ interface: String, location: UInt32) throws {
+    func deleteRule(_ interface: String, location: UInt32) throws {
         try withBuffer(sluice_rxnfc_size(0)) { buffer in
             sluice_rxnfc_init(buffer, UInt32(ETHTOOL_SRXCLSRLDEL), 0, 0)
             sluice_rxnfc_fs(buffer)!.storeBytes(of: location, toByteOffset: FlowSpecLayout.location, as: UInt32.self)
@@ -276,7 +274,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
 
     // MARK: Flow hash and RSS
 
-    public func flowHash(_ interface: String, flowType: HashFlowType) throws -> FlowHashFields {
+    func flowHash(_ interface: String, flowType: HashFlowType) throws -> FlowHashFields {
         try withBuffer(sluice_rxnfc_size(0)) { buffer in
             sluice_rxnfc_init(buffer, UInt32(ETHTOOL_GRXFH), flowType.kernelValue, 0)
             try call(.flowHashGet, interface, buffer)
@@ -284,7 +282,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
         }
     }
 
-    public func setFlowHash(_ interface: String, flowType: HashFlowType, fields: FlowHashFields) throws {
+    func setFlowHash(_ interface: String, flowType: HashFlowType, fields: FlowHashFields) throws {
         try withBuffer(sluice_rxnfc_size(0)) { buffer in
             sluice_rxnfc_init(buffer, UInt32(ETHTOOL_SRXFH), flowType.kernelValue, 0)
             sluice_rxnfc_set_data(buffer, fields.rawValue)
@@ -292,7 +290,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
         }
     }
 
-    public func rss(_ interface: String) throws -> RSSConfiguration {
+    func rss(_ interface: String) throws -> RSSConfiguration {
         // First call with zero sizes asks for the sizes.
         let (indirSize, keySize) = try withBuffer(sluice_rxfh_size(0, 0)) { buffer in
             sluice_rxfh_init(buffer, UInt32(ETHTOOL_GRSSH), 0, 0)
@@ -314,7 +312,7 @@ public final class EthtoolIoctl: @unchecked Sendable {
 
     /// ETHTOOL_SRSSH with a new indirection table; key and hash function
     /// unchanged.
-    public func setRSS(_ interface: String, indirectionTable: [UInt32]) throws {
+    func setRSS(_ interface: String, indirectionTable: [UInt32]) throws {
         guard let size = UInt32(exactly: indirectionTable.count), size > 0, size <= Self.maximumCount else {
             throw NICError.invalidArgument("RSS indirection table for \(interface) must have 1...\(Self.maximumCount) entries")
         }

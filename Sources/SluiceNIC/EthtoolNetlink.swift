@@ -5,15 +5,15 @@ import CNetlink
 import CSluiceShims
 import Foundation
 import SluiceProtocol
+import Synchronization
 
 /// The ethtool generic-netlink backend, through libnl-genl-3 (libnl builds
-/// and parses every message). Blocking; requests are serialised on the one
+/// and parses every message). Blocking; requests take turns on the one
 /// socket, so an instance may be shared between threads.
-public final class EthtoolNetlink: @unchecked Sendable {
-    private let socket: OpaquePointer
+public final class EthtoolNetlink: Sendable {
+    private let socket: Mutex<NetlinkSocket>
     /// The `ethtool` family's id (genl_ctrl_resolve).
     public let familyID: Int32
-    private let lock = NSLock()
 
     /// Opens a socket and resolves the `ethtool` family. Throws
     /// ``NICError/netlinkUnavailable(_:)`` when the kernel has no such
@@ -38,11 +38,11 @@ public final class EthtoolNetlink: @unchecked Sendable {
         var on: Int32 = 1
         _ = setsockopt(fd, solNetlink, Int32(NETLINK_EXT_ACK), &on, socklen_t(MemoryLayout<Int32>.size))
         _ = setsockopt(fd, solNetlink, Int32(NETLINK_CAP_ACK), &on, socklen_t(MemoryLayout<Int32>.size))
-        self.socket = socket
+        self.socket = Mutex(NetlinkSocket(handle: socket))
         self.familyID = family
     }
 
-    deinit { nl_socket_free(socket) }
+    deinit { socket.withLock { nl_socket_free($0.handle) } }
 
     static func libnlError(_ code: Int32) -> String { String(cString: nl_geterror(code)) }
 
@@ -213,7 +213,7 @@ public final class EthtoolNetlink: @unchecked Sendable {
         build: (OpaquePointer) throws -> Void = { _ in },
         reply: ((UnsafeMutablePointer<nlmsghdr>) throws -> Void)? = nil
     ) throws {
-        guard interface.utf8.count < interfaceNameSize else { throw NICError.notFound(interface: interface) }
+        guard InterfaceName.problem(interface) == nil else { throw NICError.notFound(interface: interface) }
         guard let msg = nlmsg_alloc() else {
             throw NICError.kernel(operation: operation, interface: interface, errno: ENOMEM, extack: nil)
         }
@@ -245,18 +245,18 @@ public final class EthtoolNetlink: @unchecked Sendable {
         nl_cb_set(callbacks, NL_CB_FINISH, NL_CB_CUSTOM, onAck, context)
         nl_cb_err(callbacks, NL_CB_CUSTOM, onError, context)
 
-        lock.lock()
-        defer { lock.unlock() }
-        let sent = nl_send_auto(socket, msg)
-        guard sent >= 0 else {
-            throw NICError.kernel(operation: operation, interface: interface, errno: EIO, extack: Self.libnlError(sent))
-        }
-        while !state.done {
-            let received = nl_recvmsgs(socket, callbacks)
-            if state.done { break }
-            if received < 0 {
-                throw NICError.kernel(operation: operation, interface: interface, errno: EIO,
-                                      extack: Self.libnlError(received))
+        try socket.withLock { socket in
+            let sent = nl_send_auto(socket.handle, msg)
+            guard sent >= 0 else {
+                throw NICError.kernel(operation: operation, interface: interface, errno: EIO, extack: Self.libnlError(sent))
+            }
+            while !state.done {
+                let received = nl_recvmsgs(socket.handle, callbacks)
+                if state.done { break }
+                if received < 0 {
+                    throw NICError.kernel(operation: operation, interface: interface, errno: EIO,
+                                          extack: Self.libnlError(received))
+                }
             }
         }
         if let error = state.replyError { throw error }
@@ -265,6 +265,11 @@ public final class EthtoolNetlink: @unchecked Sendable {
             throw NICError.kernel(operation: operation, interface: interface, errno: state.errno, extack: state.extack)
         }
     }
+}
+
+/// libnl's socket, reached only inside `EthtoolNetlink.socket.withLock`.
+private struct NetlinkSocket: @unchecked Sendable {
+    let handle: OpaquePointer
 }
 
 /// SOL_NETLINK from <bits/socket.h>, which Swift's Glibc does not export.
@@ -316,7 +321,7 @@ private let onError: nl_recvmsg_err_cb_t = { _, error, context in
     if let error {
         state.errno = -error.pointee.error
         var text = [CChar](repeating: 0, count: 512)
-        if sluice_nlmsgerr_extack(error, &text, text.count) > 0 { state.extack = String(cString: text) }
+        if sluice_nlmsgerr_extack(error, &text, text.count) > 0 { state.extack = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
     }
     return Int32(NL_STOP.rawValue)
 }

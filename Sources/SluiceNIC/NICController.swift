@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import SluiceProtocol
 import SluiceSystem
+import Synchronization
 
 /// What happened to one journaled change on restore.
 public struct RestoreOutcome: Codable, Equatable, Sendable {
@@ -101,30 +102,39 @@ public struct InterfaceDetails: Codable, Equatable, Sendable {
 /// change is journaled (original value, durably, with the boot id) before it
 /// is applied, and can be restored. Blocking and thread-safe: call it from
 /// a thread pool.
-public final class NICController: @unchecked Sendable {
+public final class NICController: Sendable {
     public let ethtool: Ethtool
     public let journal: NICJournal
     private let logger: Logger
-    private let lock = NSLock()
-    private var document: JournalDocument?
     private let bootID: String
-    private var monitor: NICMonitor?
-    private var outside: [String: [String]] = [:]
+    /// Held by every change across its ethtool calls, so changes take turns
+    /// and the journal always describes what was applied.
+    private let state: Mutex<State>
+
+    private struct State {
+        var document: JournalDocument?
+        var monitor: NICMonitor?
+        /// Values Sluice set that someone else changed since, per interface.
+        var outside: [String: [String]] = [:]
+
+        var entries: [JournalEntry] { document?.entries ?? [] }
+    }
 
     public init(stateDirectory: String = "/var/lib/sluice", backend: BackendChoice = .auto,
                 logger: Logger = Logger(label: "sluice.nic")) throws {
         ethtool = try Ethtool(backend: backend)
-        journal = NICJournal(stateDirectory: stateDirectory)
+        let journal = NICJournal(stateDirectory: stateDirectory)
+        self.journal = journal
         self.logger = logger
         bootID = KernelFiles.bootID() ?? "unknown"
-        document = try? journal.load()
+        state = Mutex(State(document: try? journal.load()))
     }
 
-    deinit { monitor?.stop() }
+    deinit { state.withLock { $0.monitor }?.stop() }
 
     /// The changes Sluice would restore, oldest first.
     public var journalEntries: [JournalEntry] {
-        lock.withLock { document?.bootID == bootID ? document?.entries ?? [] : [] }
+        state.withLock { $0.document?.bootID == bootID ? $0.entries : [] }
     }
 
     // MARK: Reads
@@ -162,12 +172,12 @@ public final class NICController: @unchecked Sendable {
 
     /// `ethtool -L`. "rx 9 exceeds the maximum 2 for vapp" before anything is touched.
     public func setChannels(_ name: String, _ change: ChannelsChange) throws -> Served<Channels> {
-        try lock.withLock {
+        try state.withLock { state in
             guard !change.isEmpty else { throw NICError.invalidArgument("no channel count given for \(name)") }
             let current = try ethtool.channels(name).value
             try change.validate(against: current, interface: name)
             if !change.isVisible(in: current) {
-                try journaled(name, [.channels(original: change.original(in: current), applied: change)]) {
+                try journaled(name, [.channels(original: change.original(in: current), applied: change)], in: &state) {
                     try ethtool.setChannels(name, change)
                 }
             }
@@ -177,12 +187,12 @@ public final class NICController: @unchecked Sendable {
 
     /// `ethtool -G`.
     public func setRings(_ name: String, _ change: RingsChange) throws -> Served<Rings> {
-        try lock.withLock {
+        try state.withLock { state in
             guard !change.isEmpty else { throw NICError.invalidArgument("no ring size given for \(name)") }
             let current = try ethtool.rings(name).value
             try change.validate(against: current, interface: name)
             if !change.isVisible(in: current) {
-                try journaled(name, [.rings(original: change.original(in: current), applied: change)]) {
+                try journaled(name, [.rings(original: change.original(in: current), applied: change)], in: &state) {
                     try ethtool.setRings(name, change)
                 }
             }
@@ -202,7 +212,7 @@ public final class NICController: @unchecked Sendable {
     /// ``NICError/featuresNotApplied(_:)`` rather than returning: whatever did
     /// take effect stays applied and journaled, for restore.
     public func setFeatures(_ name: String, _ wanted: [String: Bool]) throws -> FeaturesSetResult {
-        try lock.withLock {
+        try state.withLock { state in
             guard !wanted.isEmpty else { throw NICError.invalidArgument("no feature given for \(name)") }
             let current = try ethtool.features(name).value
             let available = current.features.map(\.name)
@@ -223,7 +233,7 @@ public final class NICController: @unchecked Sendable {
                 return .feature(name: feature, original: now.requested, applied: on)
             }
             if !changes.isEmpty {
-                try journaled(name, changes) { try ethtool.setFeatures(name, kernelWanted) }
+                try journaled(name, changes, in: &state) { try ethtool.setFeatures(name, kernelWanted) }
             }
             let after = try ethtool.features(name)
             let outcomes = checks.map { check in
@@ -243,12 +253,11 @@ public final class NICController: @unchecked Sendable {
     /// journals its location. With `dryRun` nothing changes; the result still
     /// has the location (when the driver can tell) and the ethtool line.
     public func addRule(_ name: String, _ rule: NtupleRule, dryRun: Bool = false) throws -> SteeringResult {
-        try lock.withLock {
+        try state.withLock { state in
             try rule.validate()
-            try ethtool.requireInterface(name)
             var location: UInt32?
             do {
-                let table = try ethtool.ioctl.ruleLocations(name)
+                let table = try ethtool.ruleTable(name)
                 location = try RuleLocation.choose(
                     requested: rule.location, countData: table.countData, tableSize: table.tableSize,
                     occupied: table.locations, interface: name)
@@ -268,13 +277,13 @@ public final class NICController: @unchecked Sendable {
             if dryRun { return result }
             let bytes = try rule.flowSpecBytes(location: location ?? RuleLocation.any)
             var landed: UInt32 = 0
-            try journaled(name, [.ruleAdded(location: shownLocation, rule: placed)]) {
+            try journaled(name, [.ruleAdded(location: shownLocation, rule: placed)], in: &state) {
                 landed = try ethtool.insertRule(name, flowSpec: bytes)
             }
             if shownLocation == nil {
                 // The driver chose: record where, so restore can delete it.
                 placed.location = landed
-                try updateLastEntry(.ruleAdded(location: landed, rule: placed))
+                try updateLastEntry(.ruleAdded(location: landed, rule: placed), in: &state)
             }
             return SteeringResult(
                 interface: name, rule: placed, ethtoolCommand: rule.ethtoolCommand(interface: name, location: landed),
@@ -285,22 +294,22 @@ public final class NICController: @unchecked Sendable {
     /// `ethtool -N IF delete LOC`. A rule Sluice added leaves the journal;
     /// anyone else's is journaled so restore can put it back.
     public func deleteRule(_ name: String, location: UInt32) throws {
-        try lock.withLock {
-            let bytes = try ethtool.ioctl.ruleBytesOrUnsupported(name, location: location, ethtool: ethtool)
-            let added = currentEntries().firstIndex { entry in
+        try state.withLock { state in
+            let bytes = try ethtool.ruleBytes(name, location: location)
+            let added = state.entries.firstIndex { entry in
                 guard entry.interface == name, case .ruleAdded(let at?, _) = entry.change else { return false }
                 return at == location
             }
             if let index = added {
                 try ethtool.deleteRule(name, location: location)
-                document?.entries.remove(at: index)
-                try persist()
+                state.document?.entries.remove(at: index)
+                try persist(state.document)
                 return
             }
             guard let rule = NtupleRule(flowSpecBytes: bytes) else {
                 throw NICError.invalidArgument("the rule at loc \(location) on \(name) is of a flow type Sluice cannot restore; delete it with ethtool")
             }
-            try journaled(name, [.ruleDeleted(location: location, rule: rule)]) {
+            try journaled(name, [.ruleDeleted(location: location, rule: rule)], in: &state) {
                 try ethtool.deleteRule(name, location: location)
             }
         }
@@ -308,10 +317,10 @@ public final class NICController: @unchecked Sendable {
 
     /// `ethtool -N IF rx-flow-hash TYPE FIELDS`.
     public func setFlowHash(_ name: String, flowType: HashFlowType, fields: FlowHashFields) throws -> Served<FlowHashFields> {
-        try lock.withLock {
+        try state.withLock { state in
             let current = try ethtool.flowHash(name, flowType: flowType).value
             if current != fields {
-                try journaled(name, [.flowHash(flowType: flowType, original: current, applied: fields)]) {
+                try journaled(name, [.flowHash(flowType: flowType, original: current, applied: fields)], in: &state) {
                     try ethtool.setFlowHash(name, flowType: flowType, fields: fields)
                 }
             }
@@ -321,14 +330,14 @@ public final class NICController: @unchecked Sendable {
 
     /// `ethtool -X IF ...` with a whole indirection table.
     public func setRSS(_ name: String, indirectionTable: [UInt32]) throws -> Served<RSSConfiguration> {
-        try lock.withLock {
+        try state.withLock { state in
             let current = try ethtool.rss(name).value
             guard indirectionTable.count == current.indirectionTable.count else {
                 throw NICError.invalidArgument(
                     "the RSS indirection table of \(name) has \(current.indirectionTable.count) entries, not \(indirectionTable.count)")
             }
             if current.indirectionTable != indirectionTable {
-                try journaled(name, [.rss(original: current.indirectionTable, applied: indirectionTable)]) {
+                try journaled(name, [.rss(original: current.indirectionTable, applied: indirectionTable)], in: &state) {
                     try ethtool.setRSS(name, indirectionTable: indirectionTable)
                 }
             }
@@ -344,38 +353,38 @@ public final class NICController: @unchecked Sendable {
     /// this is interrupted. Nothing is dropped silently: every entry has an
     /// outcome.
     public func restoreAll() -> RestoreReport {
-        lock.withLock { restoreLocked() }
+        state.withLock { restoreLocked(&$0) }
     }
 
     /// At daemon start: a journal from this boot means the last run crashed,
     /// so restore it; one from an earlier boot is reported and discarded.
     public func recoverAtStartup() -> RecoveryReport {
-        lock.withLock {
+        state.withLock { state in
             let loaded: JournalDocument?
             do {
                 loaded = try journal.load()
             } catch {
                 let aside = journal.quarantine()
-                document = nil
+                state.document = nil
                 logger.error("NIC journal unreadable, moved to \(aside): \(error)")
                 return RecoveryReport(kind: .unreadable, message: "\(error); moved to \(aside)")
             }
-            document = loaded
+            state.document = loaded
             guard let loaded, !loaded.entries.isEmpty else {
                 try? journal.clear()
-                document = nil
+                state.document = nil
                 return RecoveryReport(kind: .nothing, message: "no NIC changes to recover")
             }
             if loaded.bootID != bootID {
                 try? journal.clear()
-                document = nil
+                state.document = nil
                 let message = "discarded a NIC journal of \(loaded.entries.count) change(s) from an earlier boot (\(loaded.bootID))"
                 logger.warning("\(message)")
                 return RecoveryReport(kind: .discardedEarlierBoot, journalBootID: loaded.bootID,
                                       discarded: loaded.entries, message: message)
             }
             logger.warning("restoring \(loaded.entries.count) NIC change(s) left by a crashed run")
-            let report = restoreLocked()
+            let report = restoreLocked(&state)
             let restored = report.with(.restored).count
             return RecoveryReport(
                 kind: .restored, journalBootID: loaded.bootID, restore: report,
@@ -383,9 +392,9 @@ public final class NICController: @unchecked Sendable {
         }
     }
 
-    private func restoreLocked() -> RestoreReport {
+    private func restoreLocked(_ state: inout State) -> RestoreReport {
         var report = RestoreReport()
-        while let entry = currentEntries().last {
+        while let entry = state.entries.last {
             let outcome = restore(entry)
             report.outcomes.append(outcome)
             switch outcome.status {
@@ -393,16 +402,16 @@ public final class NICController: @unchecked Sendable {
             case .changedOutside, .interfaceGone: logger.warning("\(outcome.message)")
             case .failed: logger.error("\(outcome.message)")
             }
-            document?.entries.removeLast()
+            state.document?.entries.removeLast()
             do {
-                try persist()
+                try persist(state.document)
             } catch {
                 logger.error("\(error)")
             }
         }
         do {
             try journal.clear()
-            document = nil
+            state.document = nil
         } catch {
             logger.error("\(error)")
         }
@@ -473,7 +482,7 @@ public final class NICController: @unchecked Sendable {
             return "\(name) feature \(feature) is \(current.requested ? "on" : "off"), not \(applied ? "on" : "off") as Sluice set"
         case let .ruleAdded(location, rule):
             guard let location else { return nil }
-            guard let present = try? ethtool.ioctl.ruleBytes(name, location: location) else {
+            guard let present = try? ethtool.ruleBytes(name, location: location) else {
                 return "\(name) ntuple rule at loc \(location) was deleted"
             }
             // Drivers may hand back masks and unused fields normalised
@@ -484,7 +493,7 @@ public final class NICController: @unchecked Sendable {
             }
             return "\(name) ntuple rule at loc \(location) is not the one Sluice added"
         case let .ruleDeleted(location, _):
-            if (try? ethtool.ioctl.ruleBytes(name, location: location)) == nil { return nil }
+            if (try? ethtool.ruleBytes(name, location: location)) == nil { return nil }
             return "\(name) loc \(location) holds another rule now"
         case let .flowHash(type, _, applied):
             let current = try ethtool.flowHash(name, flowType: type).value
@@ -504,9 +513,9 @@ public final class NICController: @unchecked Sendable {
     /// are logged and kept for ``outsideChanges(_:)``. `onEvent` sees every
     /// event, with the differences it revealed, on the monitor's thread.
     public func startMonitoring(_ onEvent: @escaping @Sendable (NICEvent, [String]) -> Void = { _, _ in }) throws {
-        try lock.withLock {
-            guard monitor == nil else { return }
-            monitor = try NICMonitor { [weak self] event in
+        try state.withLock { state in
+            guard state.monitor == nil else { return }
+            state.monitor = try NICMonitor { [weak self] event in
                 guard let self else { return }
                 onEvent(event, self.check(after: event))
             }
@@ -514,21 +523,21 @@ public final class NICController: @unchecked Sendable {
     }
 
     public func stopMonitoring() {
-        let running = lock.withLock { () -> NICMonitor? in
-            defer { monitor = nil }
-            return monitor
+        let running = state.withLock { state -> NICMonitor? in
+            defer { state.monitor = nil }
+            return state.monitor
         }
         running?.stop()
     }
 
     /// Values Sluice set that someone else has changed since, newest last.
     public func outsideChanges(_ name: String) -> [String] {
-        lock.withLock { outside[name] ?? [] }
+        state.withLock { $0.outside[name] ?? [] }
     }
 
     private func check(after event: NICEvent) -> [String] {
-        lock.withLock {
-            let entries = currentEntries().filter { $0.interface == event.interface }
+        state.withLock { state in
+            let entries = state.entries.filter { $0.interface == event.interface }
             guard !entries.isEmpty else { return [] }
             var found: [String] = []
             if event.kind == .linkRemoved {
@@ -538,9 +547,9 @@ public final class NICController: @unchecked Sendable {
                     if let divergence = try? divergence(of: entry) { found.append(divergence) }
                 }
             }
-            for message in found where !(outside[event.interface] ?? []).contains(message) {
+            for message in found where !(state.outside[event.interface] ?? []).contains(message) {
                 logger.warning("\(message)")
-                outside[event.interface, default: []].append(message)
+                state.outside[event.interface, default: []].append(message)
             }
             return found
         }
@@ -553,11 +562,9 @@ public final class NICController: @unchecked Sendable {
         }
     }
 
-    // MARK: Journal plumbing (lock held)
+    // MARK: Journal plumbing (`state` held)
 
-    private func currentEntries() -> [JournalEntry] { document?.entries ?? [] }
-
-    private func persist() throws {
+    private func persist(_ document: JournalDocument?) throws {
         guard let document else { return try journal.clear() }
         if document.entries.isEmpty { return try journal.clear() }
         try journal.save(document)
@@ -566,13 +573,15 @@ public final class NICController: @unchecked Sendable {
     /// Records `changes` (coalescing with earlier changes of the same
     /// setting, so the oldest original survives) durably, then runs `apply`.
     /// If `apply` fails the journal goes back to what it was.
-    private func journaled(_ name: String, _ changes: [JournaledChange], apply: () throws -> Void) throws {
-        if let document, document.bootID != bootID {
+    private func journaled(
+        _ name: String, _ changes: [JournaledChange], in state: inout State, apply: () throws -> Void
+    ) throws {
+        if let document = state.document, document.bootID != bootID {
             logger.warning("discarding an unrecovered NIC journal from an earlier boot (\(document.bootID))")
-            self.document = nil
+            state.document = nil
         }
-        let before = document
-        var next = document ?? JournalDocument(bootID: bootID)
+        let before = state.document
+        var next = state.document ?? JournalDocument(bootID: bootID)
         for change in changes {
             if let index = next.entries.firstIndex(where: { $0.interface == name && $0.change.isSameSetting(as: change) }) {
                 next.entries[index].change = next.entries[index].change.coalesced(with: change)
@@ -582,38 +591,26 @@ public final class NICController: @unchecked Sendable {
                 next.nextSequence += 1
             }
         }
-        document = next
+        state.document = next
         do {
-            try persist()
+            try persist(next)
         } catch {
-            document = before
+            state.document = before
             throw error
         }
         do {
             try apply()
         } catch {
-            document = before
-            do { try persist() } catch { logger.error("\(error)") }
+            state.document = before
+            do { try persist(before) } catch { logger.error("\(error)") }
             throw error
         }
     }
 
-    private func updateLastEntry(_ change: JournaledChange) throws {
-        guard var next = document, !next.entries.isEmpty else { return }
+    private func updateLastEntry(_ change: JournaledChange, in state: inout State) throws {
+        guard var next = state.document, !next.entries.isEmpty else { return }
         next.entries[next.entries.count - 1].change = change
-        document = next
-        try persist()
-    }
-}
-
-extension EthtoolIoctl {
-    /// GRXCLSRULE, with a driver's EOPNOTSUPP turned into `unsupported`.
-    func ruleBytesOrUnsupported(_ name: String, location: UInt32, ethtool: Ethtool) throws -> [UInt8] {
-        try ethtool.requireInterface(name)
-        do {
-            return try ruleBytes(name, location: location)
-        } catch NICError.kernel(_, _, let code, _) where operationNotSupportedErrnos.contains(code) {
-            throw NICError.unsupported(interface: name, driver: ethtool.driverName(name), operation: .ntupleDelete)
-        }
+        state.document = next
+        try persist(next)
     }
 }

@@ -136,6 +136,3 @@ public enum NICError: Error, Equatable, Sendable, CustomStringConvertible {
 /// kernel-internal but leaks out of some drivers.
 @usableFromInline
 let operationNotSupportedErrnos: Set<Int32> = [EOPNOTSUPP, 524]
-
-/// IFNAMSIZ: interface names are at most 15 bytes plus the NUL.
-let interfaceNameSize = 16

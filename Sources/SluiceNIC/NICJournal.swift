@@ -95,7 +95,7 @@ struct JournalDocument: Codable, Equatable {
 
 /// The journal file in the state directory (default /var/lib/sluice: it
 /// must survive the daemon, unlike the runtime directory systemd deletes).
-public final class NICJournal: @unchecked Sendable {
+public final class NICJournal: Sendable {
     public let path: String
     static let fileName = "nic-journal.json"
     /// Entries are small; anything bigger is not a journal Sluice wrote.

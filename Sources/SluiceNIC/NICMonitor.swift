@@ -4,6 +4,7 @@ import Glibc
 import CNetlink
 import Foundation
 import SluiceProtocol
+import Synchronization
 
 /// Something changed on a NIC, as the kernel announced it.
 public struct NICEvent: Codable, Equatable, Sendable {
@@ -28,6 +29,8 @@ public struct NICEvent: Codable, Equatable, Sendable {
 /// Watches the ethtool netlink `monitor` multicast group and rtnetlink link
 /// events on a thread of its own and hands typed events to `handler` (on
 /// that thread). Stop it with ``stop()``; it also stops when released.
+// Unchecked: the netlink sockets are used by the monitor thread alone, and
+// `thread` is set once, in init, before anyone else can see the monitor.
 public final class NICMonitor: @unchecked Sendable {
     private let ethtoolSocket: OpaquePointer
     private let routeSocket: OpaquePointer
@@ -36,8 +39,7 @@ public final class NICMonitor: @unchecked Sendable {
     private let handler: @Sendable (NICEvent) -> Void
     private let finished = DispatchSemaphore(value: 0)
     private var thread: Thread?
-    private let lock = NSLock()
-    private var stopped = false
+    private let stopped = Mutex(false)
 
     public init(handler: @escaping @Sendable (NICEvent) -> Void) throws {
         self.handler = handler
@@ -80,7 +82,7 @@ public final class NICMonitor: @unchecked Sendable {
 
     /// Stops the thread and waits for it. Idempotent.
     public func stop() {
-        let wasRunning: Bool = lock.withLock {
+        let wasRunning = stopped.withLock { stopped in
             defer { stopped = true }
             return !stopped && thread != nil
         }

@@ -169,7 +169,7 @@ enum IPAddressBytes {
         var text = [CChar](repeating: 0, count: 64)
         let input = Array(bytes)
         _ = input.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
-        return String(cString: text)
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

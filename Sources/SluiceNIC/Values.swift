@@ -44,23 +44,13 @@ public struct PrivateFlag: Codable, Equatable, Sendable {
     public var enabled: Bool
 }
 
-/// `ethtool -i`.
-public struct DriverInfo: Codable, Equatable, Sendable {
-    public var driver: String
-    public var version: String
-    public var firmwareVersion: String
-    public var busInfo: String
-    public var statisticsCount: UInt32
-    public var privateFlagsCount: UInt32
-}
-
 /// One count of `ethtool -L`/`-G`: where it sits in the change, the
 /// current value and the maximum.
-struct CountField<Change, Value> {
+struct CountField<Change, Value>: Sendable {
     var name: String
-    var change: WritableKeyPath<Change, UInt32?>
-    var current: WritableKeyPath<Value, UInt32>
-    var maximum: WritableKeyPath<Value, UInt32>
+    var change: WritableKeyPath<Change, UInt32?> & Sendable
+    var current: WritableKeyPath<Value, UInt32> & Sendable
+    var maximum: WritableKeyPath<Value, UInt32> & Sendable
 }
 
 /// A partial update of counts (channels, rings): nil fields stay as they are.

@@ -4,6 +4,7 @@ import Glibc
 import CNetlink
 import Foundation
 import SluiceSystem
+import Synchronization
 
 /// One AF_XDP socket as the kernel's sock_diag reports it.
 public struct XSKSocketInfo: Sendable, Equatable, Codable {
@@ -141,9 +142,9 @@ public enum XSKSocketDiagnostics {
         guard connected >= 0 else {
             let code = Glibc.errno
             if connected == -NLE_PROTO_MISMATCH || code == EPROTONOSUPPORT {
-                throw DiagnosticsMissing(detail: "the kernel has no NETLINK_SOCK_DIAG: \(libnlError(connected))")
+                throw DiagnosticsMissing(detail: "the kernel has no NETLINK_SOCK_DIAG: \(EthtoolNetlink.libnlError(connected))")
             }
-            throw NICError.socketDiagnostics(what: "nl_connect(NETLINK_SOCK_DIAG): \(libnlError(connected))",
+            throw NICError.socketDiagnostics(what: "nl_connect(NETLINK_SOCK_DIAG): \(EthtoolNetlink.libnlError(connected))",
                                              errno: code != 0 ? code : EIO)
         }
         // The kernel sizes dump messages after the largest buffer we read
@@ -160,7 +161,7 @@ public enum XSKSocketDiagnostics {
         request.xdiag_show = UInt32(XDP_SHOW_INFO | XDP_SHOW_UMEM)
         let appended = nlmsg_append(message, &request, MemoryLayout<xdp_diag_req>.size, Int32(NLMSG_ALIGNTO))
         guard appended >= 0 else {
-            throw NICError.socketDiagnostics(what: "nlmsg_append(xdp_diag_req): \(libnlError(appended))", errno: ENOMEM)
+            throw NICError.socketDiagnostics(what: "nlmsg_append(xdp_diag_req): \(EthtoolNetlink.libnlError(appended))", errno: ENOMEM)
         }
 
         let state = DumpState()
@@ -172,7 +173,7 @@ public enum XSKSocketDiagnostics {
 
         let sent = nl_send_auto(socket, message)
         guard sent >= 0 else {
-            throw NICError.socketDiagnostics(what: "nl_send_auto(SOCK_DIAG_BY_FAMILY): \(libnlError(sent))", errno: EIO)
+            throw NICError.socketDiagnostics(what: "nl_send_auto(SOCK_DIAG_BY_FAMILY): \(EthtoolNetlink.libnlError(sent))", errno: EIO)
         }
         // libnl reads every part of the dump (it retries EINTR itself) and
         // returns at NLMSG_DONE or at the first error.
@@ -189,7 +190,7 @@ public enum XSKSocketDiagnostics {
         }
         if received == -NLE_DUMP_INTR { throw DumpInterrupted() }
         guard received >= 0 else {
-            throw NICError.socketDiagnostics(what: "nl_recvmsgs(SOCK_DIAG_BY_FAMILY): \(libnlError(received))", errno: EIO)
+            throw NICError.socketDiagnostics(what: "nl_recvmsgs(SOCK_DIAG_BY_FAMILY): \(EthtoolNetlink.libnlError(received))", errno: EIO)
         }
         return Dump(sockets: state.sockets, messages: state.messages)
     }
@@ -207,7 +208,7 @@ public enum XSKSocketDiagnostics {
         let parsed = table.withUnsafeMutableBufferPointer {
             nlmsg_parse(header, headerSize, $0.baseAddress, Int32(xdpDiagMax), nil)
         }
-        guard parsed >= 0 else { throw malformed("the message: \(libnlError(parsed))") }
+        guard parsed >= 0 else { throw malformed("the message: \(EthtoolNetlink.libnlError(parsed))") }
         guard let body = nlmsg_data(header) else { throw malformed("no xdp_diag_msg") }
         let message = UnsafeRawPointer(body).loadUnaligned(as: xdp_diag_msg.self)
         guard message.xdiag_family == UInt8(AF_XDP) else {
@@ -256,7 +257,6 @@ public enum XSKSocketDiagnostics {
 /// XDP_DIAG_MAX, a macro over an enum that Swift does not import.
 private let xdpDiagMax = __XDP_DIAG_MAX - 1
 
-private func libnlError(_ code: Int32) -> String { String(cString: nl_geterror(code)) }
 
 /// ENOENT/EOPNOTSUPP from sock_diag: no AF_XDP handler in this kernel.
 private struct DiagnosticsMissing: Error {
@@ -300,15 +300,14 @@ private let onDiagError: nl_recvmsg_err_cb_t = { _, error, context in
 }
 
 /// `modprobe -q xsk_diag`, at most once per process.
-final class ModuleLoader: @unchecked Sendable {
+final class ModuleLoader: Sendable {
     static let shared = ModuleLoader()
-    private let lock = NSLock()
-    private var attempted = false
+    private let attempted = Mutex(false)
 
     /// What the attempt did ("modprobe xsk_diag exited 1"), or nil when it
     /// was already made by an earlier call.
     func loadOnce() -> String? {
-        lock.withLock {
+        attempted.withLock { attempted in
             guard !attempted else { return nil }
             attempted = true
             return Self.modprobe("xsk_diag")

@@ -1,5 +1,6 @@
 @_exported import SluiceProtocol
 import CSluiceDriverABI
+import SluiceProtocol
 import SluiceSystem
 
 #if canImport(Glibc)
@@ -42,43 +43,30 @@ extension DriverFacts {
         interface: String, driver: String, driverVersion: String = "",
         firmwareVersion: String = "", channels: ChannelCounts,
         maxChannels: ChannelCounts = ChannelCounts(),
-        sysfsNetRoot: String = "/sys/class/net"
+        sysfsNetRoot: String = NetworkDevice.sysfsRoot
     ) throws(PluginHostError) -> DriverFacts {
-        let queues = try sysfsQueueCounts(interface: interface, sysfsNetRoot: sysfsNetRoot)
+        guard let name = try? InterfaceName(interface) else {
+            throw .invalidFacts(InterfaceName.problem(interface) ?? "invalid interface name '\(interface)'")
+        }
+        let queues: (rx: Int, tx: Int)
+        do {
+            queues = try NetworkDevice.queueCounts(name, sysfsRoot: sysfsNetRoot)
+        } catch {
+            throw .sysfsUnreadable(
+                interface: interface, path: NetworkDevice.queuesDirectory(name, sysfsRoot: sysfsNetRoot), error: error)
+        }
         return DriverFacts(
             interface: interface, driver: driver, driverVersion: driverVersion,
             firmwareVersion: firmwareVersion, kernelRelease: KernelFiles.kernelRelease(),
             channels: channels, maxChannels: maxChannels,
-            sysfsRxQueues: queues.rx, sysfsTxQueues: queues.tx)
-    }
-
-    /// Counts the `rx-N` and `tx-N` entries in `/sys/class/net/IF/queues`:
-    /// the netdev's real rx/tx queue counts, the limit for AF_XDP queue ids.
-    /// Run in the interface's network namespace with /sys remounted
-    /// (`ip netns exec`), or the counts belong to another interface.
-    public static func sysfsQueueCounts(
-        interface: String, sysfsNetRoot: String = "/sys/class/net"
-    ) throws(PluginHostError) -> (rx: UInt32, tx: UInt32) {
-        if let problem = InterfaceName.problem(with: interface) {
-            throw .invalidFacts(problem)
-        }
-        let path = "\(sysfsNetRoot)/\(interface)/queues"
-        let names: [String]
-        do {
-            names = try DirectoryListing.names(in: path, limit: 65_536)
-        } catch {
-            throw .sysfsUnreadable(interface: interface, path: path, error: error)
-        }
-        // A queue count beyond UInt32 cannot happen; the listing limit bounds it.
-        let rx = UInt32(truncatingIfNeeded: names.lazy.filter { $0.hasPrefix("rx-") }.count)
-        let tx = UInt32(truncatingIfNeeded: names.lazy.filter { $0.hasPrefix("tx-") }.count)
-        return (rx, tx)
+            // A queue count beyond UInt32 cannot happen; the listing limit bounds it.
+            sysfsRxQueues: UInt32(truncatingIfNeeded: queues.rx), sysfsTxQueues: UInt32(truncatingIfNeeded: queues.tx))
     }
 
     /// Why these facts cannot be handed to a plugin, or nil when they can:
     /// every string must fit its fixed-size field in the C struct.
     public var problem: String? {
-        if let problem = InterfaceName.problem(with: interface) { return problem }
+        if let problem = InterfaceName.problem(interface) { return problem }
         let strings: [(String, String, Int)] = [
             ("driver", driver, Int(SLUICE_DRIVER_LEN)),
             ("driver version", driverVersion, Int(SLUICE_DRIVER_VERSION_LEN)),
@@ -139,22 +127,5 @@ private func copy<Field>(_ string: String, into field: inout Field) {
         raw.initializeMemory(as: UInt8.self, repeating: 0)
         let bytes = Array(string.utf8.prefix(raw.count - 1))
         raw.copyBytes(from: bytes)
-    }
-}
-
-/// The kernel's rules for interface names (`dev_valid_name`), which also keep
-/// a name from escaping `/sys/class/net`.
-enum InterfaceName {
-    static func problem(with name: String) -> String? {
-        let bytes = Array(name.utf8)
-        if bytes.isEmpty { return "interface name is empty" }
-        if bytes.count >= Int(SLUICE_IFNAME_LEN) {
-            return "interface name '\(name.prefix(40))' is longer than \(SLUICE_IFNAME_LEN - 1) bytes"
-        }
-        if name == "." || name == ".." { return "'\(name)' is not an interface name" }
-        if let bad = bytes.first(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7f }) {
-            return "interface name '\(name)' contains the invalid character \(bad <= 0x20 ? "0x" + String(bad, radix: 16) : "'\(Character(Unicode.Scalar(bad)))'")"
-        }
-        return nil
     }
 }

@@ -11,6 +11,8 @@ import Glibc
 /// the v1 part of its `struct sluice_driver_plugin`. The code stays mapped for
 /// as long as this object lives (a lease keeps it alive), and the hooks are
 /// called only through the wrappers below, which validate what comes back.
+// Unchecked: the handle and the copied table are immutable once loaded; the
+// hooks are pure functions of the facts they are given.
 final class LoadedPlugin: @unchecked Sendable {
     let info: PluginInfo
     private let handle: UnsafeMutableRawPointer
@@ -49,7 +51,7 @@ final class LoadedPlugin: @unchecked Sendable {
     static func load(path: String, runningAsRoot: Bool) -> Result<LoadedPlugin, PluginRejection> {
         let linkStatus: stat
         do {
-            linkStatus = try DirectoryListing.lstatus(path)
+            linkStatus = try FileStatus.lstatus(path)
         } catch {
             return .failure(PluginRejection("cannot inspect the file: \(error.errno.description)"))
         }
@@ -88,7 +90,7 @@ final class LoadedPlugin: @unchecked Sendable {
                 let detail = dlerror().map { String(cString: $0) } ?? "unknown error"
                 return .failure(PluginRejection("dlopen failed: \(detail)"))
             }
-            guard let after = try? DirectoryListing.status(of: path), FileIdentity(after) == file else {
+            guard let after = try? FileStatus.status(of: path), FileIdentity(after) == file else {
                 dlclose(handle)
                 return .failure(PluginRejection("the file changed while it was being loaded"))
             }

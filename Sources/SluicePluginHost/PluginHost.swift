@@ -190,8 +190,8 @@ public final class PluginHost: Sendable {
         let directoryStatus: stat
         let names: [String]
         do {
-            directoryStatus = try DirectoryListing.status(of: directory)
-            names = try DirectoryListing.names(in: directory, limit: 65_536)
+            directoryStatus = try FileStatus.status(of: directory)
+            names = try Directory.names(in: directory, limit: 65_536)
                 .filter { $0.hasSuffix(".so") }.sorted()
         } catch {
             return ([rejected(directory, "cannot read plugin directory \(directory): \(error.errno.description)")], [])

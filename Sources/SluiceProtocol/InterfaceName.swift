@@ -26,6 +26,11 @@ public struct InterfaceName: Hashable, Comparable, Sendable, CustomStringConvert
         if bytes.contains(where: forbidden.contains) {
             return "interface name \"\(name.prefix(32))\" contains '/', ':', whitespace or NUL"
         }
+        // The kernel would take other control characters; nobody names an
+        // interface so on purpose, and they would garble every log line.
+        if let control = bytes.first(where: { $0 < 0x20 || $0 == 0x7f }) {
+            return "interface name \"\(name.prefix(32))\" contains the control character 0x\(String(control, radix: 16))"
+        }
         return nil
     }
 

@@ -59,6 +59,22 @@ public enum Directory {
         return nil
     }
 
+    /// Names in `path` except "." and "..", at most `limit` of them.
+    public static func names(in path: String, limit: Int) throws(SystemCallError) -> [String] {
+        guard let dir = opendir(path) else {
+            throw SystemCallError(call: "opendir(\(path))", errno: currentErrno)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while names.count < limit, let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     public static func isDirectory(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR

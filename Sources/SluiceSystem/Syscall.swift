@@ -29,7 +29,7 @@ public struct SystemCallError: Error, CustomStringConvertible, Equatable, Sendab
 public func retryingEINTR<T: FixedWidthInteger>(
     _ call: @autoclosure () -> String,
     _ body: () -> T
-) throws -> T {
+) throws(SystemCallError) -> T {
     while true {
         let result = body()
         if result != -1 { return result }

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import SluiceDaemon
 
@@ -46,5 +47,5 @@ struct Sluiced: AsyncParsableCommand {
 func printError(_ message: String) {
     var line = message
     if !line.hasSuffix("\n") { line += "\n" }
-    fputs(line, stderr)
+    FileHandle.standardError.write(Data(line.utf8))
 }

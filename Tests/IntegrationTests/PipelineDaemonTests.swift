@@ -1,6 +1,7 @@
 import Foundation
 import SluiceControl
 import SluiceTestSupport
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -484,9 +485,8 @@ final class PipelineDaemonTests: XCTestCase {
     }
 }
 
-final class LockedText: @unchecked Sendable {
-    private let lock = NSLock()
-    private var text = ""
-    func append(_ more: String) { lock.withLock { text += more } }
-    var value: String { lock.withLock { text } }
+final class LockedText: Sendable {
+    private let text = Mutex("")
+    func append(_ more: String) { text.withLock { $0 += more } }
+    var value: String { text.withLock { $0 } }
 }

@@ -101,7 +101,7 @@ final class VMLabToolTests: XCTestCase {
         process.executableURL = URL(fileURLWithPath: tool)
         process.arguments = ["run", "--results", results, "--", "sh", "-c", "echo guest-is-up; exec sleep 600"]
         let errors = temporary.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: errors.path, contents: nil))
         process.standardError = try FileHandle(forWritingTo: errors)
         process.standardOutput = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice

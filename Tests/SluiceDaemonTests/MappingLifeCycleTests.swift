@@ -1,4 +1,5 @@
 import Logging
+import SluiceDataPath
 import SluicePluginHost
 import SluiceTestSupport
 import XCTest
@@ -38,8 +39,8 @@ private struct DriverModel {
 /// One row: a driver, how the pipeline is configured, and what must hold.
 private struct LifeCycleCase {
     var model: DriverModel
-    var bindMode: SluiceConfig.Interface.BindMode = .auto
-    var attachMode: SluiceConfig.Interface.AttachMode = .native
+    var bindMode: XSKBindMode = .auto
+    var attachMode: XDPAttachMode = .native
     var plugin: String
     /// Bind queue = steer queue = XSKMAP key of each channel while running.
     var queues: [UInt32]

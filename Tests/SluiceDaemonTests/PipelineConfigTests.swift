@@ -1,5 +1,6 @@
 import Foundation
 import SluiceModules
+import SluiceProtocol
 import SluiceTestSupport
 import XCTest
 
@@ -108,24 +109,24 @@ final class PipelineConfigTests: XCTestCase {
         pipeline.completionRing = 256
         pipeline.handoffRing = 1_048_576
         pipeline.modules = [
-            SluiceConfig.Module(kind: "count", options: ["capacity": .integer(1024), "top": .integer(5)], line: 15),
-            SluiceConfig.Module(kind: "filter", options: [
+            SluiceConfig.Module(kind: .count, options: ["capacity": .integer(1024), "top": .integer(5)], line: 15),
+            SluiceConfig.Module(kind: .filter, options: [
                 "default": .string("drop"),
                 "rules": .array([
                     .table(["proto": .string("udp"), "dport": .integer(53), "action": .string("pass")]),
                     .table(["src": .string("10.0.0.0/8"), "action": .string("pass")]),
                 ]),
             ], line: 20),
-            SluiceConfig.Module(kind: "reflect", options: [:], line: 28),
+            SluiceConfig.Module(kind: .reflect, options: [:], line: 28),
         ]
         XCTAssertEqual(config.pipeline, pipeline)
         // Each module knows the line of its header; equality ignores it.
         XCTAssertEqual(config.pipeline.modules.map(\.line), [15, 20, 28])
-        XCTAssertEqual(SluiceConfig.Module(kind: "reflect", line: 1), SluiceConfig.Module(kind: "reflect", line: 2))
-        XCTAssertNotEqual(SluiceConfig.Module(kind: "reflect"), SluiceConfig.Module(kind: "count"))
+        XCTAssertEqual(SluiceConfig.Module(kind: .reflect, line: 1), SluiceConfig.Module(kind: .reflect, line: 2))
+        XCTAssertNotEqual(SluiceConfig.Module(kind: .reflect), SluiceConfig.Module(kind: .count))
         XCTAssertNotEqual(
-            SluiceConfig.Module(kind: "count", options: ["top": .integer(1)]),
-            SluiceConfig.Module(kind: "count", options: ["top": .integer(2)]))
+            SluiceConfig.Module(kind: .count, options: ["top": .integer(1)]),
+            SluiceConfig.Module(kind: .count, options: ["top": .integer(2)]))
 
         var first = SluiceConfig.Interface(name: "eth0")
         first.plugin = "mlx5"
@@ -145,7 +146,7 @@ final class PipelineConfigTests: XCTestCase {
             interface = [{ name = "a", channels = [] }, { name = "b" }]
 
             """ + ownGroup, file: "test.toml")
-        XCTAssertEqual(config.pipeline.modules.map(\.kind), ["count"])
+        XCTAssertEqual(config.pipeline.modules.map(\.kind), [.count])
         XCTAssertEqual(config.pipeline.batchSize, 8)
         XCTAssertEqual(config.interfaces.map(\.name), ["a", "b"])
         // An empty list is "no channel", which differs from leaving the key out ("all").
@@ -254,12 +255,12 @@ final class PipelineConfigTests: XCTestCase {
         let path = directory.appendingPathComponent("capture.pcap").path
         let config = try parse("[[pipeline.modules]]\nkind = \"pcap\"\npath = \"\(path)\"\nmax_files = 2\n")
         XCTAssertEqual(config.pipeline.modules, [
-            SluiceConfig.Module(kind: "pcap", options: ["path": .string(path), "max_files": .integer(2)], line: 3),
+            SluiceConfig.Module(kind: .pcap, options: ["path": .string(path), "max_files": .integer(2)], line: 3),
         ])
         XCTAssertEqual(config.pipeline.modules.first?.line, 3)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), [])
         // The same options do build a module (which does create the file).
-        let module = try ModuleFactory.make(kind: "pcap", options: config.pipeline.modules[0].options)
+        let module = try ModuleKind.pcap.descriptor.make(config.pipeline.modules[0].options)
         XCTAssertTrue(FileManager.default.fileExists(atPath: path))
         _ = module
     }
@@ -298,7 +299,7 @@ final class PipelineConfigTests: XCTestCase {
             name = 7
             """), [
             "test.toml:3: interface[0].name: missing; every [[interface]] names the network interface to use",
-            "test.toml:6: interface[1].name: interface name \"a-very-long-name\" is 16 bytes long; the limit is 15",
+            "test.toml:6: interface[1].name: \"a-very-long-name\" is 16 bytes long; an interface name has at most 15",
             "test.toml:8: interface[2].name: \"..\" is not a valid interface name",
             "test.toml:10: interface[3].name: interface name \"a/b\" contains '/', ':', whitespace or NUL",
             "test.toml:12: interface[4].name: the interface name is empty",
@@ -489,7 +490,7 @@ final class PipelineConfigTests: XCTestCase {
         let path = repositoryRoot.appendingPathComponent("etc/sluice-lab.toml").path
         let config = try SluiceConfig.load(path: path)
         XCTAssertEqual(config.pipeline.mode, .pipelined)
-        XCTAssertEqual(config.pipeline.modules.map(\.kind), ["count", "pcap"])
+        XCTAssertEqual(config.pipeline.modules.map(\.kind), [.count, .pcap])
         XCTAssertEqual(config.pipeline.modules.first?.options, ["top": .integer(10)])
         XCTAssertEqual(config.pipeline.modules.last?.options, [
             "path": .string("/var/lib/sluice-lab/capture.pcap"),
@@ -519,7 +520,7 @@ final class PipelineConfigTests: XCTestCase {
         let examples = lines.joined(separator: "\n")
             .replacingOccurrences(of: "socket_group = \"sluice\"", with: "socket_group = \"\"")
         let config = try SluiceConfig.parse(text: examples, file: path)
-        XCTAssertEqual(config.pipeline.modules.map(\.kind), ["count", "filter", "pcap"])
+        XCTAssertEqual(config.pipeline.modules.map(\.kind), [.count, .filter, .pcap])
         var interface = SluiceConfig.Interface(name: "eth1")
         interface.channels = [0, 1]
         interface.rxCPUs = [2, 3]

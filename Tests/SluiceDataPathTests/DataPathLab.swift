@@ -2,6 +2,7 @@ import Foundation
 import SluiceDataPath
 import SluiceModules
 import SluiceTestSupport
+import Synchronization
 import XCTest
 
 /// Counts what the data path hands it, per rx queue and per UDP destination
@@ -9,9 +10,7 @@ import XCTest
 /// several sockets share it.
 final class TallyModule: PacketModule {
     let kind = "test-tally"
-    private let lock = NSLock()
-    private var perQueue: [UInt16: Int] = [:]
-    private var perPort: [UInt16: Int] = [:]
+    private let tally = Mutex<(perQueue: [UInt16: Int], perPort: [UInt16: Int])>(([:], [:]))
     private let verdict: Verdict
     private let swapMACs: Bool
     private let workPerBatch: Duration
@@ -25,25 +24,25 @@ final class TallyModule: PacketModule {
     }
 
     func process(_ batch: PacketBatch) {
-        lock.lock()
-        defer { lock.unlock() }
-        for index in 0..<batch.count {
-            perQueue[batch.descriptors[index].queue, default: 0] += 1
-            perPort[batch.headers[index].destinationPort, default: 0] += 1
-            batch.descriptors[index].verdict = verdict
-            if swapMACs {
-                let frame = batch.bytes(at: index)
-                for offset in 0..<6 { frame.swapAt(offset, offset + 6) }
+        tally.withLock { tally in
+            for index in 0..<batch.count {
+                tally.perQueue[batch.descriptors[index].queue, default: 0] += 1
+                tally.perPort[batch.headers[index].destinationPort, default: 0] += 1
+                batch.descriptors[index].verdict = verdict
+                if swapMACs {
+                    let frame = batch.bytes(at: index)
+                    for offset in 0..<6 { frame.swapAt(offset, offset + 6) }
+                }
             }
-        }
-        if workPerBatch > .zero {
-            let clock = ContinuousClock(), end = clock.now.advanced(by: workPerBatch)
-            while clock.now < end {}
+            if workPerBatch > .zero {
+                let clock = ContinuousClock(), end = clock.now.advanced(by: workPerBatch)
+                while clock.now < end {}
+            }
         }
     }
 
-    var queues: [UInt16: Int] { lock.withLock { perQueue } }
-    var ports: [UInt16: Int] { lock.withLock { perPort } }
+    var queues: [UInt16: Int] { tally.withLock { $0.perQueue } }
+    var ports: [UInt16: Int] { tally.withLock { $0.perPort } }
     var total: Int { queues.values.reduce(0, +) }
 
     func snapshot() -> ModuleSnapshot {

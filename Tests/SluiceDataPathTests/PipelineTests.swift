@@ -310,10 +310,10 @@ extension PipelineTests {
         let lab = try makeLab()
         final class Flag: Sendable { let raised = Mutex(false) }
         let noiseStops = Flag()
+        let setMTU = lab.appCommand(["ip", "link", "set", "dev", lab.appInterface, "mtu", "1500"])
         let noise = Thread {
             while !noiseStops.raised.withLock({ $0 }) {
-                _ = try? SluiceTestSupport.run(
-                    lab.appCommand(["ip", "link", "set", "dev", lab.appInterface, "mtu", "1500"]), check: false)
+                _ = try? SluiceTestSupport.run(setMTU, check: false)
             }
         }
         noise.start()

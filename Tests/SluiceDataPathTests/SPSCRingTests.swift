@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 
 import SluiceDataPath
@@ -105,12 +106,12 @@ final class SPSCRingTests: XCTestCase {
     }
 }
 
+// Unchecked: the counters are written by the consumer before it signals `done`, read after the wait.
 private final class ConsumerResult: @unchecked Sendable {
     /// Set when the consumer stops early, so a broken ring fails the test instead of hanging it.
-    private let lock = NSLock()
-    private var finished = false
-    var isFinished: Bool { lock.withLock { finished } }
-    func finish() { lock.withLock { finished = true } }
+    private let finished = Mutex(false)
+    var isFinished: Bool { finished.withLock { $0 } }
+    func finish() { finished.withLock { $0 = true } }
     var received = 0
     var timeouts = 0
     var firstError: String?

@@ -1,6 +1,7 @@
 import CSluiceShims
 import Glibc
 import SluiceModules
+import SluiceProtocol
 import SluiceTestSupport
 import XCTest
 
@@ -42,7 +43,7 @@ final class AllocationTests: XCTestCase {
             }
             batch = PacketBatch(umem: umem.umem, descriptors: umem.descriptors, headers: umem.headers, count: Self.batchSize)
             filter = try XCTUnwrap(
-                try ModuleFactory.make(kind: "filter", options: [
+                try ModuleKind.filter.descriptor.make([
                     "rules": .array([
                         .table(["action": .string("drop"), "proto": .string("udp"), "dport": .integer(53), "src": .string("10.0.0.0/24")]),
                         .table(["action": .string("pass"), "src": .string("fd00::/8")]),

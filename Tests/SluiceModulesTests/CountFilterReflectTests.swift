@@ -1,5 +1,6 @@
 import Foundation
 import SluiceModules
+import SluiceProtocol
 import SluiceTestSupport
 import XCTest
 
@@ -119,8 +120,7 @@ final class CountModuleTests: XCTestCase {
 
 final class FilterModuleTests: XCTestCase {
     func makeFilter(_ rules: [[String: ModuleOptionValue]], default action: String = "pass") throws -> FilterModule {
-        let module = try ModuleFactory.make(
-            kind: "filter", options: ["rules": .array(rules.map { .table($0) }), "default": .string(action)])
+        let module = try ModuleKind.filter.descriptor.make(["rules": .array(rules.map { .table($0) }), "default": .string(action)])
         return try XCTUnwrap(module as? FilterModule)
     }
 
@@ -193,7 +193,7 @@ final class FilterModuleTests: XCTestCase {
     func testRuleErrorsNameTheOption() {
         func error(_ options: [String: ModuleOptionValue]) -> String {
             do {
-                _ = try ModuleFactory.make(kind: "filter", options: options)
+                _ = try ModuleKind.filter.descriptor.make(options)
                 return "no error"
             } catch {
                 return String(describing: error)
@@ -310,46 +310,57 @@ final class ReflectModuleTests: XCTestCase {
     }
 }
 
-final class ModuleFactoryTests: XCTestCase {
+final class ModuleRegistryTests: XCTestCase {
     func testBuildsEachKind() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("factory"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let count = try ModuleFactory.make(kind: "count", options: ["capacity": .integer(256), "top": .integer(3)])
+        let count = try ModuleKind.count.descriptor.make(["capacity": .integer(256), "top": .integer(3)])
         XCTAssertEqual((count as? CountModule)?.options, CountModule.Options(capacity: 256, top: 3))
-        XCTAssertEqual(try ModuleFactory.make(kind: "reflect", options: [:]).kind, "reflect")
-        XCTAssertEqual(try ModuleFactory.make(kind: "filter", options: [:]).kind, "filter")
-        let pcap = try ModuleFactory.make(
-            kind: "pcap", options: ["path": .string(directory.appendingPathComponent("x.pcap").path), "max_bytes": .integer(4096)])
+        XCTAssertEqual(try ModuleKind.reflect.descriptor.make([:]).kind, "reflect")
+        XCTAssertEqual(try ModuleKind.filter.descriptor.make([:]).kind, "filter")
+        let pcap = try ModuleKind.pcap.descriptor.make(["path": .string(directory.appendingPathComponent("x.pcap").path), "max_bytes": .integer(4096)])
         XCTAssertEqual((pcap as? PcapModule)?.options.maxBytes, 4096)
     }
 
+    func testEveryKindIsRegisteredWithTheOptionsItsParserReads() throws {
+        for kind in ModuleKind.allCases {
+            XCTAssertEqual(kind.descriptor.kind, kind)
+            XCTAssertFalse(kind.descriptor.summary.isEmpty, "\(kind)")
+        }
+        XCTAssertEqual(ModuleKind.count.descriptor.options.map(\.name), ["capacity", "top"])
+        XCTAssertEqual(ModuleKind.count.descriptor.options.first?.range, CountModule.Options.capacityRange)
+        XCTAssertEqual(ModuleKind.pcap.descriptor.options.map(\.name), ["path", "snaplen", "max_bytes", "max_files", "buffer_bytes"])
+        XCTAssertNil(ModuleKind.pcap.descriptor.options.first?.defaultText, "path is required")
+        XCTAssertEqual(ModuleKind.filter.descriptor.options.last?.choices, ["pass", "drop"])
+        XCTAssertEqual(ModuleKind.reflect.descriptor.options, [])
+    }
+
     func testErrorsNameKindAndOption() {
-        func error(_ kind: String, _ options: [String: ModuleOptionValue]) -> String {
+        func error(_ kind: ModuleKind, _ options: [String: ModuleOptionValue]) -> String {
             do {
-                _ = try ModuleFactory.make(kind: kind, options: options)
+                _ = try kind.descriptor.make(options)
                 return "no error"
             } catch {
                 return String(describing: error)
             }
         }
-        XCTAssertEqual(error("mirror", [:]), "module 'mirror': unknown module kind; known kinds: count, filter, pcap, reflect")
-        XCTAssertEqual(error("count", ["capacity": .integer(1000)]), "module 'count', option 'capacity': 1000 is not a power of two")
-        XCTAssertEqual(error("count", ["capacity": .integer(1 << 30)]), "module 'count', option 'capacity': 1073741824 is out of range 1...16777216")
-        XCTAssertEqual(error("count", ["capacity": .string("big")]), "module 'count', option 'capacity': expected an integer, got a string")
-        XCTAssertEqual(error("count", ["size": .integer(1)]), "module 'count', option 'size': unknown option; known options: capacity, top")
-        XCTAssertEqual(error("reflect", ["mode": .string("x")]), "module 'reflect', option 'mode': unknown option; known options: none")
-        XCTAssertEqual(error("pcap", [:]), "module 'pcap', option 'path': missing (absolute path of the capture file)")
-        XCTAssertEqual(error("pcap", ["path": .string("relative.pcap")]), "module 'pcap', option 'path': 'relative.pcap' is not an absolute path")
-        XCTAssertEqual(error("pcap", ["path": .string("/tmp/x.pcap"), "max_bytes": .integer(100)]),
+        XCTAssertEqual(error(.count, ["capacity": .integer(1000)]), "module 'count', option 'capacity': 1000 is not a power of two")
+        XCTAssertEqual(error(.count, ["capacity": .integer(1 << 30)]), "module 'count', option 'capacity': 1073741824 is out of range 1...16777216")
+        XCTAssertEqual(error(.count, ["capacity": .string("big")]), "module 'count', option 'capacity': expected an integer, got a string")
+        XCTAssertEqual(error(.count, ["size": .integer(1)]), "module 'count', option 'size': unknown option; known options: capacity, top")
+        XCTAssertEqual(error(.reflect, ["mode": .string("x")]), "module 'reflect', option 'mode': unknown option; known options: none")
+        XCTAssertEqual(error(.pcap, [:]), "module 'pcap', option 'path': missing (absolute path of the capture file)")
+        XCTAssertEqual(error(.pcap, ["path": .string("relative.pcap")]), "module 'pcap', option 'path': 'relative.pcap' is not an absolute path")
+        XCTAssertEqual(error(.pcap, ["path": .string("/tmp/x.pcap"), "max_bytes": .integer(100)]),
                        "module 'pcap', option 'max_bytes': 100 is below 1024 (0 disables rotation)")
-        XCTAssertEqual(error("pcap", ["path": .string("/tmp/x.pcap"), "snaplen": .integer(65535), "buffer_bytes": .integer(8192)]),
+        XCTAssertEqual(error(.pcap, ["path": .string("/tmp/x.pcap"), "snaplen": .integer(65535), "buffer_bytes": .integer(8192)]),
                        "module 'pcap', option 'buffer_bytes': 8192 cannot hold one 65535-byte record plus headers")
         // A missing capture directory is made when the module starts; one under a file never can be.
         let file = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("file")).path
         XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data()))
         defer { try? FileManager.default.removeItem(atPath: file) }
-        XCTAssertEqual(error("pcap", ["path": .string(file + "/captures/cap.pcap")]),
+        XCTAssertEqual(error(.pcap, ["path": .string(file + "/captures/cap.pcap")]),
                        "module 'pcap', option 'path': the capture directory '\(file)/captures' cannot be made:"
                            + " '\(file)' is not a directory; create it or choose a path on a writable file system")
     }

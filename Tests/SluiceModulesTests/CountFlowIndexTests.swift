@@ -280,9 +280,12 @@ final class CountFlowIndexTests: XCTestCase {
         }
         let packets = Array(repeating: flows.map { (flow: $0, length: UInt32(64)) }, count: rounds).joined()
         let writer = DispatchGroup(), readerStarted = DispatchSemaphore(value: 0)
+        // Unchecked on purpose: one writer thread and a concurrent reader is
+        // what the flow index is built for, and what this test checks.
+        nonisolated(unsafe) let written = count
         DispatchQueue.global().async(group: writer) {
             readerStarted.wait()
-            HeaderInjector().send(Array(packets), to: count)
+            HeaderInjector().send(Array(packets), to: written)
         }
         readerStarted.signal()
         var previous: [CountModule.Flow] = [], problems: [String] = [], reads = 0

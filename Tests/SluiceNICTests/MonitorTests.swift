@@ -1,16 +1,16 @@
 import Foundation
 import SluiceNIC
 import SluiceTestSupport
+import Synchronization
 import XCTest
 
 /// Outside changes: the ethtool monitor group and rtnetlink link events,
 /// and the controller noticing a value it set being changed by someone else.
 final class MonitorTests: VethTestCase {
-    final class Events: @unchecked Sendable {
-        private let lock = NSLock()
-        private var events: [NICEvent] = []
-        func append(_ event: NICEvent) { lock.withLock { events.append(event) } }
-        func first(where predicate: (NICEvent) -> Bool) -> NICEvent? { lock.withLock { events.first(where: predicate) } }
+    final class Events: Sendable {
+        private let events = Mutex<[NICEvent]>([])
+        func append(_ event: NICEvent) { events.withLock { $0.append(event) } }
+        func first(where predicate: (NICEvent) -> Bool) -> NICEvent? { events.withLock { $0.first(where: predicate) } }
     }
 
     func testEthtoolAndLinkEventsArrive() throws {

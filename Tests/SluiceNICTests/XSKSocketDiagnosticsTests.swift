@@ -198,7 +198,7 @@ final class XSKSocketDiagnosticsTests: XCTestCase {
 
 /// Runs `body` on a thread of its own that has joined network namespace
 /// `name` (setns moves only the calling thread), and waits for it.
-func inNetworkNamespace<T>(_ name: String, _ body: @escaping () throws -> T) throws -> T {
+func inNetworkNamespace<T>(_ name: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
     let outcome = ResultBox<T>()
     let finished = DispatchSemaphore(value: 0)
     let thread = Thread {
@@ -218,12 +218,14 @@ func inNetworkNamespace<T>(_ name: String, _ body: @escaping () throws -> T) thr
     return try result.get()
 }
 
+// Unchecked: written by the thread before it signals `finished`, read after the wait.
 final class ResultBox<T>: @unchecked Sendable {
     var value: Result<T, Error>?
 }
 
 /// One AF_XDP socket in copy mode, bound with libxdp (no XDP program: the
 /// socket is listed once bound, whether or not anything redirects to it).
+// Unchecked: made on a namespace thread and handed back whole; the rings are never used after.
 final class CopyModeSocket: @unchecked Sendable {
     let interface: String
     let queue: UInt32

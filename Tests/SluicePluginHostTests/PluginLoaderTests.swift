@@ -1,5 +1,7 @@
 import Foundation
 import SluicePluginHost
+import SluiceProtocol
+import SluiceSystem
 import SluiceTestSupport
 import XCTest
 
@@ -220,7 +222,7 @@ final class PluginLoaderTests: XCTestCase {
         XCTAssertEqual(
             try record(records, "libsluice_veth_test.so").reason,
             "an older copy of this file is still loaded by a pipeline; reload again after it stops")
-        XCTAssertEqual(try lease?.plugin.version, "0.1")
+        XCTAssertEqual(lease?.plugin.version, "0.1")
 
         lease = nil
         let reloaded = try host.reload()
@@ -278,7 +280,7 @@ final class PluginLoaderTests: XCTestCase {
         XCTAssertThrowsError(try host.select(facts)) { error in
             XCTAssertEqual(
                 error as? PluginHostError,
-                .invalidFacts("interface name '../../etc' contains the invalid character '/'"))
+                .invalidFacts("interface name \"../../etc\" contains '/', ':', whitespace or NUL"))
         }
         facts = vethFacts()
         facts.driver = String(repeating: "x", count: 40)
@@ -299,14 +301,14 @@ final class PluginLoaderTests: XCTestCase {
 
     func testSysfsQueueCountsOfLoopback() throws {
         // The loopback device exists in every namespace and has one queue each way.
-        let counts = try DriverFacts.sysfsQueueCounts(interface: "lo")
+        let counts = try NetworkDevice.queueCounts(InterfaceName("lo"))
         XCTAssertEqual(counts.rx, 1)
         XCTAssertEqual(counts.tx, 1)
         let facts = try DriverFacts.gather(interface: "lo", driver: "", channels: ChannelCounts())
         XCTAssertEqual(facts.sysfsRxQueues, 1)
         XCTAssertEqual(facts.kernelRelease, try SluiceTestSupport.run(["uname", "-r"], check: true).stdout.trimmingCharacters(in: .whitespacesAndNewlines))
 
-        XCTAssertThrowsError(try DriverFacts.sysfsQueueCounts(interface: "sl-absent0")) { error in
+        XCTAssertThrowsError(try DriverFacts.gather(interface: "sl-absent0", driver: "", channels: ChannelCounts())) { error in
             guard case .sysfsUnreadable(let interface, let path, let cause)? = error as? PluginHostError else {
                 return XCTFail("unexpected \(error)")
             }

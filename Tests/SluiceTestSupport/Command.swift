@@ -1,6 +1,7 @@
 import Foundation
+import Synchronization
 
-public struct CommandResult: CustomStringConvertible {
+public struct CommandResult: CustomStringConvertible, Sendable {
     public var argv: [String]
     public var status: Int32
     public var stdout: String
@@ -42,11 +43,13 @@ public func runCommand(
     if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
     try? input.fileHandleForWriting.close()
     // Drain stderr on another thread so a chatty child cannot block on a full pipe.
-    var errData = Data()
+    final class Drained: Sendable { let data = Mutex(Data()) }
+    let errData = Drained()
     let group = DispatchGroup()
     group.enter()
     DispatchQueue.global().async {
-        errData = err.fileHandleForReading.readDataToEndOfFile()
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        errData.data.withLock { $0 = data }
         group.leave()
     }
     let outData = out.fileHandleForReading.readDataToEndOfFile()
@@ -55,7 +58,7 @@ public func runCommand(
     let result = CommandResult(
         argv: argv, status: process.terminationStatus,
         stdout: String(decoding: outData, as: UTF8.self),
-        stderr: String(decoding: errData, as: UTF8.self))
+        stderr: String(decoding: errData.data.withLock { $0 }, as: UTF8.self))
     if check && !result.succeeded { throw CommandFailed(result: result) }
     return result
 }

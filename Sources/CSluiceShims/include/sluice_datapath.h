@@ -15,8 +15,4 @@ int sluice_name_current_thread(const char *name);
 
 /* The number of CPUs the process may run on (sched_getaffinity), or -1 with errno. */
 int sluice_allowed_cpu_count(void);
-
-/* The driver's name from ETHTOOL_GDRVINFO (e.g. "veth") into `name` (NUL-terminated,
- * at most `size` bytes): 0, or -1 with errno. */
-int sluice_driver_name(const char *ifname, char *name, unsigned long size);
 #endif

@@ -17,6 +17,14 @@
  * Fails with ENAMETOOLONG when ifname does not fit IFNAMSIZ. */
 int sluice_ethtool_ioctl(int fd, const char *ifname, void *data);
 
+/* ETHTOOL_GDRVINFO (ethtool -i). */
+struct sluice_driver_info {
+    char driver[32], version[32], firmware_version[32], bus_info[32];
+    uint32_t statistics_count, private_flags_count;
+};
+/* 0, or -1 with errno like sluice_ethtool_ioctl. */
+int sluice_ethtool_driver_info(int fd, const char *ifname, struct sluice_driver_info *info);
+
 /* ETHTOOL_GSSET_INFO for one string set: the number of strings, or -1 with
  * errno (EOPNOTSUPP when the driver has no such set). */
 int sluice_ethtool_sset_count(int fd, const char *ifname, uint32_t set, uint32_t *count);

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import SluiceSystem
 import SystemPackage
-import TOMLKit
 
 extension SluiceConfig {
     /// A configuration file is a few KiB; anything this big is a mistake.
@@ -36,50 +35,22 @@ extension SluiceConfig {
     /// in errors. Reports every mistake it finds, not just the first.
     /// Blocking when the text names groups (NSS look-ups).
     public static func parse(text: String, file: String) throws(ConfigErrors) -> SluiceConfig {
-        // toml++ reads a C string: a NUL would silently end the document.
+        // Named plainly (toml++ would say "unexpected control character").
         if let nul = position(ofFirst: 0, in: text) {
             throw ConfigErrors([ConfigError(
                 file: file, line: nul.line, column: nul.column, message: "syntax error: NUL character")])
         }
-        let index = TOMLKeyIndex(text: text)
-        if let trap = index.parserTrap {
-            // toml++ reports the first error it meets: find out whether that
-            // is before the trap by putting an ordinary error in its place.
-            var bytes = Array(text.utf8)
-            bytes.replaceSubrange(trap.bytes, with: [trap.defused])
-            let defused = String(decoding: bytes, as: UTF8.self)
-            // Belt and braces: never hand toml++ a text with a trap it can reach.
-            let next = TOMLKeyIndex(text: defused).parserTrap
-            do {
-                if next == nil || next!.bytes.lowerBound > trap.bytes.lowerBound {
-                    _ = try parseTOML(defused, file: file)
-                }
-            } catch {
-                if let earlier = error.errors.first, let line = earlier.line,
-                   (line, earlier.column ?? 0) < (trap.line, trap.column) {
-                    throw error
-                }
-            }
+        let document: TOMLValue
+        do {
+            document = try TOMLValue.parse(text)
+        } catch {
             throw ConfigErrors([ConfigError(
-                file: file, line: trap.line, column: trap.column, message: "syntax error: \(trap.message)")])
+                file: file, line: error.line, column: error.column, message: "syntax error: \(error.message)")])
         }
-        let table = try parseTOML(text, file: file)
-        var validation = Validation(file: file, index: index)
-        let config = validation.decode(table)
+        var validation = Validation(file: file, document: document)
+        let config = validation.decode()
         if !validation.errors.isEmpty { throw ConfigErrors(validation.errors) }
         return config
-    }
-
-    private static func parseTOML(_ text: String, file: String) throws(ConfigErrors) -> TOMLTable {
-        do {
-            return try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw ConfigErrors([ConfigError(
-                file: file, line: error.source.begin.line, column: error.source.begin.column,
-                message: "syntax error: \(error.description)")])
-        } catch {
-            throw ConfigErrors([ConfigError(file: file, message: "syntax error: \(error)")])
-        }
     }
 
     private static func position(ofFirst byte: UInt8, in text: String) -> (line: Int, column: Int)? {
@@ -134,31 +105,32 @@ extension SluiceConfig {
 }
 
 /// Walks the parsed document against ``SluiceConfig/schema``, collecting
-/// every mistake with the line the key index puts it on.
+/// every mistake with the line of the value it is about.
 struct Validation {
     let file: String
-    let index: TOMLKeyIndex
+    let document: TOMLValue
     var errors: [ConfigError] = []
 
-    init(file: String, index: TOMLKeyIndex) {
+    init(file: String, document: TOMLValue) {
         self.file = file
-        self.index = index
+        self.document = document
     }
 
-    mutating func decode(_ document: TOMLTable) -> SluiceConfig {
+    mutating func decode() -> SluiceConfig {
+        let root = document.table ?? TOMLTable()
         let schema = SluiceConfig.schema
         var config = SluiceConfig()
 
-        for name in document.keys
+        for name in root.keys
         where !schema.contains(where: { $0.name == name }) && !SluiceConfig.tableArrays.contains(name) {
-            let value = document[name]
+            let value = root[name]
             let what = isTableLike(value) ? "unknown table" : "unknown key"
             report([.key(name)], what + suggestion(forTopLevel: name, isTable: isTableLike(value)))
         }
 
         for section in schema {
             var table: TOMLTable?
-            if let value = document[section.name] {
+            if let value = root[section.name] {
                 if let sectionTable = value.table {
                     table = sectionTable
                 } else {
@@ -184,21 +156,21 @@ struct Validation {
                 }
             }
         }
-        config.interfaces = decodeInterfaces(document["interface"])
-        config.pipeline.modules = decodeModules(document["pipeline"]?.table?["modules"])
+        config.interfaces = decodeInterfaces(root["interface"])
+        config.pipeline.modules = decodeModules(root["pipeline"]?.table?["modules"])
         return config
     }
 
     mutating func report(_ path: [TOMLPathComponent], _ message: String) {
         errors.append(ConfigError(
-            file: file, line: index.line(of: path), key: TOMLPathComponent.render(path), message: message))
+            file: file, line: document.line(of: path), key: TOMLPathComponent.render(path), message: message))
     }
 
-    func isTableLike(_ value: TOMLValueConvertible?) -> Bool {
+    func isTableLike(_ value: TOMLValue?) -> Bool {
         guard let value else { return false }
-        if value.type == .table { return true }
+        if value.kind == .table { return true }
         // An array of tables, `[[name]]`.
-        if let array = value.array, let first = array.first, first.type == .table { return true }
+        if let array = value.array, let first = array.first, first.kind == .table { return true }
         return false
     }
 

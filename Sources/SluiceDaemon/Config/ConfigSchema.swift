@@ -1,6 +1,6 @@
 import Logging
+import SluiceProtocol
 import SluiceSystem
-import TOMLKit
 
 /// A value the schema writes keys into: ``SluiceConfig`` for the `[tables]`,
 /// ``SluiceConfig/Interface`` for each `[[interface]]`. `schemaDefaults`
@@ -26,7 +26,7 @@ public struct ConfigKey<Root>: Sendable {
     /// Checks `value` (nil when the file leaves the key out, so defaults that
     /// depend on the machine, like group names, are checked too) and stores it.
     /// Returns a message for the operator when the value is wrong.
-    let apply: @Sendable (_ value: TOMLValueConvertible?, _ config: inout Root) -> String?
+    let apply: @Sendable (_ value: TOMLValue?, _ config: inout Root) -> String?
 }
 
 /// Why a value cannot be used, for the operator (the file, line and key are
@@ -111,9 +111,9 @@ extension SluiceConfig {
 
     /// The keys of each `[[interface]]`.
     public static let interfaceKeys: [ConfigKey<Interface>] = [
-        .string("name", \.name, allowed: "interface name, 1...15 bytes", defaultText: "(required)",
+        .string("name", \.name, allowed: "interface name, 1...\(InterfaceName.maximumBytes) bytes", defaultText: "(required)",
                 doc: "The network interface Sluice takes queues of.") { name in
-            Interface.nameProblem(name).map { .failure(ConfigValueRejected($0)) } ?? .success(name)
+            InterfaceName.problem(name).map { .failure(ConfigValueRejected($0)) } ?? .success(name)
         },
         .string("plugin", \.plugin, allowed: "plugin name or \"\"", defaultText: "\"\"",
                 doc: "Force a driver plugin by name; \"\" = the plugin with the highest score.") { name in
@@ -219,11 +219,11 @@ extension ConfigKey where Root: ConfigSchemaRoot {
     /// An array whose items `convert` checks one by one; at most
     /// `maximumCount` items, and with `unique` no item twice (`unique`
     /// names an item in the message). `store` runs only when every item is good.
-    public static func list<Item: Hashable>(
+    static func list<Item: Hashable>(
         _ name: String, allowed: String, defaultText: String, doc: String,
         maximumCount: Int, unique: (@Sendable (Item) -> String)?,
         store: @escaping @Sendable (inout Root, [Item]) -> Void,
-        convert: @escaping @Sendable (TOMLValueConvertible) -> Result<Item, ConfigValueRejected>
+        convert: @escaping @Sendable (TOMLValue) -> Result<Item, ConfigValueRejected>
     ) -> ConfigKey {
         ConfigKey(name: name, allowed: allowed, doc: doc, defaultText: defaultText) { value, config in
             guard let value else { return nil }
@@ -399,7 +399,7 @@ extension ConfigKey where Root == SluiceConfig {
 }
 
 extension ConfigKey {
-    static func mismatch(expected: String, got value: TOMLValueConvertible) -> String {
+    static func mismatch(expected: String, got value: TOMLValue) -> String {
         ConfigText.mismatch(expected: expected, got: value)
     }
 
@@ -413,16 +413,8 @@ extension ConfigKey {
 
 /// Wording shared by every key kind.
 enum ConfigText {
-    static func mismatch(expected: String, got value: TOMLValueConvertible) -> String {
-        "expected \(expected), got \(typeName(value))"
-    }
-
-    static func typeName(_ value: TOMLValueConvertible) -> String {
-        switch value.type {
-        case .bool: return "boolean"
-        case .table: return "table"
-        default: return value.type.description
-        }
+    static func mismatch(expected: String, got value: TOMLValue) -> String {
+        "expected \(expected), got \(value.typeName)"
     }
 
     static func quoted(_ string: String) -> String { TOMLSyntax.quoted(string) }

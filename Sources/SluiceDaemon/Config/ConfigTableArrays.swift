@@ -1,5 +1,5 @@
 import SluiceModules
-import TOMLKit
+import SluiceProtocol
 
 extension SluiceConfig.Pipeline {
     /// Each module is built once per queue; a file must not be able to ask
@@ -15,7 +15,7 @@ extension SluiceConfig.Interface {
 /// element by element with errors at `interface[1].channels`,
 /// `pipeline.modules[0].capacity` (elements count from 0).
 extension Validation {
-    mutating func decodeInterfaces(_ value: TOMLValueConvertible?) -> [SluiceConfig.Interface] {
+    mutating func decodeInterfaces(_ value: TOMLValue?) -> [SluiceConfig.Interface] {
         let root: [TOMLPathComponent] = ["interface"]
         guard let elements = tables(value, at: root, header: "[[interface]]",
                                     maximumCount: SluiceConfig.Interface.maximumInterfaces)
@@ -52,7 +52,7 @@ extension Validation {
             if !rejected.contains("name") {
                 if let first = firstByName[interface.name] {
                     let firstPath: [TOMLPathComponent] = root + [.element(first), "name"]
-                    let place = index.line(of: firstPath).map { " (line \($0))" } ?? ""
+                    let place = document.line(of: firstPath).map { " (line \($0))" } ?? ""
                     report(path + ["name"], "interface \(ConfigText.quoted(interface.name)) is already configured"
                            + " by \(TOMLPathComponent.render(root + [.element(first)]))\(place)")
                 } else {
@@ -64,12 +64,12 @@ extension Validation {
         return interfaces
     }
 
-    mutating func decodeModules(_ value: TOMLValueConvertible?) -> [SluiceConfig.Module] {
+    mutating func decodeModules(_ value: TOMLValue?) -> [SluiceConfig.Module] {
         let root: [TOMLPathComponent] = ["pipeline", "modules"]
         guard let elements = tables(value, at: root, header: "[[pipeline.modules]]",
                                     maximumCount: SluiceConfig.Pipeline.maximumModules)
         else { return [] }
-        let kinds = "the kinds are \(ModuleFactory.kinds.joined(separator: ", "))"
+        let kinds = "the kinds are \(ModuleKind.allCases.map(\.rawValue).joined(separator: ", "))"
         var modules: [SluiceConfig.Module] = []
         for (position, table) in elements.enumerated() {
             let path = root + [.element(position)]
@@ -78,12 +78,12 @@ extension Validation {
                 report(path + ["kind"], "missing; every [[pipeline.modules]] needs a kind; \(kinds)")
                 continue
             }
-            guard let kind = kindValue.string else {
+            guard let kindText = kindValue.string else {
                 report(path + ["kind"], ConfigText.mismatch(expected: "a string", got: kindValue))
                 continue
             }
-            guard ModuleFactory.kinds.contains(kind) else {
-                report(path + ["kind"], "\(ConfigText.quoted(kind)) is not a module kind; \(kinds)")
+            guard let kind = ModuleKind(rawValue: kindText) else {
+                report(path + ["kind"], "\(ConfigText.quoted(kindText)) is not a module kind; \(kinds)")
                 continue
             }
             var options: [String: ModuleOptionValue] = [:]
@@ -97,14 +97,14 @@ extension Validation {
             }
             if convertible {
                 do {
-                    try ModuleFactory.validate(kind: kind, options: options)
+                    try kind.descriptor.validate(options)
                 } catch let rejection as ModuleConfigurationError {
                     report(path + Self.optionPath(rejection.option), rejection.reason)
                 } catch {
-                    report(path, "module \(ConfigText.quoted(kind)): \(error)")
+                    report(path, "module \(ConfigText.quoted(kind.rawValue)): \(error)")
                 }
             }
-            modules.append(SluiceConfig.Module(kind: kind, options: options, line: index.line(of: path)))
+            modules.append(SluiceConfig.Module(kind: kind, options: options, line: document.line(of: path)))
         }
         return modules
     }
@@ -113,7 +113,7 @@ extension Validation {
     /// not an array, has too many elements, and a nil element for each
     /// element that is not a table (reported too).
     mutating func tables(
-        _ value: TOMLValueConvertible?, at root: [TOMLPathComponent], header: String, maximumCount: Int
+        _ value: TOMLValue?, at root: [TOMLPathComponent], header: String, maximumCount: Int
     ) -> [TOMLTable?]? {
         guard let value else { return nil }
         guard let array = value.array else {
@@ -135,7 +135,7 @@ extension Validation {
 
     /// A module option as the modules take it; nil (reported) for the TOML
     /// types they have no use for (floats, dates, times).
-    mutating func optionValue(_ value: TOMLValueConvertible, at path: [TOMLPathComponent]) -> ModuleOptionValue? {
+    mutating func optionValue(_ value: TOMLValue, at path: [TOMLPathComponent]) -> ModuleOptionValue? {
         if let text = value.string { return .string(text) }
         if let integer = value.int { return .integer(Int64(integer)) }
         if let flag = value.bool { return .bool(flag) }
@@ -160,7 +160,7 @@ extension Validation {
     }
 
     /// `rules[2].dport` → rules, [2], dport: the option paths modules report,
-    /// as key-index paths so the error lands on that option's line.
+    /// as document paths so the error lands on that option's line.
     static func optionPath(_ option: String) -> [TOMLPathComponent] {
         guard !option.isEmpty else { return [] }
         var path: [TOMLPathComponent] = []

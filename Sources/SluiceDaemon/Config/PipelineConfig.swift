@@ -1,19 +1,13 @@
 import SluiceDataPath
 import SluiceModules
-import TOMLKit
+import SluiceProtocol
 
 extension SluiceConfig {
     /// `[pipeline]`: how packets travel from the AF_XDP sockets through the modules.
     public struct Pipeline: Equatable, Sendable {
-        public enum Mode: String, CaseIterable, Sendable {
-            /// Modules run on the RX thread.
-            case inline
-            /// RX thread -> lock-free ring -> worker thread, so a slow module
-            /// (pcap on a slow disk) stalls the worker and not the RX ring.
-            case pipelined
-        }
-
-        public var mode: Mode = .pipelined
+        /// `pipelined` puts a slow module (pcap on a slow disk) on the worker
+        /// thread, so it stalls the worker and not the RX ring.
+        public var mode: ProcessingMode = .pipelined
         public var autostart = true
         public var batchSize = 64
         public var frameSize = 4096
@@ -33,17 +27,16 @@ extension SluiceConfig {
     }
 
     /// One `[[pipeline.modules]]` table: checked with
-    /// `ModuleFactory.validate(kind:options:)`, built by the daemon.
+    /// the kind's `ModuleDescriptor`, built by the daemon.
     public struct Module: Equatable, Sendable {
-        /// One of `ModuleFactory.kinds`.
-        public var kind: String
+        public var kind: ModuleKind
         /// Every key of the table but `kind`.
         public var options: [String: ModuleOptionValue]
         /// The line of the `[[pipeline.modules]]` header, for messages about
         /// the module at run time (nil when the config was not read from text).
         public var line: Int?
 
-        public init(kind: String, options: [String: ModuleOptionValue] = [:], line: Int? = nil) {
+        public init(kind: ModuleKind, options: [String: ModuleOptionValue] = [:], line: Int? = nil) {
             self.kind = kind
             self.options = options
             self.line = line
@@ -58,22 +51,14 @@ extension SluiceConfig {
 
     /// One `[[interface]]` table: a NIC Sluice takes queues of.
     public struct Interface: Equatable, Sendable, ConfigSchemaRoot {
-        public enum BindMode: String, CaseIterable, Sendable {
-            /// Zero-copy, falling back to copy where the driver cannot.
-            case auto
-            case zerocopy
-            case copy
-        }
-
-        public enum AttachMode: String, CaseIterable, Sendable {
-            /// Driver XDP.
-            case native
-            /// Generic XDP, for drivers without XDP support (slow).
-            case skb
-        }
-
+        /// As config spells it: the XDP program's classes, and icmpv6, which
+        /// it counts as icmp.
         public enum PrefilterProtocol: String, CaseIterable, Sendable {
             case udp, tcp, icmp, icmpv6
+
+            var transport: Prefilter.TransportProtocol {
+                self == .icmpv6 ? .icmp : Prefilter.TransportProtocol(rawValue: rawValue)!
+            }
         }
 
         public var name: String
@@ -81,8 +66,8 @@ extension SluiceConfig {
         public var plugin: String?
         /// nil = every receive channel the interface has.
         public var channels: [UInt32]?
-        public var bindMode: BindMode = .auto
-        public var attachMode: AttachMode = .native
+        public var bindMode: XSKBindMode = .auto
+        public var attachMode: XDPAttachMode = .native
         /// The RX thread of the i-th channel runs on `rxCPUs[i % count]`; [] = not pinned.
         public var rxCPUs: [Int] = []
         public var workerCPUs: [Int] = []
@@ -95,32 +80,11 @@ extension SluiceConfig {
 
         public static var schemaDefaults: Interface { Interface(name: "") }
 
-        /// IFNAMSIZ less the NUL.
-        public static let maximumNameBytes = 15
         /// SLUICE_PLUGIN_NAME_MAX in sluice/driver_plugin.h.
         public static let maximumPluginNameBytes = 31
-        /// The XDP program holds this many port ranges.
         /// As many port ranges as the XDP program's prefilter holds.
         public static let maximumPrefilterPorts = Prefilter.maximumPortRanges
         public static let cpuRange = 0...1023
-
-        /// Why the kernel would refuse `name` as an interface name (its
-        /// dev_valid_name), or nil.
-        static func nameProblem(_ name: String) -> String? {
-            let bytes = name.utf8
-            if bytes.isEmpty { return "the interface name is empty" }
-            if bytes.count > maximumNameBytes {
-                return "interface name \(ConfigText.quoted(name)) is \(bytes.count) bytes long;"
-                    + " the limit is \(maximumNameBytes)"
-            }
-            if name == "." || name == ".." { return "\(ConfigText.quoted(name)) is not a valid interface name" }
-            // dev_valid_name: '/', ':' and isspace() (space, \t \n \v \f \r).
-            let forbidden: Set<UInt8> = [0, UInt8(ascii: "/"), UInt8(ascii: ":"), 0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D]
-            if bytes.contains(where: forbidden.contains) {
-                return "interface name \(ConfigText.quoted(name)) contains '/', ':', whitespace or NUL"
-            }
-            return nil
-        }
 
         /// Plugin names use the characters the plugin loader accepts.
         static func pluginNameProblem(_ name: String) -> String? {
@@ -135,7 +99,7 @@ extension SluiceConfig {
             return allowed ? nil : "\(ConfigText.quoted(name)) is not a plugin name (letters, digits, '_', '-', '.')"
         }
 
-        static func channel(_ value: TOMLValueConvertible) -> Result<UInt32, ConfigValueRejected> {
+        static func channel(_ value: TOMLValue) -> Result<UInt32, ConfigValueRejected> {
             guard let number = value.int else {
                 return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "integers", got: value)))
             }
@@ -145,7 +109,7 @@ extension SluiceConfig {
             return .success(channel)
         }
 
-        static func prefilterProtocol(_ value: TOMLValueConvertible) -> Result<PrefilterProtocol, ConfigValueRejected> {
+        static func prefilterProtocol(_ value: TOMLValue) -> Result<PrefilterProtocol, ConfigValueRejected> {
             guard let text = value.string else {
                 return .failure(ConfigValueRejected(ConfigText.mismatch(expected: "strings", got: value)))
             }
@@ -157,7 +121,7 @@ extension SluiceConfig {
         }
 
         /// A prefilter port: `53` or `"1000-2000"`.
-        static func portRange(_ value: TOMLValueConvertible) -> Result<ClosedRange<UInt16>, ConfigValueRejected> {
+        static func portRange(_ value: TOMLValue) -> Result<ClosedRange<UInt16>, ConfigValueRejected> {
             if let number = value.int {
                 guard let port = UInt16(exactly: number) else {
                     return .failure(ConfigValueRejected("port \(number) is out of range 0...65535"))

@@ -1,3 +1,5 @@
+import SluiceProtocol
+
 /// One option value as it comes from config (TOML): the daemon converts its
 /// parsed table into these so that this module needs no TOML library.
 public enum ModuleOptionValue: Sendable, Equatable {
@@ -21,12 +23,12 @@ public enum ModuleOptionValue: Sendable, Equatable {
 /// A module configuration that cannot be used, naming the module kind and
 /// the option (with its path inside arrays and tables, e.g. `rules[2].dport`).
 public struct ModuleConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
-    public var kind: String
+    public var kind: ModuleKind
     /// The option's path, or "" when the error is about the kind itself.
     public var option: String
     public var reason: String
 
-    public init(kind: String, option: String, reason: String) {
+    public init(kind: ModuleKind, option: String, reason: String) {
         self.kind = kind
         self.option = option
         self.reason = reason
@@ -37,48 +39,89 @@ public struct ModuleConfigurationError: Error, Equatable, Sendable, CustomString
     }
 }
 
-/// Builds modules from config: `kind` and an options table.
-public enum ModuleFactory {
-    public static let kinds = ["count", "filter", "pcap", "reflect"]
+/// What the registry knows of a module kind: its factory, the options its
+/// parser reads, and what it does in a line. The options are the parser's own
+/// (it reads each through ``OptionReader`` by these), so a listing cannot
+/// drift from what config accepts.
+public struct ModuleDescriptor: Sendable {
+    public let kind: ModuleKind
+    public let summary: String
+    public let options: [ModuleOption]
+    private let check: @Sendable ([String: ModuleOptionValue]) throws -> Void
+    private let build: @Sendable ([String: ModuleOptionValue]) throws -> PacketModule
 
-    /// Checks `kind` and `options` exactly as ``make(kind:options:)`` does,
-    /// without building the module: no file is created (pcap) and no table
-    /// is allocated (count), so config validation has no side effects.
-    public static func validate(kind: String, options: [String: ModuleOptionValue]) throws {
-        switch kind {
-        case "count": _ = try CountModule.Options(kind: kind, options)
-        case "filter": _ = try FilterModule.Options(kind: kind, options)
-        case "pcap": _ = try PcapModule.Options(kind: kind, options)
-        case "reflect": _ = try ReflectModule.Options(kind: kind, options)
-        default: throw unknownKind(kind)
+    init<Options>(
+        kind: ModuleKind, summary: String, options: [ModuleOption],
+        parse: @escaping @Sendable (OptionReader) throws -> Options,
+        make: @escaping @Sendable (Options) throws -> PacketModule
+    ) {
+        self.kind = kind
+        self.summary = summary
+        self.options = options
+        let read = { @Sendable (table: [String: ModuleOptionValue]) throws -> Options in
+            try parse(try OptionReader(kind: kind, table, known: options.map(\.name)))
         }
+        check = { _ = try read($0) }
+        build = { try make(try read($0)) }
     }
 
-    public static func make(kind: String, options: [String: ModuleOptionValue]) throws -> PacketModule {
-        switch kind {
-        case "count": return CountModule(options: try CountModule.Options(kind: kind, options))
-        case "filter": return FilterModule(options: try FilterModule.Options(kind: kind, options))
-        case "pcap": return try PcapModule(options: try PcapModule.Options(kind: kind, options))
-        case "reflect": return ReflectModule(options: try ReflectModule.Options(kind: kind, options))
-        default:
-            throw unknownKind(kind)
+    /// Checks `options` exactly as ``make(_:)`` does, without building the
+    /// module: no file is created (pcap) and no table is allocated (count),
+    /// so config validation has no side effects.
+    public func validate(_ options: [String: ModuleOptionValue]) throws { try check(options) }
+
+    public func make(_ options: [String: ModuleOptionValue]) throws -> PacketModule { try build(options) }
+}
+
+extension ModuleKind {
+    /// The module registry: each kind's factory, options and summary.
+    public var descriptor: ModuleDescriptor {
+        switch self {
+        case .count: CountModule.descriptor
+        case .filter: FilterModule.descriptor
+        case .pcap: PcapModule.descriptor
+        case .reflect: ReflectModule.descriptor
         }
     }
+}
 
-    static func unknownKind(_ kind: String) -> ModuleConfigurationError {
-        ModuleConfigurationError(
-            kind: kind, option: "", reason: "unknown module kind; known kinds: \(kinds.joined(separator: ", "))")
+/// One option of a module kind, as its parser reads it.
+public struct ModuleOption: Sendable, Equatable {
+    public enum ValueType: String, Sendable {
+        case string, integer, array
+    }
+
+    public let name: String
+    public let type: ValueType
+    /// The integers accepted (type `integer`).
+    public let range: ClosedRange<Int64>?
+    /// The strings accepted (type `string`); [] = any.
+    public let choices: [String]
+    /// As a config file spells it; nil = required.
+    public let defaultText: String?
+    public let summary: String
+
+    public init(
+        _ name: String, _ type: ValueType, range: ClosedRange<Int64>? = nil, choices: [String] = [],
+        default defaultText: String?, _ summary: String
+    ) {
+        self.name = name
+        self.type = type
+        self.range = range
+        self.choices = choices
+        self.defaultText = defaultText
+        self.summary = summary
     }
 }
 
 /// Reads a table of options, rejecting unknown keys and wrong types with an
 /// error that names the option.
 struct OptionReader {
-    let kind: String
+    let kind: ModuleKind
     let path: String
     let table: [String: ModuleOptionValue]
 
-    init(kind: String, path: String = "", _ table: [String: ModuleOptionValue], known: [String]) throws {
+    init(kind: ModuleKind, path: String = "", _ table: [String: ModuleOptionValue], known: [String]) throws {
         self.kind = kind
         self.path = path
         self.table = table
@@ -121,6 +164,14 @@ struct OptionReader {
         }
         return items
     }
+
+    func integer(_ option: ModuleOption) throws -> Int64? { try integer(option.name, in: option.range!) }
+
+    func string(_ option: ModuleOption) throws -> String? {
+        option.choices.isEmpty ? try string(option.name) : try choice(option.name, option.choices)
+    }
+
+    func array(_ option: ModuleOption) throws -> [ModuleOptionValue]? { try array(option.name) }
 
     /// A string that must be one of `choices`.
     func choice(_ key: String, _ choices: [String]) throws -> String? {

@@ -4,24 +4,8 @@ import SluiceSystem
 import Glibc
 #endif
 
-/// Directory and file-status helpers with typed errors.
-enum DirectoryListing {
-    /// Names in `path` except "." and "..", at most `limit` of them.
-    static func names(in path: String, limit: Int) throws(SystemCallError) -> [String] {
-        guard let dir = opendir(path) else {
-            throw SystemCallError(call: "opendir(\(path))", errno: currentErrno)
-        }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while names.count < limit, let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
-
+/// File-status helpers with typed errors.
+enum FileStatus {
     static func lstatus(_ path: String) throws(SystemCallError) -> stat {
         var status = stat()
         guard lstat(path, &status) == 0 else {
