@@ -1,26 +1,33 @@
+import Synchronization
+
 /// Turns cumulative counters into per-second rates for a stats stream.
 ///
 /// Wherever the data has an object named `totals` whose values are integers,
 /// a sibling `rates` object appears with each counter's increase per second
 /// since the previous event of the same stream. One tracker per stream, so
 /// subscribers with different intervals do not disturb each other.
-public final class RateTracker: @unchecked Sendable {
-    private var previous: [String: (values: [String: UInt64], at: ContinuousClock.Instant)] = [:]
+public final class RateTracker: Sendable {
+    private typealias Previous = [String: (values: [String: UInt64], at: ContinuousClock.Instant)]
+    private let previous = Mutex<Previous>([:])
 
     public init() {}
 
     public func annotate(_ data: JSONValue, now: ContinuousClock.Instant = .now) -> JSONValue {
-        var seen: Set<String> = []
-        let result = walk(data, path: "", now: now, seen: &seen)
-        previous = previous.filter { seen.contains($0.key) }
-        return result
+        previous.withLock { previous in
+            var seen: Set<String> = []
+            let result = Self.walk(data, path: "", now: now, seen: &seen, previous: &previous)
+            previous = previous.filter { seen.contains($0.key) }
+            return result
+        }
     }
 
-    private func walk(_ value: JSONValue, path: String, now: ContinuousClock.Instant, seen: inout Set<String>) -> JSONValue {
+    private static func walk(
+        _ value: JSONValue, path: String, now: ContinuousClock.Instant, seen: inout Set<String>, previous: inout Previous
+    ) -> JSONValue {
         switch value {
         case .object(var object):
             for (key, child) in object where key != "totals" {
-                object[key] = walk(child, path: path + "." + key, now: now, seen: &seen)
+                object[key] = walk(child, path: path + "." + key, now: now, seen: &seen, previous: &previous)
             }
             if case .object(let totals)? = object["totals"] {
                 let key = path + ".totals"
@@ -44,7 +51,7 @@ public final class RateTracker: @unchecked Sendable {
             }
             return .object(object)
         case .array(let items):
-            return .array(items.enumerated().map { walk($1, path: "\(path)[\($0)]", now: now, seen: &seen) })
+            return .array(items.enumerated().map { walk($1, path: "\(path)[\($0)]", now: now, seen: &seen, previous: &previous) })
         default:
             return value
         }
