@@ -5,7 +5,7 @@ import SluiceSystem
 /// A value the schema writes keys into: ``SluiceConfig`` for the `[tables]`,
 /// ``SluiceConfig/Interface`` for each `[[interface]]`. `schemaDefaults`
 /// holds the defaults the key factories document.
-public protocol ConfigSchemaRoot {
+public protocol ConfigSchemaRoot: SendableMetatype {
     static var schemaDefaults: Self { get }
 }
 
@@ -196,7 +196,7 @@ extension ConfigKey where Root: ConfigSchemaRoot {
             name: name, allowed: allowed, doc: doc, defaultText: String(Root.schemaDefaults[keyPath: keyPath])
         ) { value, config in
             guard let value else { return nil }
-            guard let integer = value.int else { return mismatch(expected: "an integer", got: value) }
+            guard let integer = value.int else { return ConfigText.mismatch(expected: "an integer", got: value) }
             if let problem = check(integer) { return problem }
             config[keyPath: keyPath] = integer
             return nil
@@ -210,7 +210,7 @@ extension ConfigKey where Root: ConfigSchemaRoot {
             name: name, allowed: "true|false", doc: doc, defaultText: String(Root.schemaDefaults[keyPath: keyPath])
         ) { value, config in
             guard let value else { return nil }
-            guard let flag = value.bool else { return mismatch(expected: "true or false", got: value) }
+            guard let flag = value.bool else { return ConfigText.mismatch(expected: "true or false", got: value) }
             config[keyPath: keyPath] = flag
             return nil
         }
@@ -219,7 +219,7 @@ extension ConfigKey where Root: ConfigSchemaRoot {
     /// An array whose items `convert` checks one by one; at most
     /// `maximumCount` items, and with `unique` no item twice (`unique`
     /// names an item in the message). `store` runs only when every item is good.
-    static func list<Item: Hashable>(
+    static func list<Item: Hashable & SendableMetatype>(
         _ name: String, allowed: String, defaultText: String, doc: String,
         maximumCount: Int, unique: (@Sendable (Item) -> String)?,
         store: @escaping @Sendable (inout Root, [Item]) -> Void,
@@ -227,7 +227,7 @@ extension ConfigKey where Root: ConfigSchemaRoot {
     ) -> ConfigKey {
         ConfigKey(name: name, allowed: allowed, doc: doc, defaultText: defaultText) { value, config in
             guard let value else { return nil }
-            guard let array = value.array else { return mismatch(expected: "an array", got: value) }
+            guard let array = value.array else { return ConfigText.mismatch(expected: "an array", got: value) }
             guard array.count <= maximumCount else {
                 return "\(array.count) items, at most \(maximumCount) allowed"
             }
@@ -276,7 +276,7 @@ extension ConfigKey where Root: ConfigSchemaRoot {
     ) -> ConfigKey {
         ConfigKey(name: name, allowed: allowed, doc: doc, defaultText: defaultText) { value, config in
             guard let value else { return nil }
-            guard let text = value.string else { return mismatch(expected: "a string", got: value) + typeHint }
+            guard let text = value.string else { return ConfigText.mismatch(expected: "a string", got: value) + typeHint }
             switch convert(text) {
             case .success(let converted):
                 config[keyPath: keyPath] = converted
@@ -375,7 +375,7 @@ extension ConfigKey where Root == SluiceConfig {
         ) { value, config in
             var group = config[keyPath: keyPath]
             if let value {
-                guard let name = value.string else { return mismatch(expected: "a string", got: value) }
+                guard let name = value.string else { return ConfigText.mismatch(expected: "a string", got: value) }
                 group = ConfigGroup(name: name)
             }
             guard !group.isNone else {
@@ -399,10 +399,6 @@ extension ConfigKey where Root == SluiceConfig {
 }
 
 extension ConfigKey {
-    static func mismatch(expected: String, got value: TOMLValue) -> String {
-        ConfigText.mismatch(expected: expected, got: value)
-    }
-
     static func quoted(_ string: String) -> String { TOMLSyntax.quoted(string) }
 
     static func octal(_ mode: UInt32) -> String {
