@@ -97,12 +97,6 @@ public struct Arguments: Sendable {
         return value
     }
 
-    public func bool(_ name: String) throws -> Bool? {
-        guard let value = present(name) else { return nil }
-        guard case .bool(let bool) = value else { throw typeError(name, "a boolean", value) }
-        return bool
-    }
-
     /// An integer argument that must fit `T` and lie in `range`.
     public func integer<T: FixedWidthInteger>(
         _ name: String, as type: T.Type = T.self, in range: ClosedRange<T>? = nil

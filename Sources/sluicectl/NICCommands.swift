@@ -95,13 +95,6 @@ struct NICCommand: ParsableCommand {
     }
 }
 
-/// A cell: strings as they are, numbers as digits, missing as "-".
-func text(_ value: JSONValue?) -> String {
-    guard let value, value != .null else { return "-" }
-    if let string = value.stringValue { return string.isEmpty ? "-" : string }
-    return Render.scalar(value)
-}
-
 func text(_ value: String?) -> String {
     guard let value, !value.isEmpty else { return "-" }
     return value

@@ -85,7 +85,7 @@ enum StatsText {
 
     /// `rates[i]` are pipeline `i`'s per-second rates, when known.
     static func summary(_ stats: Methods.StatsGet.Response, rates: [[String: Double]?] = []) -> String {
-        var lines = ["uptime \(text(.double(stats.uptimeSeconds)))s   clients \(stats.control.clients)   "
+        var lines = ["uptime \(Render.scalar(.double(stats.uptimeSeconds)))s   clients \(stats.control.clients)   "
             + "commands \(stats.control.commandsServed)"]
         for (index, report) in stats.pipelines.enumerated() {
             lines.append("")
