@@ -62,7 +62,7 @@ struct PipelineModulesCommand: ParsableCommand {
     static func listing() -> String {
         ModuleKind.allCases.map { kind in
             let descriptor = kind.descriptor
-            var rows = [["  OPTION", "TYPE", "LIMITS", "DEFAULT", ""]]
+            var rows = [["  OPTION", "TYPE", "LIMITS", "DEFAULT", "SUMMARY"]]
             for option in descriptor.options {
                 let limits = option.range.map { "\($0.lowerBound)...\($0.upperBound)" }
                     ?? (option.choices.isEmpty ? "-" : option.choices.joined(separator: "|"))
