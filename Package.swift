@@ -114,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "sluicectl",
             dependencies: [
-                "SluiceProtocol", "SluiceControl",
+                "SluiceProtocol", "SluiceControl", "SluiceModules",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             // SluiceDataPath: the kernel-feature probes, checked against what the tools do.
-            dependencies: ["SluiceTestSupport", "SluiceControl", "SluiceDataPath", "sluiced", "sluicectl"],
+            dependencies: ["SluiceTestSupport", "SluiceControl", "SluiceDataPath", "SluiceModules", "sluiced", "sluicectl"],
             // ProtocolShapeTests read their golden file from the repository, not as a resource.
             exclude: ["Golden"]),
     ],

@@ -42,6 +42,17 @@ public final class CommandRegistry: Sendable {
         }
     }
 
+    /// Registers `method` with a handler that answers with a reply encoded
+    /// beforehand, for one value served to many requests (`stats.get`).
+    public func register<Method: ControlMethod>(
+        _ method: Method.Type,
+        encoded handler: @escaping @Sendable (Method.Request, CommandContext) async throws -> Encoded<Method.Response>
+    ) {
+        register(Method.spec) { context, arguments in
+            try await handler(try arguments.decode(Method.Request.self), context).json
+        }
+    }
+
     public func command(named name: String) -> Command? {
         lock.withLock { $0[name] }
     }
@@ -50,6 +61,12 @@ public final class CommandRegistry: Sendable {
     public var commands: [Command] {
         lock.withLock { $0.values.sorted { $0.spec.name < $1.spec.name } }
     }
+}
+
+/// A reply already encoded, and encoded from a `Response`: nothing else builds one.
+public struct Encoded<Response: Encodable>: Sendable {
+    public let json: JSONValue
+    public init(_ response: Response) throws { json = try JSONValue(encoding: response) }
 }
 
 /// A request's arguments with typed, range-checked accessors: a value that
@@ -78,12 +95,6 @@ public struct Arguments: Sendable {
     public func requiredString(_ name: String) throws -> String {
         guard let value = try string(name) else { throw missing(name) }
         return value
-    }
-
-    public func bool(_ name: String) throws -> Bool? {
-        guard let value = present(name) else { return nil }
-        guard case .bool(let bool) = value else { throw typeError(name, "a boolean", value) }
-        return bool
     }
 
     /// An integer argument that must fit `T` and lie in `range`.

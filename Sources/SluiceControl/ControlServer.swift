@@ -39,23 +39,6 @@ public struct ControlServerError: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// Counters of the control plane, for `status` and `stats`.
-public struct ControlServerStatistics: Codable, Sendable, Equatable {
-    public var clients = 0
-    public var connectionsTotal = 0
-    public var connectionsRejectedBusy = 0
-    public var commandsServed = 0
-    public var errorsByCode: [String: Int] = [:]
-
-    enum CodingKeys: String, CodingKey {
-        case clients
-        case connectionsTotal = "connections_total"
-        case connectionsRejectedBusy = "connections_rejected_busy"
-        case commandsServed = "commands_served"
-        case errorsByCode = "errors_by_code"
-    }
-}
-
 /// The UNIX control socket: protocol v1 over SwiftNIO. Commands come from a
 /// ``CommandRegistry``; handlers run as tasks, so a blocking handler would
 /// starve the loop: handlers hand blocking work to a thread pool.

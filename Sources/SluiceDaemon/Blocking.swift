@@ -1,4 +1,3 @@
-import Foundation
 import NIOPosix
 import SluiceControl
 import SluiceNIC
@@ -20,18 +19,5 @@ extension NICError: ControlErrorConvertible {
 extension PluginHostError: ControlErrorConvertible {
     public var controlError: ControlError {
         ControlError(ErrorCode(rawValue: controlErrorCode) ?? .internal, description)
-    }
-}
-
-/// Results on the wire use snake_case keys (`max_rx`, `bind_queue`), as the
-/// rest of protocol v1 does.
-enum WireEncoding {
-    static func encode<T: Encodable>(_ value: T) throws -> JSONValue {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys]
-        let data = try encoder.encode(value)
-        return try JSONValue.parse(data)
     }
 }

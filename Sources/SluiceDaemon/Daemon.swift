@@ -75,7 +75,7 @@ public final class Daemon: Sendable {
         self.server = ControlServer(
             configuration: ControlServerConfiguration(config.control), registry: registry, logger: logger)
         registerCommands()
-        server.setStatisticsProvider { [weak self] in self?.statistics() ?? .null }
+        server.setStatisticsProvider { [weak self] in (try? self?.statistics())?.json ?? .null }
     }
 
     public var config: SluiceConfig { current.withLock { $0 } }
@@ -237,30 +237,22 @@ public final class Daemon: Sendable {
     /// 32 clients at 1,000 requests/s would take a CPU away from the data
     /// path; sharing one snapshot per interval bounds that to a few percent.
     static let statisticsMaximumAge: Duration = .milliseconds(20)
-    private let statisticsCache = Mutex<(at: ContinuousClock.Instant, generation: Int, value: JSONValue)?>(nil)
+    private let statisticsCache = Mutex<(at: ContinuousClock.Instant, generation: Int, value: Encoded<Methods.StatsGet.Response>)?>(nil)
 
     /// Counters for `stats.get` and the `stats.subscribe` stream: at most
     /// ``statisticsMaximumAge`` old, and never older than the last pipeline
-    /// start or stop.
-    func statistics() -> JSONValue {
+    /// start or stop. Cached encoded, so that a cache hit costs no encoding.
+    func statistics() throws -> Encoded<Methods.StatsGet.Response> {
         let now = ContinuousClock.now
         let generation = pipelines.generation
         if let cached = statisticsCache.withLock({ $0 }),
            cached.generation == generation, now - cached.at < Self.statisticsMaximumAge {
             return cached.value
         }
-        let value = freshStatistics()
+        let value = try Encoded(Methods.StatsGet.Response(
+            uptimeSeconds: uptimeSeconds.rounded(toPlaces: 3), control: server.statistics, pipelines: pipelines.reports()))
         statisticsCache.withLock { $0 = (now, generation, value) }
         return value
-    }
-
-    private func freshStatistics() -> JSONValue {
-        let control = (try? JSONValue(encoding: server.statistics)) ?? .null
-        let pipelines = (try? JSONValue(encoding: self.pipelines.reports())) ?? .array([])
-        return [
-            "uptime_seconds": .double(uptimeSeconds.rounded(toPlaces: 3)), "control": control,
-            "pipelines": pipelines,
-        ]
     }
 }
 

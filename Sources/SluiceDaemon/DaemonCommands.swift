@@ -24,10 +24,10 @@ extension Daemon {
                 metrics: self.metricsEndpoint.address?.description,
                 you: .init(uid: context.peer.uid, level: context.peer.level))
         }
-        registry.register(CommandSpec("stats.get", level: .read, "Counters: uptime, control socket, pipelines (per socket, per module)")) {
-            [weak self] _, _ in
-            self?.statistics() ?? .null
-        }
+        registry.register(Methods.StatsGet.self, encoded: { [weak self] _, _ in
+            guard let self else { throw ControlError.internal("daemon is shutting down") }
+            return try self.statistics()
+        })
         registry.register(Methods.ConfigReload.self) { [weak self] _, _ in
             guard let self else { throw ControlError.internal("daemon is shutting down") }
             return try await self.reload()

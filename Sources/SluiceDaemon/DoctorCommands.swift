@@ -50,7 +50,7 @@ extension Daemon {
                 }) else { return nil }
                 let sent = events.prefix(Self.traceEventsPerTick)
                 for event in sent {
-                    guard let data = try? WireEncoding.encode(event) else { continue }
+                    guard let data = try? JSONValue(encoding: event) else { continue }
                     try? await session.send(ControlMessage.event(id: id, name: "trace", data: data))
                 }
                 let dropped = lost &+ UInt64(events.count - sent.count)

@@ -8,21 +8,15 @@ import SluicePluginHost
 extension Daemon {
     func registerNICCommands() {
         let nic = self.nic
-        let iface = InterfaceRequest.argument
 
         registry.register(Methods.NICList.self) { _, _ in .init(interfaces: try await blocking { nic.interfaces() }) }
-        register("nic.show", .read, "One interface: driver, queues, channels, rings, features, Sluice's changes and outside changes",
-                 [iface]) { arguments in
-            let name = try Self.interfaceName(arguments)
-            return try WireEncoding.encode(try await blocking { try nic.details(name) })
+        registry.register(Methods.NICShow.self) { request, _ in
+            try await blocking { try nic.details(request.iface.rawValue) }
         }
         registry.register(Methods.NICStatistics.self) { request, _ in
             try await blocking { try nic.statistics(request.iface.rawValue) }
         }
-        register("nic.restore", .admin, "Undo every NIC change Sluice made (values changed since by others are left alone)") {
-            _ in
-            try WireEncoding.encode(try await blocking { nic.restoreAll() })
-        }
+        registry.register(Methods.NICRestore.self) { _, _ in try await blocking { nic.restoreAll() } }
 
         registry.register(Methods.ChannelsGet.self) { request, _ in
             try await blocking { try nic.channels(request.iface.rawValue) }
@@ -107,22 +101,6 @@ extension Daemon {
                 return try nic.setRSS(name, indirectionTable: entries)
             }
         }
-    }
-
-    /// Registers a command whose handler needs only its arguments.
-    func register(
-        _ name: String, _ level: AccessLevel, _ summary: String, _ arguments: [ArgumentSpec] = [],
-        _ handler: @escaping @Sendable (Arguments) async throws -> JSONValue
-    ) {
-        registry.register(CommandSpec(name, level: level, summary, arguments: arguments)) { _, arguments in
-            try await handler(arguments)
-        }
-    }
-
-    static func interfaceName(_ arguments: Arguments, key: String = "iface") throws -> String {
-        let name = try arguments.requiredString(key)
-        if let problem = InterfaceName.problem(name) { throw ControlError.invalidArgument("\(key): \(problem)") }
-        return name
     }
 
     /// The plugin `[[interface]] plugin = "…"` forces for `name`, if any.

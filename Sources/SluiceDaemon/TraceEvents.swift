@@ -23,6 +23,11 @@ struct TraceEvent: Codable, Equatable, Sendable {
     var timestamp: Double?
     var raw: String
 
+    enum CodingKeys: String, CodingKey {
+        case event, ifindex, iface, action, err, timestamp, raw
+        case progID = "prog_id", toIfindex = "to_ifindex", mapID = "map_id", mapIndex = "map_index"
+    }
+
     /// The longest line kept: tracefs lines of the xdp events are ~150 bytes.
     static let maximumLineLength = 1024
 

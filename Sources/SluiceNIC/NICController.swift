@@ -7,29 +7,6 @@ import SluiceProtocol
 import SluiceSystem
 import Synchronization
 
-/// What happened to one journaled change on restore.
-public struct RestoreOutcome: Codable, Equatable, Sendable {
-    public enum Status: String, Codable, Equatable, Sendable {
-        case restored
-        /// Someone else changed the value after Sluice: left alone.
-        case changedOutside = "changed_outside"
-        case interfaceGone = "interface_gone"
-        case failed
-    }
-
-    public var status: Status
-    public var interface: String
-    public var message: String
-    public var entry: JournalEntry
-}
-
-public struct RestoreReport: Codable, Equatable, Sendable {
-    public var outcomes: [RestoreOutcome] = []
-
-    public func with(_ status: RestoreOutcome.Status) -> [RestoreOutcome] { outcomes.filter { $0.status == status } }
-    public var failures: [RestoreOutcome] { with(.failed) }
-}
-
 /// What `recoverAtStartup()` found and did.
 public struct RecoveryReport: Codable, Equatable, Sendable {
     public enum Kind: String, Codable, Equatable, Sendable {
@@ -48,18 +25,6 @@ public struct RecoveryReport: Codable, Equatable, Sendable {
     public var restore: RestoreReport?
     public var discarded: [JournalEntry] = []
     public var message: String
-}
-
-/// The result of `steer.add` (also with `dry_run`).
-public struct SteeringResult: Codable, Equatable, Sendable {
-    public var interface: String
-    /// The rule, with the location it got (or would get; nil when the
-    /// driver picks it, or the driver cannot do ntuple at all).
-    public var rule: NtupleRule
-    /// The equivalent `ethtool -N ...` line.
-    public var ethtoolCommand: String
-    public var dryRun: Bool
-    public var backend: EthtoolBackend
 }
 
 extension FeatureOutcome {
@@ -82,20 +47,6 @@ extension FeatureOutcome {
                   fixed: now.map { !$0.changeable } ?? false, message: message)
         if now == nil { applied = false }
     }
-}
-
-/// What `nic.show` reports for one interface.
-public struct InterfaceDetails: Codable, Equatable, Sendable {
-    public var interface: InterfaceInfo
-    public var channels: Served<Channels>?
-    public var rings: Served<Rings>?
-    public var features: Served<Features>?
-    /// Why a part is missing ("veth does not support ring parameters (ethtool -g) on ...").
-    public var problems: [String]
-    /// Sluice's journaled changes on this interface, oldest first.
-    public var changes: [JournalEntry]
-    /// Values Sluice set that someone else changed since (needs monitoring).
-    public var outsideChanges: [String]
 }
 
 /// The NIC facade the daemon uses: reads pass through to ``Ethtool``; every

@@ -1,20 +1,7 @@
 import Foundation
 import SluiceSystem
 
-/// One change Sluice made to a NIC, with the value it replaced. Written
-/// (durably) before the change is applied.
-public enum JournaledChange: Codable, Equatable, Sendable {
-    case channels(original: ChannelsChange, applied: ChannelsChange)
-    case rings(original: RingsChange, applied: RingsChange)
-    case feature(name: String, original: Bool, applied: Bool)
-    /// An ntuple rule Sluice inserted; location nil only between journaling
-    /// and the insert when the driver picks the location.
-    case ruleAdded(location: UInt32?, rule: NtupleRule)
-    /// A rule Sluice deleted (restore puts it back).
-    case ruleDeleted(location: UInt32, rule: NtupleRule)
-    case flowHash(flowType: HashFlowType, original: FlowHashFields, applied: FlowHashFields)
-    case rss(original: [UInt32], applied: [UInt32])
-
+extension JournaledChange {
     /// Whether `other` changes the same setting (so the two coalesce and
     /// the oldest original is the one restored).
     func isSameSetting(as other: JournaledChange) -> Bool {
@@ -77,12 +64,6 @@ public enum JournaledChange: Codable, Equatable, Sendable {
     }
 }
 
-public struct JournalEntry: Codable, Equatable, Sendable {
-    public var sequence: UInt64
-    public var interface: String
-    public var change: JournaledChange
-}
-
 /// The journal file's content.
 struct JournalDocument: Codable, Equatable {
     var format = 1
@@ -91,6 +72,37 @@ struct JournalDocument: Codable, Equatable {
     var bootID: String
     var nextSequence: UInt64 = 1
     var entries: [JournalEntry] = []
+
+    enum CodingKeys: String, CodingKey { case format, entries, bootID = "boot_id", nextSequence = "next_sequence" }
+
+    /// Journals are written with the wire's snake_case keys; those written
+    /// before the wire declared its keys spell them in camelCase
+    /// ("bootID", "ruleAdded", "sourceMAC"): read both.
+    static func decode(_ bytes: [UInt8]) throws -> JournalDocument {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .custom { path in SnakeCaseKey(path.last?.stringValue ?? "") }
+        return try decoder.decode(JournalDocument.self, from: Data(bytes))
+    }
+}
+
+/// A key in snake_case: "sourceMAC" becomes "source_mac", "bootID" "boot_id".
+private struct SnakeCaseKey: CodingKey {
+    let stringValue: String
+    var intValue: Int? { nil }
+
+    init(_ key: String) {
+        var snake = ""
+        var previous: Character?
+        for character in key {
+            if character.isUppercase, let previous, previous.isLowercase || previous.isNumber { snake.append("_") }
+            snake += character.lowercased()
+            previous = character
+        }
+        stringValue = snake
+    }
+
+    init(stringValue: String) { self.init(stringValue) }
+    init?(intValue: Int) { nil }
 }
 
 /// The journal file in the state directory (default /var/lib/sluice: it
@@ -114,7 +126,7 @@ public final class NICJournal: Sendable {
         }
         guard let bytes else { return nil }
         do {
-            return try JSONDecoder().decode(JournalDocument.self, from: Data(bytes))
+            return try JournalDocument.decode(bytes)
         } catch {
             throw NICError.journal("\(path) is not a valid journal: \(error)")
         }

@@ -1,15 +1,7 @@
 @_exported import SluiceProtocol
 
-/// `ethtool -L`: the counts to change; nil leaves a count alone.
-public struct ChannelsChange: CountChange {
+extension ChannelsChange: CountChange {
     public typealias Value = Channels
-    public var rx: UInt32?, tx: UInt32?, other: UInt32?, combined: UInt32?
-
-    public init() {}
-
-    public init(rx: UInt32? = nil, tx: UInt32? = nil, other: UInt32? = nil, combined: UInt32? = nil) {
-        self.rx = rx; self.tx = tx; self.other = other; self.combined = combined
-    }
 
     static let fields: [CountField<ChannelsChange, Channels>] = [
         CountField(name: "rx", change: \.rx, current: \.rx, maximum: \.maxRX),
@@ -19,16 +11,8 @@ public struct ChannelsChange: CountChange {
     ]
 }
 
-/// `ethtool -G`: ring sizes to change; nil leaves one alone.
-public struct RingsChange: CountChange {
+extension RingsChange: CountChange {
     public typealias Value = Rings
-    public var rx: UInt32?, rxMini: UInt32?, rxJumbo: UInt32?, tx: UInt32?
-
-    public init() {}
-
-    public init(rx: UInt32? = nil, rxMini: UInt32? = nil, rxJumbo: UInt32? = nil, tx: UInt32? = nil) {
-        self.rx = rx; self.rxMini = rxMini; self.rxJumbo = rxJumbo; self.tx = tx
-    }
 
     static let fields: [CountField<RingsChange, Rings>] = [
         CountField(name: "rx", change: \.rx, current: \.rx, maximum: \.rxMax),

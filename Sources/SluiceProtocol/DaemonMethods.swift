@@ -14,6 +14,24 @@ extension Methods {
         }
     }
 
+    public enum StatsGet: ControlMethod {
+        public static let name = "stats.get"
+        public static let level = AccessLevel.read
+        public static let summary = "Counters: uptime, control socket, pipelines (per socket, per module)"
+
+        public struct Response: Codable, Sendable, Equatable {
+            public var uptimeSeconds: Double
+            public var control: ControlServerStatistics
+            public var pipelines: [PipelineReport]
+
+            public init(uptimeSeconds: Double, control: ControlServerStatistics, pipelines: [PipelineReport]) {
+                self.uptimeSeconds = uptimeSeconds; self.control = control; self.pipelines = pipelines
+            }
+
+            enum CodingKeys: String, CodingKey { case uptimeSeconds = "uptime_seconds", control, pipelines }
+        }
+    }
+
     public enum StatsSubscribe: ControlMethod {
         public static let name = "stats.subscribe"
         public static let level = AccessLevel.read
@@ -198,5 +216,24 @@ extension Methods {
             public init(deleted: UInt32, iface: InterfaceName) { self.deleted = deleted; self.iface = iface }
             enum CodingKeys: String, CodingKey { case deleted, iface }
         }
+    }
+}
+
+/// Counters of the control plane, for `status` and `stats.get`.
+public struct ControlServerStatistics: Codable, Sendable, Equatable {
+    public var clients = 0
+    public var connectionsTotal = 0
+    public var connectionsRejectedBusy = 0
+    public var commandsServed = 0
+    public var errorsByCode: [String: Int] = [:]
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case clients
+        case connectionsTotal = "connections_total"
+        case connectionsRejectedBusy = "connections_rejected_busy"
+        case commandsServed = "commands_served"
+        case errorsByCode = "errors_by_code"
     }
 }

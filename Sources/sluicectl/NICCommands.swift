@@ -51,7 +51,7 @@ struct NICCommand: ParsableCommand {
         @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
 
         func run() throws {
-            let details = try connection.call("nic.show", ["iface": .string(interface.rawValue)])
+            let details = try connection.call(Methods.NICShow.self, .init(iface: interface))
             if !connection.json { print(NICDetailsText.render(details, interface: interface)) }
         }
     }
@@ -74,9 +74,8 @@ struct NICCommand: ParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() throws {
-            let result = try connection.call("nic.restore")
+            let outcomes = try connection.call(Methods.NICRestore.self).outcomes
             if connection.json { return }
-            let outcomes = result["outcomes"]?.arrayValue ?? []
             guard !outcomes.isEmpty else {
                 print("Nothing to restore: Sluice has no NIC changes on record.")
                 return
@@ -84,23 +83,16 @@ struct NICCommand: ParsableCommand {
             var rows = [["STATUS", "INTERFACE", "CHANGE", "MESSAGE"]]
             for outcome in outcomes {
                 rows.append([
-                    text(outcome["status"]), text(outcome["interface"]),
-                    NICDetailsText.changeSummary(outcome["entry"]?["change"] ?? .null), text(outcome["message"]),
+                    outcome.status.rawValue, text(outcome.interface),
+                    NICDetailsText.changeSummary(outcome.entry.change), text(outcome.message),
                 ])
             }
             print(Render.table(rows))
-            if outcomes.contains(where: { $0["status"]?.stringValue == "failed" }) {
+            if outcomes.contains(where: { $0.status == .failed }) {
                 throw CommandFailure(status: Exit.commandFailed, message: "nic.restore: some changes could not be restored")
             }
         }
     }
-}
-
-/// A cell: strings as they are, numbers as digits, missing as "-".
-func text(_ value: JSONValue?) -> String {
-    guard let value, value != .null else { return "-" }
-    if let string = value.stringValue { return string.isEmpty ? "-" : string }
-    return Render.scalar(value)
 }
 
 func text(_ value: String?) -> String {
@@ -117,70 +109,66 @@ func xdpText(_ xdp: XDPAttachment?) -> String {
 /// `nic show`: the parts of `InterfaceDetails`, each in the layout its own
 /// command uses.
 enum NICDetailsText {
-    static func render(_ details: JSONValue, interface: InterfaceName) -> String {
-        var lines: [String] = []
-        if let info = try? details["interface"]?.decode(as: InterfaceInfo.self) {
-            lines = [
-                "Interface \(info.name) (index \(info.index))",
-                "  driver:      \(text(info.driver)) \(text(info.driverVersion))",
-                "  firmware:    \(text(info.firmwareVersion))",
-                "  bus:         \(text(info.busInfo))",
-                "  link:        \(text(info.operState))\(info.up ? ", admin up" : ", admin down")",
-                "  mtu:         \(info.mtu)",
-                "  mac:         \(text(info.macAddress))",
-                "  queues:      rx \(info.rxQueues), tx \(info.txQueues) (sysfs)",
-                "  xdp:         \(xdpText(info.xdp))",
-            ]
+    static func render(_ details: InterfaceDetails, interface: InterfaceName) -> String {
+        let info = details.interface
+        var lines = [
+            "Interface \(info.name) (index \(info.index))",
+            "  driver:      \(text(info.driver)) \(text(info.driverVersion))",
+            "  firmware:    \(text(info.firmwareVersion))",
+            "  bus:         \(text(info.busInfo))",
+            "  link:        \(text(info.operState))\(info.up ? ", admin up" : ", admin down")",
+            "  mtu:         \(info.mtu)",
+            "  mac:         \(text(info.macAddress))",
+            "  queues:      rx \(info.rxQueues), tx \(info.txQueues) (sysfs)",
+            "  xdp:         \(xdpText(info.xdp))",
+        ]
+        if let channels = details.channels { lines += ["", EthtoolText.channels(channels, interface: interface)] }
+        if let rings = details.rings { lines += ["", EthtoolText.rings(rings, interface: interface)] }
+        if let features = details.features { lines += ["", EthtoolText.features(features, interface: interface)] }
+        if !details.problems.isEmpty {
+            lines += ["", "Not available:"] + details.problems.map { "  - \(text($0))" }
         }
-        if let channels = try? details["channels"]?.decode(as: Served<Channels>.self) {
-            lines += ["", EthtoolText.channels(channels, interface: interface)]
-        }
-        if let rings = try? details["rings"]?.decode(as: Served<Rings>.self) {
-            lines += ["", EthtoolText.rings(rings, interface: interface)]
-        }
-        if let features = try? details["features"]?.decode(as: Served<Features>.self) {
-            lines += ["", EthtoolText.features(features, interface: interface)]
-        }
-        let problems = details["problems"]?.arrayValue ?? []
-        if !problems.isEmpty {
-            lines += ["", "Not available:"] + problems.map { "  - \(text($0))" }
-        }
-        let changes = details["changes"]?.arrayValue ?? []
-        lines += ["", changes.isEmpty ? "Sluice's changes: none" : "Sluice's changes (restored on stop):"]
-        lines += changes.map { "  #\(text($0["sequence"])) \(changeSummary($0["change"] ?? .null))" }
-        let outside = details["outside_changes"]?.arrayValue ?? []
-        if !outside.isEmpty {
-            lines += ["Changed by others since:"] + outside.map { "  - \(text($0))" }
+        lines += ["", details.changes.isEmpty ? "Sluice's changes: none" : "Sluice's changes (restored on stop):"]
+        lines += details.changes.map { "  #\($0.sequence) \(changeSummary($0.change))" }
+        if !details.outsideChanges.isEmpty {
+            lines += ["Changed by others since:"] + details.outsideChanges.map { "  - \(text($0))" }
         }
         return lines.joined(separator: "\n")
     }
 
     /// One journal entry's change in a line: "channels rx 4 -> 2",
     /// "feature rx-gro off -> on", "rule added at loc 1023: udp4 ...".
-    static func changeSummary(_ change: JSONValue) -> String {
-        guard let (kind, body) = change.objectValue?.first else { return Render.scalar(change) }
-        switch kind {
-        case "channels", "rings":
-            let original = body["original"]?.objectValue ?? [:]
-            let applied = body["applied"]?.objectValue ?? [:]
-            let parts = applied.keys.sorted().map { "\($0) \(text(original[$0])) -> \(text(applied[$0]))" }
-            return "\(kind) \(parts.joined(separator: ", "))"
-        case "feature":
-            return "feature \(text(body["name"])) \(onOff(body["original"])) -> \(onOff(body["applied"]))"
-        case "flow_hash":
-            return "rx-flow-hash \(text(body["flow_type"])) \(text(body["original"])) -> \(text(body["applied"]))"
-        case "rss":
-            return "RSS indirection table (\(body["applied"]?.arrayValue?.count ?? 0) entries)"
-        case "rule_added", "rule_deleted":
-            let verb = kind == "rule_added" ? "added" : "deleted"
-            return "rule \(verb) at loc \(text(body["location"])): \(RuleText.summary(body["rule"] ?? .null))"
-        default:
-            return "\(kind) \(body.serialized())"
+    static func changeSummary(_ change: JournaledChange) -> String {
+        switch change {
+        case let .channels(original, applied):
+            return counts("channels", [
+                ("combined", original.combined, applied.combined), ("other", original.other, applied.other),
+                ("rx", original.rx, applied.rx), ("tx", original.tx, applied.tx),
+            ])
+        case let .rings(original, applied):
+            return counts("rings", [
+                ("rx", original.rx, applied.rx), ("rx_jumbo", original.rxJumbo, applied.rxJumbo),
+                ("rx_mini", original.rxMini, applied.rxMini), ("tx", original.tx, applied.tx),
+            ])
+        case let .feature(name, original, applied):
+            return "feature \(text(name)) \(EthtoolText.onOff(original)) -> \(EthtoolText.onOff(applied))"
+        case let .flowHash(flowType, original, applied):
+            return "rx-flow-hash \(flowType.rawValue) \(text(original.letters)) -> \(text(applied.letters))"
+        case let .rss(_, applied):
+            return "RSS indirection table (\(applied.count) entries)"
+        case let .ruleAdded(location, rule):
+            return "rule added at loc \(text(location.map(String.init))): \(RuleText.summary(rule))"
+        case let .ruleDeleted(location, rule):
+            return "rule deleted at loc \(location): \(RuleText.summary(rule))"
         }
     }
 
-    private static func onOff(_ value: JSONValue?) -> String {
-        value?.boolValue.map(EthtoolText.onOff) ?? "?"
+    /// "channels rx 4 -> 2, tx 4 -> 3": the counts the change set, by name.
+    private static func counts(_ kind: String, _ counts: [(name: String, original: UInt32?, applied: UInt32?)]) -> String {
+        let parts = counts.filter { $0.applied != nil }.map {
+            "\($0.name) \(text($0.original.map(String.init))) -> \(text($0.applied.map(String.init)))"
+        }
+        return "\(kind) \(parts.joined(separator: ", "))"
     }
 }
 

@@ -1,10 +1,13 @@
 import ArgumentParser
 import SluiceControl
+import SluiceModules
 
 struct PipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline", abstract: "Start, stop and inspect the AF_XDP receive pipelines.",
-        subcommands: [PipelineStatusCommand.self, PipelineStartCommand.self, PipelineStopCommand.self])
+        subcommands: [
+            PipelineStatusCommand.self, PipelineStartCommand.self, PipelineStopCommand.self, PipelineModulesCommand.self,
+        ])
 
     /// Accepts `--socket`/`--json` given before `pipeline` (see NICCommand).
     @OptionGroup(visibility: .hidden) var connection: ConnectionOptions
@@ -49,18 +52,44 @@ struct PipelineStopCommand: ParsableCommand {
     }
 }
 
+struct PipelineModulesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "modules", abstract: "The module kinds [[pipeline.modules]] accepts, with their options (no daemon needed).")
+
+    func run() throws { print(Self.listing()) }
+
+    /// From the module registry config reads its options by, so it cannot drift from what config accepts.
+    static func listing() -> String {
+        ModuleKind.allCases.map { kind in
+            let descriptor = kind.descriptor
+            var rows = [["  OPTION", "TYPE", "LIMITS", "DEFAULT", "SUMMARY"]]
+            for option in descriptor.options {
+                let limits = option.range.map { "\($0.lowerBound)...\($0.upperBound)" }
+                    ?? (option.choices.isEmpty ? "-" : option.choices.joined(separator: "|"))
+                rows.append(["  " + option.name, option.type.rawValue, limits, option.defaultText ?? "(required)", option.summary])
+            }
+            return "\(kind): \(descriptor.summary)" + (descriptor.options.isEmpty ? "\n  no options" : "\n" + Render.table(rows))
+        }.joined(separator: "\n\n")
+    }
+}
+
 /// The stats and pipeline tables of `stats --watch` and `pipeline status`.
 enum StatsText {
+    /// A `stats.subscribe` event's data: `stats.get`'s reply with a "rates"
+    /// object beside each pipeline's totals.
     static func summary(_ data: JSONValue) -> String {
-        var lines: [String] = []
-        let control = data["control"]
-        lines.append("uptime \(text(data["uptime_seconds"]))s   clients \(text(control?["clients"]))   "
-            + "commands \(text(control?["commands_served"]))")
-        // Each pipeline as the protocol's report, with the "rates" the stream adds beside its totals.
-        for pipeline in data["pipelines"]?.arrayValue ?? [] {
-            guard let report = try? pipeline.decode(as: PipelineReport.self) else { continue }
+        guard let stats = try? data.decode(as: Methods.StatsGet.Response.self) else { return data.serialized() }
+        let rates = data["pipelines"]?.arrayValue?.map { try? $0["rates"]?.decode(as: [String: Double].self) } ?? []
+        return summary(stats, rates: rates)
+    }
+
+    /// `rates[i]` are pipeline `i`'s per-second rates, when known.
+    static func summary(_ stats: Methods.StatsGet.Response, rates: [[String: Double]?] = []) -> String {
+        var lines = ["uptime \(Render.scalar(.double(stats.uptimeSeconds)))s   clients \(stats.control.clients)   "
+            + "commands \(stats.control.commandsServed)"]
+        for (index, report) in stats.pipelines.enumerated() {
             lines.append("")
-            lines.append(Self.pipeline(report, rates: try? pipeline["rates"]?.decode(as: [String: Double].self)))
+            lines.append(Self.pipeline(report, rates: index < rates.count ? rates[index] : nil))
         }
         return lines.joined(separator: "\n")
     }
@@ -92,7 +121,7 @@ enum StatsText {
         for module in pipeline.modules {
             let counters = module.counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             lines.append("module \(text(module.kind)): \(counters)")
-            if let first = module.rows.first, !first.isEmpty, module.kind == "count" {
+            if let first = module.rows.first, !first.isEmpty, ModuleKind(rawValue: module.kind) == .count {
                 let columns = ["src", "sport", "dst", "dport", "proto", "packets", "bytes"].filter { first[$0] != nil }
                 let table = [columns.map { $0.uppercased() }] + module.rows.map { row in columns.map { text(row[$0]) } }
                 lines.append(Render.table(table).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))

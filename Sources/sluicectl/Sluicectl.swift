@@ -189,8 +189,8 @@ struct Stats: ParsableCommand {
 
     func run() throws {
         guard watch else {
-            let result = try connection.call("stats.get")
-            if !connection.json { print(StatsText.summary(result)) }
+            let stats = try connection.call(Methods.StatsGet.self)
+            if !connection.json { print(StatsText.summary(stats)) }
             return
         }
         let client = try connection.connect()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SluiceControl
+import SluiceProtocol
 
 #if canImport(Glibc)
 import Glibc
@@ -40,13 +41,11 @@ struct SteerCommand: ParsableCommand {
         }
 
         func run() throws {
-            var arguments = try SteerWords.arguments(words)
-            arguments["iface"] = .string(interface.rawValue)
-            if dryRun { arguments["dry_run"] = true }
-            if let plugin { arguments["plugin"] = .string(plugin) }
-            let result = try connection.call("steer.add", arguments)
-            if connection.json { return }
-            print(RuleText.added(result, interface: interface))
+            var request = try SteerWords.request(words, iface: interface)
+            if dryRun { request.dryRun = true }
+            request.plugin = plugin
+            let result = try connection.call(Methods.SteerAdd.self, request)
+            if !connection.json { print(RuleText.added(result, interface: interface)) }
         }
     }
 
@@ -69,14 +68,13 @@ struct SteerCommand: ParsableCommand {
         @Argument(help: "Interface name, e.g. eth0.", transform: InterfaceName.argument) var interface: InterfaceName
 
         func run() throws {
-            let result = try connection.call("steer.list", ["iface": .string(interface.rawValue)])
+            let rules = try connection.call(Methods.SteerList.self, .init(iface: interface))
             if connection.json { return }
-            let rules = result["value"]?.arrayValue ?? []
-            var lines = ["Total \(rules.count) rules"]
-            for rule in rules {
-                lines += ["", "Filter: \(text(rule["location"]))"] + RuleText.fields(rule).map { "\t" + $0 }
+            var lines = ["Total \(rules.value.count) rules"]
+            for rule in rules.value {
+                lines += ["", "Filter: \(text(rule.location.map(String.init)))"] + RuleText.fields(rule).map { "\t" + $0 }
             }
-            lines.append(EthtoolText.backendLine(result["backend"]?.stringValue.flatMap(EthtoolBackend.init)))
+            lines.append(EthtoolText.backendLine(rules.backend))
             print(lines.joined(separator: "\n"))
         }
     }
@@ -90,29 +88,38 @@ enum SteerWords {
 
     private enum Kind { case address, port, mac, etherType, vlan, queue, location, flowType }
 
-    /// word → (daemon argument, kind, the argument its `m` mask goes to).
-    private static let fields: [String: (key: String, kind: Kind, mask: String?)] = [
-        "flow-type": ("flow_type", .flowType, nil),
-        "src-ip": ("src_ip", .address, "src_ip_mask"), "dst-ip": ("dst_ip", .address, "dst_ip_mask"),
-        "src-port": ("src_port", .port, "src_port_mask"), "dst-port": ("dst_port", .port, "dst_port_mask"),
-        "src": ("src_mac", .mac, nil), "dst": ("dst_mac", .mac, nil),
-        "src-mac": ("src_mac", .mac, nil), "dst-mac": ("dst_mac", .mac, nil),
-        "proto": ("ether_type", .etherType, nil), "vlan": ("vlan", .vlan, "vlan_mask"),
-        "src-ip-mask": ("src_ip_mask", .address, nil), "dst-ip-mask": ("dst_ip_mask", .address, nil),
-        "src-port-mask": ("src_port_mask", .port, nil), "dst-port-mask": ("dst_port_mask", .port, nil),
-        "vlan-mask": ("vlan_mask", .vlan, nil),
-        "action": ("queue", .queue, nil), "channel": ("channel", .location, nil), "loc": ("location", .location, nil),
+    typealias Key = Methods.SteerAdd.Request.CodingKeys
+
+    /// word → (request field, kind, the field its `m` mask goes to).
+    private static let fields: [String: (key: Key, kind: Kind, mask: Key?)] = [
+        "flow-type": (.flowType, .flowType, nil),
+        "src-ip": (.sourceAddress, .address, .sourceAddressMask), "dst-ip": (.destinationAddress, .address, .destinationAddressMask),
+        "src-port": (.sourcePort, .port, .sourcePortMask), "dst-port": (.destinationPort, .port, .destinationPortMask),
+        "src": (.sourceMAC, .mac, nil), "dst": (.destinationMAC, .mac, nil),
+        "src-mac": (.sourceMAC, .mac, nil), "dst-mac": (.destinationMAC, .mac, nil),
+        "proto": (.etherType, .etherType, nil), "vlan": (.vlan, .vlan, .vlanMask),
+        "src-ip-mask": (.sourceAddressMask, .address, nil), "dst-ip-mask": (.destinationAddressMask, .address, nil),
+        "src-port-mask": (.sourcePortMask, .port, nil), "dst-port-mask": (.destinationPortMask, .port, nil),
+        "vlan-mask": (.vlanMask, .vlan, nil),
+        "action": (.queue, .queue, nil), "channel": (.channel, .location, nil), "loc": (.location, .location, nil),
     ]
 
-    static func arguments(_ words: [String]) throws -> [String: JSONValue] {
+    /// The `steer.add` request the words describe.
+    static func request(_ words: [String], iface: InterfaceName) throws -> Methods.SteerAdd.Request {
+        var fields = try arguments(words)
+        fields[.iface] = .string(iface.rawValue)
+        return try JSONValue.object(Dictionary(uniqueKeysWithValues: fields.map { ($0.key.rawValue, $0.value) })).decode()
+    }
+
+    static func arguments(_ words: [String]) throws -> [Key: JSONValue] {
         guard words.count <= 64 else { throw ValidationError("too many words for one rule (at most 64)") }
-        var arguments: [String: JSONValue] = [:]
+        var arguments: [Key: JSONValue] = [:]
         var family: Int32 = AF_INET
         if let index = words.firstIndex(of: "flow-type"), index + 1 < words.count {
             family = words[index + 1].hasSuffix("6") ? AF_INET6 : AF_INET
         }
         var index = 0
-        var lastMaskable: (word: String, key: String, kind: Kind)?
+        var lastMaskable: (word: String, key: Key, kind: Kind)?
         while index < words.count {
             let word = words[index]
             guard index + 1 < words.count else { throw ValidationError("\(word.prefix(32)) needs a value") }
@@ -135,13 +142,13 @@ enum SteerWords {
             arguments[field.key] = try parse(value, kind: field.kind, family: family, word: word)
             if arguments[field.key] == "drop" {
                 arguments[field.key] = nil
-                guard arguments["drop"] == nil else { throw ValidationError("action is given twice") }
-                arguments["drop"] = true
+                guard arguments[.drop] == nil else { throw ValidationError("action is given twice") }
+                arguments[.drop] = true
             }
             lastMaskable = field.mask.map { (word, $0, field.kind) }
         }
-        guard arguments["flow_type"] != nil else { throw ValidationError("give flow-type, e.g. flow-type udp4") }
-        let targets = ["queue", "drop", "channel"].filter { arguments[$0] != nil }
+        guard arguments[.flowType] != nil else { throw ValidationError("give flow-type, e.g. flow-type udp4") }
+        let targets = [Key.queue, .drop, .channel].filter { arguments[$0] != nil }
         guard targets.count == 1 else {
             throw ValidationError("give exactly one of action Q, action drop (or -1), channel C")
         }
@@ -220,95 +227,88 @@ func addressText(_ bytes: [UInt8], family: Int32) -> String {
     return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-/// ntuple rules (the daemon's `NtupleRule`, masks in the kernel's
-/// must-match sense) shown as `ethtool -n` shows them.
+/// ntuple rules (masks in the kernel's must-match sense) shown as
+/// `ethtool -n` shows them.
 enum RuleText {
-    static func ruleTypeName(_ type: String) -> String {
+    static func ruleTypeName(_ type: NtupleFlowType) -> String {
         switch type {
-        case "tcp4": return "TCP over IPV4"
-        case "udp4": return "UDP over IPV4"
-        case "tcp6": return "TCP over IPV6"
-        case "udp6": return "UDP over IPV6"
-        case "ip4": return "Raw IPv4"
-        case "ip6": return "Raw IPv6"
-        case "ether": return "Raw Ethernet"
-        default: return type
+        case .tcp4: return "TCP over IPV4"
+        case .udp4: return "UDP over IPV4"
+        case .tcp6: return "TCP over IPV6"
+        case .udp6: return "UDP over IPV6"
+        case .ip4: return "Raw IPv4"
+        case .ip6: return "Raw IPv6"
+        case .ether: return "Raw Ethernet"
         }
     }
 
-    static func family(_ rule: JSONValue) -> Int32 {
-        (rule["flow_type"]?.stringValue ?? "").hasSuffix("6") ? AF_INET6 : AF_INET
-    }
+    static func family(_ rule: NtupleRule) -> Int32 { rule.flowType.rawValue.hasSuffix("6") ? AF_INET6 : AF_INET }
 
     /// ethtool shows ignored bits; a missing mask means every bit must match.
-    static func ignoredAddressBits(_ mask: JSONValue?, family: Int32) -> String {
-        let must = mask?.stringValue.flatMap { addressBytes($0, family: family) }
+    static func ignoredAddressBits(_ mask: String?, family: Int32) -> String {
+        let must = mask.flatMap { addressBytes($0, family: family) }
             ?? [UInt8](repeating: 0xFF, count: family == AF_INET6 ? 16 : 4)
         return addressText(must.map { ~$0 }, family: family)
     }
 
-    static func ignoredBits(_ mask: JSONValue?) -> String {
-        "0x" + String(~(mask?.integer(as: UInt16.self) ?? 0xFFFF), radix: 16)
-    }
+    static func ignoredBits(_ mask: UInt16?) -> String { "0x" + String(~(mask ?? 0xFFFF), radix: 16) }
 
-    static func action(_ rule: JSONValue) -> String {
-        rule["action"]?.stringValue == "drop" ? "Drop" : "Direct to queue \(text(rule["action"]))"
+    static func action(_ rule: NtupleRule) -> String {
+        switch rule.action {
+        case .drop: return "Drop"
+        case .queue(let queue): return "Direct to queue \(queue)"
+        }
     }
 
     /// The lines under "Filter: N" in `ethtool -n`, for the fields the rule sets.
-    static func fields(_ rule: JSONValue) -> [String] {
+    static func fields(_ rule: NtupleRule) -> [String] {
         let family = family(rule)
-        var lines = ["Rule Type: \(ruleTypeName(text(rule["flow_type"])))"]
-        for (label, key) in [("Src IP addr", "source_address"), ("Dest IP addr", "destination_address")] {
-            if let address = rule[key]?.stringValue {
-                lines.append("\(label): \(address) mask: \(ignoredAddressBits(rule[key + "_mask"], family: family))")
-            }
+        var lines = ["Rule Type: \(ruleTypeName(rule.flowType))"]
+        for (label, address, mask) in [("Src IP addr", rule.sourceAddress, rule.sourceAddressMask),
+                                       ("Dest IP addr", rule.destinationAddress, rule.destinationAddressMask)] {
+            if let address { lines.append("\(label): \(address) mask: \(ignoredAddressBits(mask, family: family))") }
         }
-        for (label, key) in [("Src port", "source_port"), ("Dest port", "destination_port")] {
-            if let port = rule[key] { lines.append("\(label): \(text(port)) mask: \(ignoredBits(rule[key + "_mask"]))") }
+        for (label, port, mask) in [("Src port", rule.sourcePort, rule.sourcePortMask),
+                                    ("Dest port", rule.destinationPort, rule.destinationPortMask)] {
+            if let port { lines.append("\(label): \(port) mask: \(ignoredBits(mask))") }
         }
-        for (label, key) in [("Src MAC addr", "source_mac"), ("Dest MAC addr", "destination_mac")] {
-            if let mac = rule[key]?.stringValue { lines.append("\(label): \(mac) mask: 00:00:00:00:00:00") }
+        for (label, mac) in [("Src MAC addr", rule.sourceMAC), ("Dest MAC addr", rule.destinationMAC)] {
+            if let mac { lines.append("\(label): \(mac) mask: 00:00:00:00:00:00") }
         }
-        if let type = rule["ether_type"]?.integer(as: UInt16.self) {
-            lines.append("Ethertype: 0x\(String(type, radix: 16)) mask: 0x0")
-        }
-        if let vlan = rule["vlan"]?.integer(as: UInt16.self) {
+        if let type = rule.etherType { lines.append("Ethertype: 0x\(String(type, radix: 16)) mask: 0x0") }
+        if let vlan = rule.vlan {
             lines.append("VLAN EtherType: 0x0 mask: 0xffff")
-            lines.append("VLAN: 0x\(String(vlan, radix: 16)) mask: \(ignoredBits(rule["vlan_mask"]))")
+            lines.append("VLAN: 0x\(String(vlan, radix: 16)) mask: \(ignoredBits(rule.vlanMask))")
         }
         lines.append("Action: \(action(rule))")
         return lines
     }
 
     /// "udp4 dst-ip 10.0.0.1 dst-port 4242 -> queue 1", for one-line listings.
-    static func summary(_ rule: JSONValue) -> String {
-        var parts = [text(rule["flow_type"])]
-        let words = [("src-ip", "source_address"), ("dst-ip", "destination_address"), ("src-port", "source_port"),
-                     ("dst-port", "destination_port"), ("src", "source_mac"), ("dst", "destination_mac"),
-                     ("proto", "ether_type"), ("vlan", "vlan")]
-        for (word, key) in words where rule[key] != nil {
-            parts.append("\(word) \(text(rule[key]))")
-        }
-        let target = rule["action"]?.stringValue == "drop" ? "drop" : "queue \(text(rule["action"]))"
-        return parts.joined(separator: " ") + " -> " + target
+    static func summary(_ rule: NtupleRule) -> String {
+        let words: [(String, String?)] = [
+            ("src-ip", rule.sourceAddress), ("dst-ip", rule.destinationAddress),
+            ("src-port", rule.sourcePort.map(String.init)), ("dst-port", rule.destinationPort.map(String.init)),
+            ("src", rule.sourceMAC), ("dst", rule.destinationMAC),
+            ("proto", rule.etherType.map(String.init)), ("vlan", rule.vlan.map(String.init)),
+        ]
+        let parts = [rule.flowType.rawValue] + words.compactMap { word, value in value.map { "\(word) \(text($0))" } }
+        return parts.joined(separator: " ") + " -> " + rule.action.description
     }
 
     /// What `steer add` prints: the rule, where it went and the ethtool line.
-    static func added(_ result: JSONValue, interface: InterfaceName) -> String {
-        let rule = result["rule"] ?? .null
-        let dryRun = result["dry_run"]?.boolValue ?? false
-        var lines = [dryRun ? "Dry run: nothing changed on \(interface). The rule would be:"
-                            : "Added on \(interface):"]
-        lines.append("Filter: \(rule["location"].map(text) ?? "chosen by the driver")")
-        lines += fields(rule).map { "\t" + $0 }
-        if let mapping = result["mapping"] {
-            lines.append("Channel \(text(mapping["channel"])): steer queue \(text(mapping["steer_queue"])), "
-                + "bind queue \(text(mapping["bind_queue"])), XSKMAP key \(text(mapping["xskmap_key"]))")
-            if let message = mapping["message"]?.stringValue, !message.isEmpty { lines.append("\t\(message)") }
+    static func added(_ result: SteeringResult, interface: InterfaceName) -> String {
+        var lines = [result.dryRun ? "Dry run: nothing changed on \(interface). The rule would be:"
+                                   : "Added on \(interface):"]
+        lines.append("Filter: \(result.rule.location.map(String.init) ?? "chosen by the driver")")
+        lines += fields(result.rule).map { "\t" + $0 }
+        if let mapping = result.mapping {
+            lines.append("Channel \(mapping.channel): steer queue \(mapping.steerQueue), "
+                + "bind queue \(mapping.bindQueue), XSKMAP key \(mapping.xskmapKey)")
+            if !mapping.message.isEmpty { lines.append("\t\(mapping.message)") }
         }
         lines.append("Equivalent ethtool command:")
-        lines.append(text(result["ethtool_command"]))
+        lines.append(text(result.ethtoolCommand))
         return lines.joined(separator: "\n")
     }
 }

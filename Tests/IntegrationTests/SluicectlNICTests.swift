@@ -1,4 +1,5 @@
 import Foundation
+import SluiceModules
 import SluiceTestSupport
 import XCTest
 
@@ -214,5 +215,22 @@ final class SluicectlNICTests: LabDaemonTestCase {
         XCTAssertEqual(columns[1], String(if_nametoindex(app)))
         XCTAssertEqual(Array(columns[2...4]), ["veth", "4", "4"])
         XCTAssertEqual(columns.last, "-", "no XDP program")
+    }
+
+    func testPipelineModulesListsEveryKindWithItsOptionsWithoutTheDaemon() throws {
+        let result = try runCommand([DaemonProcess.sluicectlPath, "pipeline", "modules"])
+        let lines = succeeded(result)
+        for kind in ModuleKind.allCases {
+            let descriptor = kind.descriptor
+            let start = try XCTUnwrap(lines.firstIndex(of: "\(kind): \(descriptor.summary)"), result.stdout)
+            let section = lines[start...].prefix { !$0.isEmpty }
+            for option in descriptor.options {
+                let row = try XCTUnwrap(section.first { $0.hasPrefix("  \(option.name) ") }, result.stdout)
+                let columns = row.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+                XCTAssertEqual(columns[1], option.type.rawValue, row)
+                if let range = option.range { XCTAssertEqual(columns[2], "\(range.lowerBound)...\(range.upperBound)", row) }
+                XCTAssertEqual(columns[3], option.defaultText ?? "(required)", row)
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ final class KernelFeatureReportTests: XCTestCase {
     ]
 
     func testDoctorReplyCarriesEveryFeatureWithStateDetailAndConsequence() throws {
-        let reply = try WireEncoding.encode(DoctorReport(findings: [], kernelFeatures: features))
+        let reply = try JSONValue(encoding: DoctorReport(findings: [], kernelFeatures: features))
         let encoded = try XCTUnwrap(reply["kernel_features"]?.arrayValue)
         XCTAssertEqual(encoded.count, 3)
         XCTAssertEqual(encoded.compactMap { $0["name"]?.stringValue }, ["xdp_live_frames", "xdp_rx_metadata", "bpf_link_xdp"])

@@ -110,6 +110,52 @@ final class JournalTests: VethTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: journalPath))
     }
 
+    /// A journal as daemons before the typed wire wrote it (camelCase keys,
+    /// "bootID", "ruleAdded", "sourceMAC"): read exactly as it always was.
+    func testJournalInTheCamelCaseFormatOfEarlierDaemonsIsRead() throws {
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        try #"""
+            {
+              "bootID" : "00000000-0000-0000-0000-000000000000",
+              "entries" : [
+                {"change" : {"channels" : {"applied" : {"rx" : 2}, "original" : {"rx" : 4}}}, "interface" : "eth9", "sequence" : 1},
+                {"change" : {"rings" : {"applied" : {"rxJumbo" : 64, "rxMini" : 32}, "original" : {"rxJumbo" : 128, "rxMini" : 0}}},
+                 "interface" : "eth9", "sequence" : 2},
+                {"change" : {"feature" : {"applied" : false, "name" : "rx-gro", "original" : true}}, "interface" : "eth9", "sequence" : 3},
+                {"change" : {"ruleAdded" : {"location" : 5, "rule" : {"action" : 2, "destinationPort" : 4242,
+                  "destinationPortMask" : 65280, "flowType" : "udp4", "location" : 5, "sourceAddress" : "10.0.0.1",
+                  "sourceAddressMask" : "255.255.255.0"}}}, "interface" : "eth9", "sequence" : 4},
+                {"change" : {"ruleDeleted" : {"location" : 7, "rule" : {"action" : "drop", "etherType" : 2048, "flowType" : "ether",
+                  "destinationMAC" : "02:00:00:00:00:02", "sourceMAC" : "02:00:00:00:00:01", "vlan" : 100, "vlanMask" : 4095}}},
+                 "interface" : "eth9", "sequence" : 5},
+                {"change" : {"flowHash" : {"applied" : "sd", "flowType" : "udp4", "original" : "sdfn"}}, "interface" : "eth9", "sequence" : 6},
+                {"change" : {"rss" : {"applied" : [0, 1], "original" : [1, 0]}}, "interface" : "eth9", "sequence" : 7}
+              ],
+              "format" : 1,
+              "nextSequence" : 8
+            }
+            """#.write(toFile: journalPath, atomically: true, encoding: .utf8)
+        let report = try NICController(stateDirectory: stateDirectory).recoverAtStartup()
+        XCTAssertEqual(report.kind, .discardedEarlierBoot, report.message)
+        XCTAssertEqual(report.journalBootID, "00000000-0000-0000-0000-000000000000")
+        let changes: [JournaledChange] = [
+            .channels(original: ChannelsChange(rx: 4), applied: ChannelsChange(rx: 2)),
+            .rings(original: RingsChange(rxMini: 0, rxJumbo: 128), applied: RingsChange(rxMini: 32, rxJumbo: 64)),
+            .feature(name: "rx-gro", original: true, applied: false),
+            .ruleAdded(location: 5, rule: NtupleRule(
+                flowType: .udp4, sourceAddress: "10.0.0.1", sourceAddressMask: "255.255.255.0",
+                destinationPort: 4242, destinationPortMask: 0xFF00, action: .queue(2), location: 5)),
+            .ruleDeleted(location: 7, rule: NtupleRule(
+                flowType: .ether, sourceMAC: "02:00:00:00:00:01", destinationMAC: "02:00:00:00:00:02", etherType: 0x0800,
+                vlan: 100, vlanMask: 0x0FFF, action: .drop)),
+            .flowHash(flowType: .udp4, original: try FlowHashFields(letters: "sdfn"), applied: try FlowHashFields(letters: "sd")),
+            .rss(original: [1, 0], applied: [0, 1]),
+        ]
+        XCTAssertEqual(report.discarded, changes.enumerated().map {
+            JournalEntry(sequence: UInt64($0.offset + 1), interface: "eth9", change: $0.element)
+        })
+    }
+
     func testUnreadableJournalIsMovedAsideAndReported() throws {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         try "{ not json".write(toFile: journalPath, atomically: true, encoding: .utf8)
