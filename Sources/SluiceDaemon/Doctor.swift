@@ -341,7 +341,7 @@ enum Doctor {
             }
             add(.error, "\(group.count) xdp:\(event.event) event(s) on \(name)\(reason.isEmpty ? "" : ": \(reason)")", nil,
                 [key + (event.progID.map { " prog_id=\($0)" } ?? "") + (event.progID == pipeline.programID ? " (Sluice's program)" : ""),
-                 "example: \(event.raw.trimmingCharacters(in: .whitespaces))"],
+                 "example: \((event.raw ?? "").trimmingCharacters(in: .whitespaces))"],
                 fix)
         }
     }

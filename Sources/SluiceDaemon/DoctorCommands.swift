@@ -54,10 +54,8 @@ extension Daemon {
                     try? await session.send(ControlMessage.event(id: id, name: "trace", data: data))
                 }
                 let dropped = lost &+ UInt64(events.count - sent.count)
-                if dropped > 0 {
-                    try? await session.send(ControlMessage.event(id: id, name: "trace", data: [
-                        "event": "lost", "count": JSONValue(dropped),
-                    ]))
+                if dropped > 0, let data = try? JSONValue(encoding: TraceEvent(event: "lost", count: dropped)) {
+                    try? await session.send(ControlMessage.event(id: id, name: "trace", data: data))
                 }
                 return nil
             }

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceProtocol
 import SluiceSystem
 import Synchronization
 
@@ -6,28 +7,9 @@ import Synchronization
 import Glibc
 #endif
 
-/// One `xdp:*` tracepoint event as tracefs prints it, e.g.
+/// Reading `xdp:*` tracepoint events as tracefs prints them, e.g.
 /// `<idle>-0 [001] ..s2. 812.5: xdp_redirect_err: prog_id=41 action=REDIRECT ifindex=7 to_ifindex=0 err=-28 map_id=12 map_index=0`.
-struct TraceEvent: Codable, Equatable, Sendable {
-    var event: String
-    var ifindex: UInt32?
-    /// Filled in by the hub from the interfaces Sluice owns.
-    var iface: String?
-    var action: String?
-    var progID: UInt32?
-    var err: Int32?
-    var toIfindex: UInt32?
-    var mapID: UInt32?
-    var mapIndex: UInt32?
-    /// Seconds since boot, as tracefs stamps it.
-    var timestamp: Double?
-    var raw: String
-
-    enum CodingKeys: String, CodingKey {
-        case event, ifindex, iface, action, err, timestamp, raw
-        case progID = "prog_id", toIfindex = "to_ifindex", mapID = "map_id", mapIndex = "map_index"
-    }
-
+extension TraceEvent {
     /// The longest line kept: tracefs lines of the xdp events are ~150 bytes.
     static let maximumLineLength = 1024
 

@@ -89,3 +89,33 @@ public struct KernelFeatureReport: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey { case name, title, since, state, detail, without }
 }
+
+/// One `trace` stream event: an `xdp:*` tracepoint hit, or `lost` with the
+/// `count` of events the stream could not keep up with.
+public struct TraceEvent: Codable, Equatable, Sendable {
+    public var event: String
+    public var ifindex: UInt32?
+    /// Filled in by the daemon from the interfaces Sluice owns.
+    public var iface: String?
+    public var action: String?
+    public var progID: UInt32?
+    public var err: Int32?
+    public var toIfindex: UInt32?
+    public var mapID: UInt32?
+    public var mapIndex: UInt32?
+    /// Seconds since boot, as tracefs stamps it.
+    public var timestamp: Double?
+    /// The tracefs line; absent on `lost`.
+    public var raw: String?
+    /// Events lost, on `lost` only.
+    public var count: UInt64?
+
+    public init(event: String, timestamp: Double? = nil, raw: String? = nil, count: UInt64? = nil) {
+        self.event = event; self.timestamp = timestamp; self.raw = raw; self.count = count
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case event, ifindex, iface, action, err, timestamp, raw, count
+        case progID = "prog_id", toIfindex = "to_ifindex", mapID = "map_id", mapIndex = "map_index"
+    }
+}

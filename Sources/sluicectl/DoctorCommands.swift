@@ -122,7 +122,7 @@ struct Trace: ParsableCommand {
                 }
                 guard let line else { throw CommandFailure(status: Exit.unreachable, message: "sluiced closed the connection") }
                 guard let event = try? JSONValue.parse(Array(line.utf8)), event["event"] == .string("trace"),
-                    let data = event["data"]
+                    let data = try? (event["data"] ?? .null).decode(as: TraceEvent.self)
                 else { continue }
                 seen += 1
                 print(connection.json ? event.serialized() : text(data))
@@ -133,13 +133,16 @@ struct Trace: ParsableCommand {
         }
     }
 
-    private func text(_ data: JSONValue) -> String {
-        if data["event"] == .string("lost") { return "(\(data["count"]?.serialized() ?? "?") events lost)" }
-        var parts = ["xdp:\(data["event"]?.stringValue ?? "?")"]
-        if let iface = data["iface"]?.stringValue { parts.append(iface) }
-        for key in ["action", "prog_id", "err", "to_ifindex", "map_id", "map_index"] {
-            if let value = data[key], value != .null { parts.append("\(key)=\(value.stringValue ?? value.serialized())") }
-        }
+    private func text(_ event: TraceEvent) -> String {
+        if event.event == "lost" { return "(\(event.count.map(String.init) ?? "?") events lost)" }
+        var parts = ["xdp:\(event.event)"]
+        if let iface = event.iface { parts.append(iface) }
+        let fields: [(String, String?)] = [
+            ("action", event.action), ("prog_id", event.progID.map(String.init)), ("err", event.err.map(String.init)),
+            ("to_ifindex", event.toIfindex.map(String.init)), ("map_id", event.mapID.map(String.init)),
+            ("map_index", event.mapIndex.map(String.init)),
+        ]
+        for case let (key, value?) in fields { parts.append("\(key)=\(value)") }
         return parts.joined(separator: " ")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceProtocol
 import XCTest
 
 @testable import SluiceDaemon
