@@ -63,7 +63,8 @@ public struct PipelineReport: Codable, Sendable, Equatable {
 
         public init() {}
 
-        enum CodingKeys: String, CodingKey {
+        /// Public: a stats stream's `rates` are keyed by these names.
+        public enum CodingKeys: String, CodingKey {
             case passed, dropped, transmitted, malformed
             case rxPackets = "rx_packets", rxBytes = "rx_bytes", kernelDropped = "kernel_dropped", ringFull = "ring_full"
             case fillRingEmpty = "fill_ring_empty", handoffDrops = "handoff_drops", transmitFailed = "transmit_failed"

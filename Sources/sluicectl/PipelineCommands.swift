@@ -79,6 +79,8 @@ enum StatsText {
     /// object beside each pipeline's totals.
     static func summary(_ data: JSONValue) -> String {
         guard let stats = try? data.decode(as: Methods.StatsGet.Response.self) else { return data.serialized() }
+        // RateTracker adds a "rates" object beside every object of counters,
+        // keyed by the counters' own names.
         let rates = data["pipelines"]?.arrayValue?.map { try? $0["rates"]?.decode(as: [String: Double].self) } ?? []
         return summary(stats, rates: rates)
     }
@@ -104,8 +106,9 @@ enum StatsText {
         if let warning = pipeline.unreadAddedQueues { lines.append("warning: \(warning)") }
         var rows: [[String]] = [["", "RX PACKETS", "RX BYTES", "PKT/S", "BYTES/S", "KERNEL DROP", "RING FULL",
                                  "HANDOFF DROP", "DROPPED", "MALFORMED"]]
-        rows.append(["total", "\(totals.rxPackets)", "\(totals.rxBytes)", rate(rates?["rx_packets"]),
-                     rate(rates?["rx_bytes"]), "\(totals.kernelDropped)", "\(totals.ringFull)",
+        typealias Counter = PipelineReport.Totals.CodingKeys
+        rows.append(["total", "\(totals.rxPackets)", "\(totals.rxBytes)", rate(rates?[Counter.rxPackets.stringValue]),
+                     rate(rates?[Counter.rxBytes.stringValue]), "\(totals.kernelDropped)", "\(totals.ringFull)",
                      "\(totals.handoffDrops)", "\(totals.dropped)", "\(totals.malformed)"])
         for socket in statistics.sockets {
             rows.append(["ch \(socket.channel) → q \(socket.queue) \(socket.zeroCopy ? "zc" : "copy")",
