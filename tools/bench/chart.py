@@ -11,7 +11,7 @@ rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.stri
 full = [r for r in rows if r[1] == "0"]
 loads = sorted({r[1] for r in rows if r[1] != "0"}, key=float)
 cases = [c for c in ["c-ref", "inline", "inline-count", "count", "pcap"] if any(r[0] == c for r in rows)]
-colors = {"limit": "#888888", "c-ref": "#4c72b0", "inline": "#dd8452", "inline-count": "#8172b3",
+colors = {"limit": "#888888", "c-ref": "#4c72b0", "c-ref-spin": "#6d8fc7", "c-ref-busy": "#9db3dd", "inline": "#dd8452", "inline-count": "#8172b3",
           "count": "#55a868", "pcap": "#c44e52"}
 
 figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.8))

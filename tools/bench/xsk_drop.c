@@ -3,10 +3,19 @@
  * receive and drop, written the way libxdp's own examples (xdpsock rx_drop)
  * are: xsk_umem__create + xsk_socket__create (libxdp's default redirect
  * program), peek a batch, hand the frames straight back to the fill ring,
- * sleep in poll() when the ring is empty. Ring, batch and frame sizes are
- * Sluice's defaults (etc/sluice.toml), so the comparison is like for like.
+ * and, when the ring is empty, one of the three ways upstream `xdp-bench
+ * xsk-drop` offers, so that the comparison with that peer lives here:
+ *   poll       sleep in poll() (need_wakeup): the default, and Sluice's way
+ *   spin       never sleep: peek again at once, kicking the kernel with
+ *              recvfrom() when it asks (a whole core for one queue)
+ *   busy-poll  SO_PREFER_BUSY_POLL, SO_BUSY_POLL 20 us, SO_BUSY_POLL_BUDGET
+ *              BATCH: every recvfrom() runs the device's NAPI in this thread
+ *              (Documentation/networking/af_xdp.rst, napi.rst), no sleeping
+ * Ring, batch and frame sizes are Sluice's defaults (etc/sluice.toml), so
+ * the comparison is like for like.
  *
- *   xsk_drop IFACE QUEUE SECONDS [CPU]     prints "second N rx PACKETS" lines */
+ *   xsk_drop IFACE QUEUE SECONDS [CPU [poll|spin|busy-poll]]
+ * prints "second N rx PACKETS" lines, then "total rx PACKETS". */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/if_link.h>
@@ -19,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <xdp/xsk.h>
 
@@ -40,6 +50,16 @@ static double now_seconds(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* Older libc headers lack these (asm-generic/socket.h, Linux 5.11). */
+#ifndef SO_PREFER_BUSY_POLL
+#define SO_PREFER_BUSY_POLL 69
+#endif
+#ifndef SO_BUSY_POLL_BUDGET
+#define SO_BUSY_POLL_BUDGET 70
+#endif
+
+enum idle_mode { IDLE_POLL, IDLE_SPIN, IDLE_BUSY_POLL };
+
 static int fail(const char *what, int error)
 {
     fprintf(stderr, "xsk_drop: error: %s: %s\n", what, strerror(error));
@@ -48,9 +68,18 @@ static int fail(const char *what, int error)
 
 int main(int argc, char **argv)
 {
-    if (argc < 4 || argc > 5) {
-        fprintf(stderr, "usage: xsk_drop IFACE QUEUE SECONDS [CPU]\n");
+    if (argc < 4 || argc > 6) {
+        fprintf(stderr, "usage: xsk_drop IFACE QUEUE SECONDS [CPU [poll|spin|busy-poll]]\n");
         return 2;
+    }
+    enum idle_mode mode = IDLE_POLL;
+    if (argc == 6) {
+        if (!strcmp(argv[5], "spin"))
+            mode = IDLE_SPIN;
+        else if (!strcmp(argv[5], "busy-poll"))
+            mode = IDLE_BUSY_POLL;
+        else if (strcmp(argv[5], "poll"))
+            return fail("MODE (poll, spin or busy-poll)", EINVAL);
     }
     const char *interface = argv[1];
     char *end;
@@ -60,7 +89,7 @@ int main(int argc, char **argv)
     double duration = strtod(argv[3], &end);
     if (*end || !(duration > 0 && duration < 86400))
         return fail("SECONDS", EINVAL);
-    if (argc == 5) {
+    if (argc >= 5) {
         unsigned long cpu = strtoul(argv[4], &end, 10);
         if (*end || cpu >= CPU_SETSIZE)
             return fail("CPU", EINVAL);
@@ -94,6 +123,16 @@ int main(int argc, char **argv)
     error = xsk_socket__create(&socket, interface, (uint32_t)queue, umem, &rx, NULL, &socket_config);
     if (error)
         return fail("xsk_socket__create", -error);
+    if (mode == IDLE_BUSY_POLL) {
+        int prefer = 1, usecs = 20, budget = BATCH;
+        int fd = xsk_socket__fd(socket);
+        if (setsockopt(fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &prefer, sizeof prefer))
+            return fail("setsockopt SO_PREFER_BUSY_POLL (Linux 5.11+)", errno);
+        if (setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &usecs, sizeof usecs))
+            return fail("setsockopt SO_BUSY_POLL", errno);
+        if (setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL_BUDGET, &budget, sizeof budget))
+            return fail("setsockopt SO_BUSY_POLL_BUDGET (Linux 5.11+)", errno);
+    }
 
     /* Every frame starts in the fill ring (FRAMES == FILL_RING). */
     uint32_t index;
@@ -122,9 +161,11 @@ int main(int argc, char **argv)
         uint32_t rx_index;
         uint32_t count = xsk_ring_cons__peek(&rx, BATCH, &rx_index);
         if (count == 0) {
-            if (xsk_ring_prod__needs_wakeup(&fill))
+            /* Busy polling: the recvfrom() is what runs NAPI, so always. */
+            if (mode == IDLE_BUSY_POLL || xsk_ring_prod__needs_wakeup(&fill))
                 recvfrom(xsk_socket__fd(socket), NULL, 0, MSG_DONTWAIT, NULL, NULL);
-            poll(&poll_set, 1, 100);
+            if (mode == IDLE_POLL)
+                poll(&poll_set, 1, 100);
             continue;
         }
         uint32_t fill_index;
