@@ -59,6 +59,30 @@ final class BusyPollDaemonTests: XCTestCase {
         try daemon.call("stats.get")["result"]?["pipelines"]?.arrayValue?.first
     }
 
+    /// Without busy_poll: the fields say so, no kick is made, the RX
+    /// threads sleep in poll(), and nothing in sysfs is touched or journaled.
+    func testWithoutBusyPollTheFieldsSaySoAndSysfsIsUntouched() throws {
+        let lab = try Lab.up(queues: 2, prefix: "sbq")
+        self.lab = lab
+        let original = try napiSettings(lab)
+        let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
+            pluginDirectory: plugins!.path, interface: lab.appInterface, mode: "pipelined"))
+        self.daemon = daemon
+        try daemon.start()
+        try daemon.waitForPipeline()
+        // The RX loop starts on an empty ring: it sleeps in poll() at once.
+        try waitUntil("every RX thread to have slept in poll()") {
+            let sockets = try self.pipeline(daemon)?["statistics"]?["sockets"]?.arrayValue ?? []
+            return sockets.count == 2 && sockets.allSatisfy { ($0["poll_sleeps"]?.integer(as: Int.self) ?? 0) > 0 }
+        }
+        for socket in try XCTUnwrap(pipeline(daemon)?["statistics"]?["sockets"]?.arrayValue) {
+            XCTAssertEqual(socket["busy_poll"], false, socket.serialized())
+            XCTAssertEqual(socket["busy_poll_kicks"], 0, socket.serialized())
+        }
+        XCTAssertEqual(try napiSettings(lab), original)
+        XCTAssertEqual(try daemon.call("nic.show", ["iface": .string(lab.appInterface)])["result"]?["changes"], [])
+    }
+
     func testEveryPacketIsCountedAndTheNAPISettingsAreRestored() throws {
         let lab = try Lab.up(queues: 2, prefix: "sbp")
         self.lab = lab
