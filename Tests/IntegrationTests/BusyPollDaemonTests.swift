@@ -117,6 +117,12 @@ final class BusyPollDaemonTests: XCTestCase {
             XCTAssertNotNil(socket["poll_sleeps"]?.integer(as: Int.self), socket.serialized())
         }
 
+        let status = try runCommand([DaemonProcess.sluicectlPath, "pipeline", "status", "--socket", daemon.socketPath],
+                                  check: true).stdout
+        for queue in 0..<2 {
+            XCTAssertTrue(status.contains("ch \(queue) → q \(queue) busy poll: "), status)
+        }
+
         // pipeline.stop restores them; pipeline.start sets them again.
         XCTAssertEqual(try daemon.call("pipeline.stop")["ok"], true)
         XCTAssertEqual(try napiSettings(lab), original, "restored at pipeline stop")
