@@ -63,12 +63,17 @@ extension Daemon {
             ("sluice_transmitted_total", "Packets the module chain sent back out (AF_XDP TX).", { $0.transmitted }),
             ("sluice_transmit_failed_total", "Transmit verdicts the TX ring had no room for.", { $0.transmitFailed }),
             ("sluice_malformed_total", "Packets whose headers did not parse.", { $0.malformed }),
+            ("sluice_busy_poll_kicks_total", "Busy-poll kicks (recvfrom) the RX thread made on an empty RX ring.",
+             { $0.busyPollKicks ?? 0 }),
+            ("sluice_poll_sleeps_total", "Times the RX thread slept in poll() (its wake-ups).", { $0.pollSleeps ?? 0 }),
         ]
         for (name, help, value) in socketCounters {
             out.family(name, .counter, help, sockets.map { .init(socketLabels($0), value($0.socket)) })
         }
         out.family("sluice_socket_zero_copy", .gauge, "1 when the socket runs in zero-copy mode, 0 in copy mode.",
                    sockets.map { .init(socketLabels($0), $0.socket.zeroCopy) })
+        out.family("sluice_socket_busy_poll", .gauge, "1 when the RX thread busy-polls the socket, 0 when it sleeps in poll().",
+                   sockets.map { .init(socketLabels($0), $0.socket.busyPoll ?? false) })
 
         typealias XDPQueue = (iface: String, queue: XDPQueueCounters)
         let queues: [XDPQueue] = reports.flatMap { report in report.statistics.xdp.map { (report.interface, $0) } }

@@ -196,6 +196,7 @@ final class PipelineManager: Sendable {
             let (zeroCopyMappings, copyMappings) = try MappingLifeCycle.answers(for: channels, from: lease, to: questions)
             let plans = MappingLifeCycle.plans(zeroCopy: zeroCopyMappings, copy: copyMappings)
             var dataPath = try Self.dataPathConfig(interface, settings, preparation: preparation)
+            try applyBusyPollSettings(interface)
             // Room in the XSKMAP for queues the attach may add (virtio_net).
             dataPath.minimumXSKMapEntries = min(XDPProgram.maximumMapEntries, max(
                 dataPath.minimumXSKMapEntries, Int(facts.maxChannels.combined + facts.maxChannels.rx)))
@@ -301,8 +302,33 @@ final class PipelineManager: Sendable {
                     channels: channelsInEffect),
                 preparation: preparation, chains: chains, startedAt: Date(), unreadAddedQueues: unreadAdded)
         } catch {
+            restoreBusyPollSettings(name)
             lease.release()
             throw error
+        }
+    }
+
+    /// The device settings busy polling wants, journaled (restored when the
+    /// pipeline stops, the daemon stops, or at the start after a crash).
+    /// A write that fails refuses the start, naming the file: without them
+    /// the interrupt fights the busy poll.
+    private func applyBusyPollSettings(_ interface: SluiceConfig.Interface) throws {
+        guard interface.busyPoll else { return }
+        for (setting, value) in [(NetDeviceSetting.napiDeferHardIRQs, interface.napiDeferHardIRQs),
+                                 (.groFlushTimeout, interface.groFlushTimeoutNanoseconds)] {
+            do {
+                try nic.setDeviceSetting(interface.name, setting, to: UInt64(value))
+            } catch {
+                throw ControlError.unsupported("busy_poll on \(interface.name) needs \(setting.rawValue) = \(value): \(error)")
+            }
+        }
+    }
+
+    private func restoreBusyPollSettings(_ name: String) {
+        for outcome in nic.restoreDeviceSettings(name).outcomes where outcome.status != .restored {
+            logger.error("busy-poll device setting not restored", metadata: [
+                "interface": "\(name)", "why": "\(outcome.message)",
+            ])
         }
     }
 
@@ -345,6 +371,7 @@ final class PipelineManager: Sendable {
             }
         }
         entry.pipeline.stop()
+        restoreBusyPollSettings(name)
         entry.lease.release()
         var final = PipelineReport(entry)
         final.running = false
@@ -380,6 +407,10 @@ final class PipelineManager: Sendable {
         config.rxCPUs = interface.rxCPUs
         config.workerCPUs = interface.workerCPUs
         config.minimumXSKMapEntries = Int(preparation.minXskmapEntries)
+        if interface.busyPoll {
+            config.busyPoll = DataPathConfig.BusyPoll(
+                microseconds: Int32(interface.busyPollMicroseconds), budget: Int32(interface.busyPollBudget))
+        }
         if !interface.prefilterProtocols.isEmpty {
             let protocols = Set(interface.prefilterProtocols.map(\.transport))
             config.prefilter = Prefilter(protocols: protocols, destinationPorts: interface.prefilterPorts)

@@ -84,7 +84,7 @@ public struct KernelFeature: Sendable, Equatable {
         case .xskNeedWakeup:
             return "sockets bind without XDP_USE_NEED_WAKEUP: the driver polls the fill ring by itself (more softirq CPU), the RX threads still sleep in poll(), and transmitting modules kick the kernel after every batch"
         case .busyPoll:
-            return "RX threads sleep in poll() until the interrupt wakes them (Sluice does not busy-poll yet either way)"
+            return "a pipeline with busy_poll = true refuses to start (turn it off: RX threads then sleep in poll() until the interrupt wakes them)"
         }
     }
 }

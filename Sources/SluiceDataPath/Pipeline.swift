@@ -64,8 +64,27 @@ public struct DataPathConfig: Sendable, Codable, Equatable {
     public var minimumXSKMapEntries = 0
     /// How long an idle thread sleeps before looking at the stop flag anyway.
     public var pollTimeoutMilliseconds: Int32 = 200
+    /// nil: RX threads sleep in poll() whenever their ring is empty.
+    public var busyPoll: BusyPoll?
 
     public init(interface: String) { self.interface = interface }
+
+    /// Preferred busy polling of every socket (af_xdp.rst, "Busy-polling").
+    public struct BusyPoll: Sendable, Codable, Equatable {
+        /// SO_BUSY_POLL: how long one blocking busy-poll may spin, in µs.
+        public var microseconds: Int32
+        /// SO_BUSY_POLL_BUDGET: packets one NAPI poll may take.
+        public var budget: Int32
+
+        public static let microsecondsRange: ClosedRange<Int32> = 1...1_000_000
+        /// The kernel refuses budgets above U16_MAX.
+        public static let budgetRange: ClosedRange<Int32> = 1...65535
+
+        public init(microseconds: Int32 = 20, budget: Int32 = 64) {
+            self.microseconds = microseconds
+            self.budget = budget
+        }
+    }
 
     func validate() throws {
         try geometry.validate()
@@ -84,6 +103,17 @@ public struct DataPathConfig: Sendable, Codable, Equatable {
         }
         for cpu in rxCPUs + workerCPUs where !(0..<1024).contains(cpu) {
             throw DataPathError("CPU \(cpu) is outside 0...1023")
+        }
+        if let busyPoll {
+            guard BusyPoll.microsecondsRange.contains(busyPoll.microseconds), BusyPoll.budgetRange.contains(busyPoll.budget) else {
+                throw DataPathError(
+                    "busy poll of \(busyPoll.microseconds) µs, budget \(busyPoll.budget) for \(interface) is outside 1...1000000 µs, budget 1...65535")
+            }
+            let feature = KernelFeatures.detected(.busyPoll)
+            if feature.state == .missing {
+                throw DataPathError(
+                    "busy_poll is on for \(interface), but this kernel has no \(feature.title) (since Linux \(feature.since); \(feature.detail)); turn busy_poll off")
+            }
         }
     }
 }
@@ -208,6 +238,7 @@ public final class Pipeline: @unchecked Sendable {
                             "channels \(clash.channel) and \(binding.channel) on \(config.interface) both bind queue \(binding.bindQueue) or XSKMAP key \(binding.xskmapKey)")
                     }
                     if let reason = socket.binding.fallbackReason { logger.notice("\(reason)") }
+                    if let busyPoll = config.busyPoll { try socket.enableBusyPoll(busyPoll) }
                     try program.register(socketDescriptor: socket.fileDescriptor, key: binding.xskmapKey)
                     registered = binding.xskmapKey
                     let modules = try makeModules(binding)
@@ -328,7 +359,9 @@ public final class Pipeline: @unchecked Sendable {
                     transmitFailed: counters[.transmitFailed], malformed: counters[.malformed],
                     invalidFrames: counters[.invalidFrames],
                     kernel: runner.socket.kernelStatistics(),
-                    modules: chain.map { $0.snapshot() })
+                    modules: chain.map { $0.snapshot() },
+                    busyPoll: config.busyPoll != nil, busyPollKicks: counters[.busyPollKicks],
+                    pollSleeps: counters[.pollSleeps])
             },
             xdp: program.counters())
     }

@@ -15,6 +15,7 @@ import SystemPackage
 final class QueueCounters: @unchecked Sendable {
     enum Name: Int, CaseIterable {
         case rxPackets, rxBytes, handoffDrops, passed, dropped, transmitted, transmitFailed, malformed, invalidFrames
+        case busyPollKicks, pollSleeps
     }
     // Raw words, not an array of ManagedAtomic objects: reaching an object
     // in an array retained and released it on every add (measured with a
@@ -104,6 +105,7 @@ final class QueueRunner: @unchecked Sendable {
     private var unannounced = 0
     /// Backlog at which the RX thread wakes a dozing worker early.
     private let workerWakeThreshold: Int
+    private let alwaysKickTransmit: Bool
     private let logger = Logger(label: "sluice.datapath")
 
     init(binding: ChannelBinding, socket: XSKSocket, config: DataPathConfig, modules: [PacketModule]) throws {
@@ -120,6 +122,7 @@ final class QueueRunner: @unchecked Sendable {
         freeCount = frames
         stopBell = try Doorbell()
         workerWakeThreshold = max(batchSize, config.handoffRingSize / 4)
+        alwaysKickTransmit = !socket.needWakeup || config.busyPoll != nil
         switch config.mode {
         case .inline:
             rxProcessor = BatchProcessor(modules: modules, umem: socket.area, capacity: batchSize)
@@ -190,6 +193,13 @@ final class QueueRunner: @unchecked Sendable {
 
     // MARK: RX thread
 
+    /// Busy-poll kicks in a row that found the RX ring empty before the RX
+    /// thread gives up the CPU and sleeps in poll() (need_wakeup) as without
+    /// busy polling; the first packet after a sleep resumes kicking. Each
+    /// kick runs the queue's NAPI once (microseconds), so an idle queue
+    /// costs well under a millisecond of spinning, never a spinning core.
+    static let busyPollEmptyKicks = 64
+
     private func rxLoop() {
         var returned = [PacketDescriptor](repeating: PacketDescriptor(address: 0, length: 0, queue: 0), count: batchSize)
         // Bound once and passed down: reading the optional properties in the
@@ -197,6 +207,10 @@ final class QueueRunner: @unchecked Sendable {
         // uprobe on swift_retain).
         let processor = rxProcessor, toWorker = toWorker, workerBell = workerBell
         let fromWorker = fromWorker, returnBell = returnBell
+        // Chosen once for the socket: a busy-polling loop kicks while its
+        // ring is empty, up to `busyPollEmptyKicks` times in a row.
+        let busyPolling = config.busyPoll != nil
+        var emptyKicks = busyPolling ? 0 : Self.busyPollEmptyKicks
         returned.withUnsafeMutableBufferPointer { returnBuffer in
             while !stopping.load(ordering: .relaxed) {
                 var progress = false
@@ -206,8 +220,18 @@ final class QueueRunner: @unchecked Sendable {
                     if count > 0 { finish(returnBuffer.baseAddress!, count: count); progress = true }
                 }
                 refillFillRing()
-                if receiveBatch(processor, toWorker, workerBell) > 0 { progress = true }
+                if receiveBatch(processor, toWorker, workerBell) > 0 {
+                    progress = true
+                    if busyPolling { emptyKicks = 0 }
+                } else if emptyKicks < Self.busyPollEmptyKicks {
+                    // The ring is empty: run the NAPI ourselves instead of sleeping.
+                    emptyKicks += 1
+                    counters.add(.busyPollKicks, 1)
+                    _ = recvfrom(socket.fileDescriptor, nil, 0, Int32(MSG_DONTWAIT), nil, nil)
+                    continue
+                }
                 if !progress {
+                    counters.add(.pollSleeps, 1)
                     idle(fromWorker, returnBell)
                 } else if xsk_ring_prod__needs_wakeup(socket.fill) != 0 {
                     // Busy, but the driver stopped for want of fill descriptors:
@@ -290,8 +314,9 @@ final class QueueRunner: @unchecked Sendable {
         }
         if reserved > 0 {
             xsk_ring_prod__submit(socket.tx, UInt32(reserved))
-            // Without need_wakeup the flag never says so, and copy mode sends only when kicked.
-            if !socket.needWakeup || xsk_ring_prod__needs_wakeup(socket.tx) != 0 {
+            // Without need_wakeup the flag never says so, and copy mode sends
+            // only when kicked; busy polling drives TX by its sendto kicks.
+            if alwaysKickTransmit || xsk_ring_prod__needs_wakeup(socket.tx) != 0 {
                 _ = sendto(socket.fileDescriptor, nil, 0, Int32(MSG_DONTWAIT), nil, 0)
             }
         }

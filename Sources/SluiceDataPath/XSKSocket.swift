@@ -178,6 +178,27 @@ final class XSKSocket {
         umem = nil
     }
 
+    /// Preferred busy polling (af_xdp.rst, "Busy-polling"): the RX thread's
+    /// recvfrom/sendto kicks run the queue's NAPI, and with the device's
+    /// napi_defer_hard_irqs the interrupt stays off while they do. Raising
+    /// SO_BUSY_POLL or the budget above the sysctls needs CAP_NET_ADMIN.
+    func enableBusyPoll(_ settings: DataPathConfig.BusyPoll) throws {
+        for (option, name, value) in [
+            (KernelFeatures.soPreferBusyPoll, "SO_PREFER_BUSY_POLL", Int32(1)),
+            (Self.soBusyPoll, "SO_BUSY_POLL", settings.microseconds),
+            (KernelFeatures.soBusyPollBudget, "SO_BUSY_POLL_BUDGET", settings.budget),
+        ] {
+            var value = value
+            guard setsockopt(fileDescriptor, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+                throw DataPathError(
+                    "setsockopt(\(name), \(value)) on the AF_XDP socket of \(interface) queue \(queue)",
+                    errno: Errno(rawValue: Glibc.errno))
+            }
+        }
+    }
+
+    static let soBusyPoll: Int32 = 46
+
     /// The kernel's drop counters for this socket (`XDP_STATISTICS`).
     func kernelStatistics() -> KernelSocketStatistics {
         var statistics = xdp_statistics()

@@ -296,7 +296,31 @@ public final class NICController: Sendable {
         }
     }
 
+    /// Writes a NAPI setting in /sys/class/net/IF (busy polling's
+    /// companions), journaled like an ethtool change. An error names the file.
+    public func setDeviceSetting(_ name: String, _ setting: NetDeviceSetting, to value: UInt64) throws {
+        let interface = try InterfaceName(name)
+        try state.withLock { state in
+            let current = try NetworkDevice.setting(interface, setting)
+            guard current != value else { return }
+            try journaled(name, [.sysfs(setting: setting, original: current, applied: value)], in: &state) {
+                try NetworkDevice.setSetting(interface, setting, to: value)
+            }
+        }
+    }
+
     // MARK: Restore
+
+    /// Undoes the journaled sysfs settings of `name` (a pipeline that set
+    /// them stops), newest first, as ``restoreAll()`` would.
+    public func restoreDeviceSettings(_ name: String) -> RestoreReport {
+        state.withLock { state in
+            restoreLocked(&state) { entry in
+                guard entry.interface == name, case .sysfs = entry.change else { return false }
+                return true
+            }
+        }
+    }
 
     /// Undoes every journaled change, newest first, but only where the
     /// value is still what Sluice set; clears the journal. Each entry leaves
@@ -343,9 +367,12 @@ public final class NICController: Sendable {
         }
     }
 
-    private func restoreLocked(_ state: inout State) -> RestoreReport {
+    /// Restores the entries `selected` picks (all by default), newest
+    /// first; the journal is cleared when nothing is left in it.
+    private func restoreLocked(_ state: inout State, selected: (JournalEntry) -> Bool = { _ in true }) -> RestoreReport {
         var report = RestoreReport()
-        while let entry = state.entries.last {
+        while let index = state.entries.lastIndex(where: selected) {
+            let entry = state.entries[index]
             let outcome = restore(entry)
             report.outcomes.append(outcome)
             switch outcome.status {
@@ -353,13 +380,14 @@ public final class NICController: Sendable {
             case .changedOutside, .interfaceGone: logger.warning("\(outcome.message)")
             case .failed: logger.error("\(outcome.message)")
             }
-            state.document?.entries.removeLast()
+            state.document?.entries.remove(at: index)
             do {
                 try persist(state.document)
             } catch {
                 logger.error("\(error)")
             }
         }
+        guard state.entries.isEmpty else { return report }
         do {
             try journal.clear()
             state.document = nil
@@ -406,6 +434,9 @@ public final class NICController: Sendable {
             case let .rss(original, _):
                 try ethtool.setRSS(name, indirectionTable: original)
                 return outcome(.restored, "\(name) RSS indirection table restored")
+            case let .sysfs(setting, original, _):
+                try NetworkDevice.setSetting(try InterfaceName(name), setting, to: original)
+                return outcome(.restored, "\(name) \(setting.rawValue) restored to \(original)")
             }
         } catch {
             return outcome(.failed, "\(name): restoring \(entry.change.summary) failed: \(error)")
@@ -453,6 +484,10 @@ public final class NICController: Sendable {
         case let .rss(_, applied):
             if try ethtool.rss(name).value.indirectionTable == applied { return nil }
             return "\(name) RSS indirection table differs from what Sluice set"
+        case let .sysfs(setting, _, applied):
+            let current = try NetworkDevice.setting(try InterfaceName(name), setting)
+            if current == applied { return nil }
+            return "\(name) \(setting.rawValue) is \(current), not \(applied) as Sluice set"
         }
     }
 

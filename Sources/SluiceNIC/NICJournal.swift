@@ -9,6 +9,7 @@ extension JournaledChange {
         case (.channels, .channels), (.rings, .rings), (.rss, .rss): return true
         case let (.feature(a, _, _), .feature(b, _, _)): return a == b
         case let (.flowHash(a, _, _), .flowHash(b, _, _)): return a == b
+        case let (.sysfs(a, _, _), .sysfs(b, _, _)): return a == b
         default: return false
         }
     }
@@ -26,6 +27,8 @@ extension JournaledChange {
             return .flowHash(flowType: type, original: original, applied: applied)
         case let (.rss(original, _), .rss(_, applied)):
             return .rss(original: original, applied: applied)
+        case let (.sysfs(setting, original, _), .sysfs(_, _, applied)):
+            return .sysfs(setting: setting, original: original, applied: applied)
         default:
             return newer
         }
@@ -39,6 +42,7 @@ extension JournaledChange {
         case let .feature(_, original, applied): return original == applied
         case let .flowHash(_, original, applied): return original == applied
         case let .rss(original, applied): return original == applied
+        case let .sysfs(_, original, applied): return original == applied
         case .ruleAdded, .ruleDeleted: return false
         }
     }
@@ -60,6 +64,8 @@ extension JournaledChange {
             return "rx-flow-hash \(type.rawValue) \(applied.letters) (was \(original.letters))"
         case let .rss(original, applied):
             return "RSS indirection table of \(applied.count) entries (was \(original.count))"
+        case let .sysfs(setting, original, applied):
+            return "\(setting.rawValue) \(applied) (was \(original))"
         }
     }
 }

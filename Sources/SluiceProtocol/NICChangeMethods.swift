@@ -102,12 +102,24 @@ public enum JournaledChange: Codable, Equatable, Sendable {
     case ruleDeleted(location: UInt32, rule: NtupleRule)
     case flowHash(flowType: HashFlowType, original: FlowHashFields, applied: FlowHashFields)
     case rss(original: [UInt32], applied: [UInt32])
+    /// A value in /sys/class/net/IF (busy polling's companions). Journals
+    /// written before it have no such entries and decode as before.
+    case sysfs(setting: NetDeviceSetting, original: UInt64, applied: UInt64)
 
     enum CodingKeys: String, CodingKey {
-        case channels, rings, feature, rss, ruleAdded = "rule_added", ruleDeleted = "rule_deleted", flowHash = "flow_hash"
+        case channels, rings, feature, rss, sysfs, ruleAdded = "rule_added", ruleDeleted = "rule_deleted", flowHash = "flow_hash"
     }
 
     enum FlowHashCodingKeys: String, CodingKey { case flowType = "flow_type", original, applied }
+}
+
+/// A per-device NAPI setting in /sys/class/net/IF that Sluice sets (and
+/// journals) for busy polling, as the kernel's af_xdp.rst recommends.
+public enum NetDeviceSetting: String, Codable, Sendable, CaseIterable {
+    /// Interrupts the driver keeps masked after a NAPI poll that found work.
+    case napiDeferHardIRQs = "napi_defer_hard_irqs"
+    /// Nanoseconds before the deferred interrupt's watchdog fires.
+    case groFlushTimeout = "gro_flush_timeout"
 }
 
 /// `ethtool -L`: the counts to change; nil leaves a count alone.

@@ -183,13 +183,22 @@ public struct SocketStatistics: Codable, Sendable, Equatable {
     public var kernel: KernelSocketStatistics
     /// This socket's module chain, in order.
     public var modules: [ModuleSnapshot]
+    /// Whether the RX thread drives this socket by busy-poll kicks
+    /// (`busy_poll` of its `[[interface]]`); nil from a daemon before busy polling.
+    public var busyPoll: Bool?
+    /// recvfrom(MSG_DONTWAIT) kicks the RX thread made on an empty RX ring
+    /// instead of sleeping (busy polling only).
+    public var busyPollKicks: UInt64?
+    /// Times the RX thread slept in poll() (its wake-ups).
+    public var pollSleeps: UInt64?
 
     public init(
         channel: Int, queue: UInt32, xskmapKey: UInt32, zeroCopy: Bool, fallbackReason: String?, rxPackets: UInt64,
         rxBytes: UInt64, handoffDrops: UInt64, passed: UInt64, dropped: UInt64, transmitted: UInt64,
         transmitFailed: UInt64, malformed: UInt64, invalidFrames: UInt64, kernel: KernelSocketStatistics,
-        modules: [ModuleSnapshot]
+        modules: [ModuleSnapshot], busyPoll: Bool? = nil, busyPollKicks: UInt64? = nil, pollSleeps: UInt64? = nil
     ) {
+        self.busyPoll = busyPoll; self.busyPollKicks = busyPollKicks; self.pollSleeps = pollSleeps
         self.channel = channel; self.queue = queue; self.xskmapKey = xskmapKey; self.zeroCopy = zeroCopy
         self.fallbackReason = fallbackReason; self.rxPackets = rxPackets; self.rxBytes = rxBytes
         self.handoffDrops = handoffDrops; self.passed = passed; self.dropped = dropped; self.transmitted = transmitted
@@ -202,6 +211,7 @@ public struct SocketStatistics: Codable, Sendable, Equatable {
         case xskmapKey = "xskmap_key", zeroCopy = "zero_copy", fallbackReason = "fallback_reason"
         case rxPackets = "rx_packets", rxBytes = "rx_bytes", handoffDrops = "handoff_drops"
         case transmitFailed = "transmit_failed", invalidFrames = "invalid_frames"
+        case busyPoll = "busy_poll", busyPollKicks = "busy_poll_kicks", pollSleeps = "poll_sleeps"
     }
 
     /// Packets that reached the socket or were counted lost on the way:

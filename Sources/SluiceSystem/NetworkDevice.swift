@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CSluiceShims
 import SluiceProtocol
+import SystemPackage
 
 /// `ethtool -i`.
 public struct DriverInfo: Codable, Equatable, Sendable {
@@ -35,6 +36,38 @@ public enum NetworkDevice {
     ) throws(SystemCallError) -> (rx: Int, tx: Int) {
         let names = try Directory.names(in: queuesDirectory(interface, sysfsRoot: sysfsRoot), limit: 65_536)
         return (names.lazy.filter { $0.hasPrefix("rx-") }.count, names.lazy.filter { $0.hasPrefix("tx-") }.count)
+    }
+
+    /// `/sys/class/net/IF/<setting>` under `sysfsRoot`.
+    public static func settingPath(_ interface: InterfaceName, _ setting: NetDeviceSetting, sysfsRoot: String = sysfsRoot) -> String {
+        "\(sysfsRoot)/\(interface)/\(setting.rawValue)"
+    }
+
+    /// The decimal value of a NAPI setting in sysfs. Throws with the path
+    /// (ENOENT: a kernel without the file).
+    public static func setting(_ interface: InterfaceName, _ setting: NetDeviceSetting) throws(SystemCallError) -> UInt64 {
+        let path = settingPath(interface, setting)
+        guard let text = KernelFiles.read(path, limit: 64) else {
+            throw SystemCallError(call: "reading \(path)", errno: Errno(rawValue: Glibc.errno))
+        }
+        guard let value = UInt64(text.trimmingTrailingNewlines()) else {
+            throw SystemCallError(call: "reading \(path) (not a number: \(text.prefix(20)))", errno: .invalidArgument)
+        }
+        return value
+    }
+
+    /// Writes a NAPI setting (needs CAP_NET_ADMIN). Throws with the path.
+    public static func setSetting(_ interface: InterfaceName, _ setting: NetDeviceSetting, to value: UInt64) throws(SystemCallError) {
+        let path = settingPath(interface, setting)
+        let fd = try retryingEINTR("opening \(path) for writing") { open(path, O_WRONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        let text = Array("\(value)\n".utf8)
+        let written = try retryingEINTR("writing \(value) to \(path)") {
+            text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        }
+        guard written == text.count else {
+            throw SystemCallError(call: "writing \(value) to \(path) (short write)", errno: .ioError)
+        }
     }
 
     /// A socket for the ethtool ioctl. ethtool(8) uses an AF_INET datagram

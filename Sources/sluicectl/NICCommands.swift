@@ -156,6 +156,8 @@ enum NICDetailsText {
             return "rx-flow-hash \(flowType.rawValue) \(text(original.letters)) -> \(text(applied.letters))"
         case let .rss(_, applied):
             return "RSS indirection table (\(applied.count) entries)"
+        case let .sysfs(setting, original, applied):
+            return "\(setting.rawValue) \(original) -> \(applied)"
         case let .ruleAdded(location, rule):
             return "rule added at loc \(text(location.map(String.init))): \(RuleText.summary(rule))"
         case let .ruleDeleted(location, rule):

@@ -121,6 +121,10 @@ enum StatsText {
         for socket in statistics.sockets {
             if let reason = socket.fallbackReason { lines.append("ch \(socket.channel) → q \(socket.queue) copy: \(reason)") }
         }
+        for socket in statistics.sockets where socket.busyPoll == true {
+            lines.append("ch \(socket.channel) → q \(socket.queue) busy poll: \(socket.busyPollKicks ?? 0) kicks, "
+                + "\(socket.pollSleeps ?? 0) poll() sleeps")
+        }
         for module in pipeline.modules {
             let counters = module.counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             lines.append("module \(text(module.kind)): \(counters)")

@@ -72,6 +72,9 @@ final class MetricsTests: XCTestCase {
             XCTAssertEqual(idle.value("sluice_rx_packets_total", ["iface": iface, "queue": queue]), 0, queue)
             XCTAssertEqual(idle.value("sluice_socket_zero_copy", ["iface": iface, "queue": queue]), 0,
                            "veth binds in copy mode")
+            XCTAssertEqual(idle.value("sluice_socket_busy_poll", ["iface": iface, "queue": queue]), 0, "busy_poll is off")
+            XCTAssertEqual(idle.value("sluice_busy_poll_kicks_total", ["iface": iface, "queue": queue]), 0, queue)
+            XCTAssertNotNil(idle.value("sluice_poll_sleeps_total", ["iface": iface, "queue": queue]), queue)
         }
         XCTAssertEqual(idle.value("sluice_plugins", ["status": "loaded"]), 2)
         XCTAssertEqual(idle.value("sluice_plugins", ["status": "rejected"]), 0)

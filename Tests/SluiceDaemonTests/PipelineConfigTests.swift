@@ -1,4 +1,5 @@
 import Foundation
+import SluiceDataPath
 import SluiceModules
 import SluiceProtocol
 import SluiceTestSupport
@@ -281,6 +282,47 @@ final class PipelineConfigTests: XCTestCase {
 
     // MARK: [[interface]]
 
+    func testBusyPollKeysAreCheckedAndMapped() throws {
+        XCTAssertEqual(errors("""
+            [[interface]]
+            name = "eth0"
+            busy_poll = 1
+            busy_poll_usecs = 0
+            busy_poll_budget = 65536
+            napi_defer_hard_irqs = -1
+            gro_flush_timeout = 1000000001
+            """), [
+            "test.toml:5: interface[0].busy_poll: expected true or false, got integer",
+            "test.toml:6: interface[0].busy_poll_usecs: 0 is out of range 1...1000000",
+            "test.toml:7: interface[0].busy_poll_budget: 65536 is out of range 1...65535",
+            "test.toml:8: interface[0].napi_defer_hard_irqs: -1 is out of range 0...2147483647",
+            "test.toml:9: interface[0].gro_flush_timeout: 1000000001 is out of range 0...1000000000",
+        ])
+        let defaults = try XCTUnwrap(parse("[[interface]]\nname = \"eth0\"\n").interfaces.first)
+        XCTAssertFalse(defaults.busyPoll)
+        XCTAssertEqual([defaults.busyPollMicroseconds, defaults.busyPollBudget, defaults.napiDeferHardIRQs,
+                        defaults.groFlushTimeoutNanoseconds], [20, 64, 2, 200_000], "af_xdp.rst's example values")
+        let preparation = Preparation(
+            needsNtuple: false, steeringRequired: false, excludeFromRSS: false, combinedChannels: false, copyModeOnly: false,
+            unknownFlags: 0, minXskmapEntries: 0, receiveChannels: nil, message: "")
+        let off = try PipelineManager.dataPathConfig(defaults, SluiceConfig.defaults.pipeline, preparation: preparation)
+        XCTAssertNil(off.busyPoll)
+
+        let interface = try XCTUnwrap(parse("""
+            [[interface]]
+            name = "eth0"
+            busy_poll = true
+            busy_poll_usecs = 50
+            busy_poll_budget = 16
+            napi_defer_hard_irqs = 10
+            gro_flush_timeout = 0
+            """).interfaces.first)
+        XCTAssertTrue(interface.busyPoll)
+        XCTAssertEqual([interface.napiDeferHardIRQs, interface.groFlushTimeoutNanoseconds], [10, 0])
+        let on = try PipelineManager.dataPathConfig(interface, SluiceConfig.defaults.pipeline, preparation: preparation)
+        XCTAssertEqual(on.busyPoll, DataPathConfig.BusyPoll(microseconds: 50, budget: 16))
+    }
+
     func testInterfaceNameIsRequiredAndValid() {
         XCTAssertEqual(errors("""
             [[interface]]
@@ -334,9 +376,11 @@ final class PipelineConfigTests: XCTestCase {
             "test.toml:5: interface[0].channel: unknown key; did you mean 'channels'?",
             "test.toml:6: interface[0].batch_size: unknown key; 'batch_size' belongs in [pipeline]",
             "test.toml:7: interface[0].colour: unknown key; [[interface]] has name, plugin, channels, bind_mode,"
-                + " attach_mode, rx_cpus, worker_cpus, prefilter_protocols, prefilter_ports",
+                + " attach_mode, rx_cpus, worker_cpus, prefilter_protocols, prefilter_ports, busy_poll,"
+                + " busy_poll_usecs, busy_poll_budget, napi_defer_hard_irqs, gro_flush_timeout",
             "test.toml:8: interface[0].queues: unknown table; [[interface]] has name, plugin, channels, bind_mode,"
-                + " attach_mode, rx_cpus, worker_cpus, prefilter_protocols, prefilter_ports",
+                + " attach_mode, rx_cpus, worker_cpus, prefilter_protocols, prefilter_ports, busy_poll,"
+                + " busy_poll_usecs, busy_poll_budget, napi_defer_hard_irqs, gro_flush_timeout",
         ])
         // And the other way round.
         XCTAssertEqual(errors("[pipeline]\nbind_mode = \"copy\"\n"), [

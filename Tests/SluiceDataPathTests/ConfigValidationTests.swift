@@ -28,6 +28,10 @@ final class ConfigValidationTests: XCTestCase {
         XCTAssertEqual(startError { $0.batchSize = 1024; $0.geometry.fillRingSize = 512 }, "batch size 1024 exceeds the fill ring (512)")
         XCTAssertEqual(startError { $0.handoffRingSize = 100 }, "hand-off ring size 100 is not a power of two in 2...1048576")
         XCTAssertEqual(startError { $0.pollTimeoutMilliseconds = 0 }, "poll timeout 0 ms is outside 1...60000")
+        XCTAssertEqual(startError { $0.busyPoll = .init(microseconds: 0, budget: 64) },
+                       "busy poll of 0 µs, budget 64 for lo is outside 1...1000000 µs, budget 1...65535")
+        XCTAssertEqual(startError { $0.busyPoll = .init(microseconds: 20, budget: 65536) },
+                       "busy poll of 20 µs, budget 65536 for lo is outside 1...1000000 µs, budget 1...65535")
         XCTAssertEqual(startError { $0.rxCPUs = [-1] }, "CPU -1 is outside 0...1023")
     }
 

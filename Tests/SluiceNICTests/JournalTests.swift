@@ -1,5 +1,6 @@
 import Foundation
 import SluiceNIC
+import SluiceProtocol
 import SluiceSystem
 import SluiceTestSupport
 import XCTest
@@ -50,6 +51,48 @@ final class JournalTests: VethTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: journalPath))
         // Nothing is restored twice.
         XCTAssertEqual(try NICController(stateDirectory: stateDirectory).recoverAtStartup().kind, .nothing)
+    }
+
+    /// Busy polling's companions in /sys/class/net/IF: journaled like an
+    /// ethtool change, restored alone when a pipeline stops, and after a crash.
+    func testDeviceSettingsAreRestoredAloneAndAfterACrash() throws {
+        let device = try InterfaceName(lab.device)
+        let napiBefore = try NetworkDevice.setting(device, .napiDeferHardIRQs)
+        let groBefore = try NetworkDevice.setting(device, .groFlushTimeout)
+        let controller = try NICController(stateDirectory: stateDirectory)
+        XCTAssertEqual(try controller.setChannels(lab.device, ChannelsChange(rx: 2)).value.rx, 2)
+        try controller.setDeviceSetting(lab.device, .napiDeferHardIRQs, to: napiBefore + 3)
+        try controller.setDeviceSetting(lab.device, .groFlushTimeout, to: 1000)
+        try controller.setDeviceSetting(lab.device, .groFlushTimeout, to: groBefore + 150_000)
+        XCTAssertEqual(controller.journalEntries.count, 3, "the two writes of gro_flush_timeout coalesce")
+        XCTAssertEqual(try NetworkDevice.setting(device, .napiDeferHardIRQs), napiBefore + 3)
+        XCTAssertEqual(try NetworkDevice.setting(device, .groFlushTimeout), groBefore + 150_000)
+
+        let report = controller.restoreDeviceSettings(lab.device)
+        XCTAssertEqual(report.with(.restored).count, 2, "\(report)")
+        XCTAssertEqual(report.outcomes.first?.message, "\(lab.device) gro_flush_timeout restored to \(groBefore)")
+        XCTAssertEqual(try NetworkDevice.setting(device, .napiDeferHardIRQs), napiBefore)
+        XCTAssertEqual(try NetworkDevice.setting(device, .groFlushTimeout), groBefore)
+        XCTAssertEqual(controller.journalEntries.map(\.change), [.channels(original: ChannelsChange(rx: 4), applied: ChannelsChange(rx: 2))],
+                       "the other changes stay journaled")
+
+        try controller.setDeviceSetting(lab.device, .napiDeferHardIRQs, to: napiBefore + 2)
+        // Dropped without restoreAll: what a kill -9 leaves behind.
+        XCTAssertTrue(try String(contentsOfFile: journalPath, encoding: .utf8).contains("\"napi_defer_hard_irqs\""))
+        let recovered = try NICController(stateDirectory: stateDirectory).recoverAtStartup()
+        XCTAssertEqual(recovered.kind, .restored)
+        XCTAssertEqual(recovered.restore?.with(.restored).count, 2, "\(recovered)")
+        XCTAssertEqual(try NetworkDevice.setting(device, .napiDeferHardIRQs), napiBefore)
+        XCTAssertEqual(try lab.ethtoolChannels()["rx"], 4)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: journalPath))
+    }
+
+    func testMissingDeviceSettingFileIsAnErrorNamingIt() throws {
+        let controller = try NICController(stateDirectory: stateDirectory)
+        XCTAssertThrowsError(try controller.setDeviceSetting("nosuchdev0", .groFlushTimeout, to: 1)) {
+            XCTAssertTrue("\($0)".contains("/sys/class/net/nosuchdev0/gro_flush_timeout"), "\($0)")
+        }
+        XCTAssertEqual(controller.journalEntries, [])
     }
 
     func testGracefulRestoreUndoesEverythingNewestFirstAndCoalesces() throws {

@@ -139,6 +139,19 @@ extension SluiceConfig {
               defaultText: "[]", doc: "With udp/tcp: only these destination ports.",
               maximumCount: Interface.maximumPrefilterPorts, unique: { Interface.describe(ports: $0) },
               store: { $0.prefilterPorts = $1 }, convert: { Interface.portRange($0) }),
+        .boolean("busy_poll", \.busyPoll,
+                 doc: "Preferred busy polling: RX threads kick the NAPI (recvfrom) while traffic flows instead of"
+                    + " sleeping in poll(); idle, they sleep as without. Needs Linux 5.11+ (SO_PREFER_BUSY_POLL)."),
+        .integer("busy_poll_usecs", \.busyPollMicroseconds, in: Interface.busyPollMicrosecondsRange,
+                 doc: "SO_BUSY_POLL of each socket, in microseconds (with busy_poll)."),
+        .integer("busy_poll_budget", \.busyPollBudget, in: Interface.busyPollBudgetRange,
+                 doc: "SO_BUSY_POLL_BUDGET: packets per NAPI poll (with busy_poll)."),
+        .integer("napi_defer_hard_irqs", \.napiDeferHardIRQs, in: Interface.napiDeferHardIRQsRange,
+                 doc: "Written to /sys/class/net/IF/napi_defer_hard_irqs while the pipeline runs (with busy_poll);"
+                    + " restored at stop and after a crash."),
+        .integer("gro_flush_timeout", \.groFlushTimeoutNanoseconds, in: Interface.groFlushTimeoutRange,
+                 doc: "Nanoseconds, written to /sys/class/net/IF/gro_flush_timeout while the pipeline runs"
+                    + " (with busy_poll); restored at stop and after a crash."),
     ]
 
     /// `sun_path` holds 108 bytes including the terminating NUL.

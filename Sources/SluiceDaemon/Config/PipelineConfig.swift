@@ -75,6 +75,14 @@ extension SluiceConfig {
         public var prefilterProtocols: [PrefilterProtocol] = []
         /// Destination ports (udp/tcp only); [] = any port.
         public var prefilterPorts: [ClosedRange<UInt16>] = []
+        /// Preferred busy polling of the sockets, and the device's NAPI
+        /// settings that go with it (af_xdp.rst "Busy-polling": 20 µs,
+        /// budget 64, napi_defer_hard_irqs 2, gro_flush_timeout 200000 ns).
+        public var busyPoll = false
+        public var busyPollMicroseconds = 20
+        public var busyPollBudget = 64
+        public var napiDeferHardIRQs = 2
+        public var groFlushTimeoutNanoseconds = 200_000
 
         public init(name: String) { self.name = name }
 
@@ -85,6 +93,13 @@ extension SluiceConfig {
         /// As many port ranges as the XDP program's prefilter holds.
         public static let maximumPrefilterPorts = Prefilter.maximumPortRanges
         public static let cpuRange = 0...1023
+        public static let busyPollMicrosecondsRange = 1...1_000_000
+        /// SO_BUSY_POLL_BUDGET above U16_MAX is EINVAL.
+        public static let busyPollBudgetRange = 1...65535
+        /// The kernel refuses napi_defer_hard_irqs above S32_MAX.
+        public static let napiDeferHardIRQsRange = 0...Int(Int32.max)
+        /// Up to one second: past that the deferred interrupt is a stall, not a watchdog.
+        public static let groFlushTimeoutRange = 0...1_000_000_000
 
         /// Plugin names use the characters the plugin loader accepts.
         static func pluginNameProblem(_ name: String) -> String? {
