@@ -7,8 +7,13 @@ public struct DeadlineExceeded: Error, CustomStringConvertible {
     public var description: String { "timed out after \(timeout) waiting for \(what)" }
 }
 
-/// Polls `condition` until it holds or `timeout` passes: synchronisation on a
-/// condition with a deadline, never a bare sleep.
+/// How much longer a deadline is in the VM lab's guest: QEMU without KVM
+/// (TCG) runs the same code several times slower than the host, and a cold
+/// guest reads every binary over 9p. The condition waited for is the same.
+public let deadlineScale: Int64 = ProcessInfo.processInfo.environment["SLUICE_VMLAB_GUEST"] == "1" ? 3 : 1
+
+/// Polls `condition` until it holds or `timeout` (times ``deadlineScale``)
+/// passes: synchronisation on a condition with a deadline, never a bare sleep.
 public func waitUntil(
     _ what: String,
     timeout: Duration = .seconds(10),
@@ -16,6 +21,7 @@ public func waitUntil(
     _ condition: () throws -> Bool
 ) throws {
     let clock = ContinuousClock()
+    let timeout = timeout * deadlineScale
     let deadline = clock.now.advanced(by: timeout)
     while true {
         if try condition() { return }
