@@ -229,11 +229,6 @@ typealias DoctorReport = Methods.Doctor.Response
 
 extension DoctorReport {
     init(findings: [DoctorFinding], kernelFeatures: [KernelFeature]) {
-        self.init(findings: findings, kernelFeatures: kernelFeatures.map {
-            KernelFeatureReport(
-                name: $0.name.rawValue, title: $0.title, since: $0.since,
-                state: KernelFeatureReport.State(rawValue: $0.state.rawValue) ?? .unknown,
-                detail: $0.detail, without: $0.without)
-        })
+        self.init(findings: findings, kernelFeatures: kernelFeatures.map(\.report))
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNetlink
 import CXDP
+import SluiceProtocol
 import SystemPackage
 
 /// An optional kernel feature Sluice looks for: whether this kernel has it,
@@ -14,7 +15,7 @@ import SystemPackage
 /// with live frames answers EPERM even to root on some).
 public struct KernelFeature: Sendable, Equatable {
     /// Stable snake_case ids: they are JSON keys in `doctor` and in logs.
-    public enum Name: String, Sendable, CaseIterable, Encodable {
+    public enum Name: String, Sendable, CaseIterable {
         case xdpLiveFrames = "xdp_live_frames"
         case xdpMultiBuffer = "xdp_multi_buffer"
         case xdpFeatureFlags = "xdp_feature_flags"
@@ -24,14 +25,8 @@ public struct KernelFeature: Sendable, Equatable {
         case busyPoll = "busy_poll"
     }
 
-    public enum State: String, Sendable, Encodable {
-        /// The probe saw the feature work (or the kernel describe it).
-        case found
-        /// The probe ran and the kernel has no such feature, or refuses it.
-        case missing
-        /// The probe could not run (no BTF, no permission): `detail` says why.
-        case unknown
-    }
+    /// found, missing or unknown: the wire's own enumeration.
+    public typealias State = KernelFeatureReport.State
 
     public var name: Name
     public var state: State
@@ -89,17 +84,10 @@ public struct KernelFeature: Sendable, Equatable {
     }
 }
 
-extension KernelFeature: Encodable {
-    enum CodingKeys: String, CodingKey { case name, title, since, state, detail, without }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(name, forKey: .name)
-        try container.encode(title, forKey: .title)
-        try container.encode(since, forKey: .since)
-        try container.encode(state, forKey: .state)
-        try container.encode(detail, forKey: .detail)
-        try container.encode(without, forKey: .without)
+extension KernelFeature {
+    /// As `doctor` reports it.
+    public var report: KernelFeatureReport {
+        KernelFeatureReport(name: name.rawValue, title: title, since: since, state: state, detail: detail, without: without)
     }
 }
 

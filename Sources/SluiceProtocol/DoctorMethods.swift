@@ -70,7 +70,12 @@ public struct DoctorFinding: Codable, Equatable, Sendable {
 /// has it, and what Sluice does without it.
 public struct KernelFeatureReport: Codable, Equatable, Sendable {
     public enum State: String, Codable, Sendable {
-        case found, missing, unknown
+        /// The probe saw the feature work (or the kernel describe it).
+        case found
+        /// The probe ran and the kernel has no such feature, or refuses it.
+        case missing
+        /// The probe could not run (no BTF, no permission): `detail` says why.
+        case unknown
     }
 
     /// A stable snake_case id, e.g. `xdp_live_frames`.
