@@ -184,14 +184,10 @@ extension Daemon {
         }
         do {
             input.rules = try nic.rules(name).value.map { rule in
-                var summary = "flow-type \(rule.flowType.rawValue)"
-                if let port = rule.destinationPort { summary += " dst-port \(port)" }
-                if let address = rule.destinationAddress { summary += " dst-ip \(address)" }
-                summary += " action \(rule.action)"
                 if case .queue(let queue) = rule.action {
-                    return DoctorInput.Rule(location: rule.location, queue: queue, summary: summary)
+                    return DoctorInput.Rule(location: rule.location, queue: queue, summary: rule.summary)
                 }
-                return DoctorInput.Rule(location: rule.location, queue: nil, summary: summary)
+                return DoctorInput.Rule(location: rule.location, queue: nil, summary: rule.summary)
             }
         } catch {
             input.rulesProblem = "\(error)"

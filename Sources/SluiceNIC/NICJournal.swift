@@ -46,28 +46,6 @@ extension JournaledChange {
         case .ruleAdded, .ruleDeleted: return false
         }
     }
-
-    /// "channels combined 2 (was combined 1)"
-    public var summary: String {
-        switch self {
-        case let .channels(original, applied):
-            return "channels \(applied.summary()) (was \(original.summary()))"
-        case let .rings(original, applied):
-            return "rings \(applied.summary()) (was \(original.summary()))"
-        case let .feature(name, original, applied):
-            return "feature \(name) \(applied ? "on" : "off") (was \(original ? "on" : "off"))"
-        case let .ruleAdded(location, rule):
-            return "ntuple rule \(rule.flowType.rawValue) \(rule.action) added at loc \(location.map(String.init) ?? "?")"
-        case let .ruleDeleted(location, rule):
-            return "ntuple rule \(rule.flowType.rawValue) \(rule.action) deleted from loc \(location)"
-        case let .flowHash(type, original, applied):
-            return "rx-flow-hash \(type.rawValue) \(applied.letters) (was \(original.letters))"
-        case let .rss(original, applied):
-            return "RSS indirection table of \(applied.count) entries (was \(original.count))"
-        case let .sysfs(setting, original, applied):
-            return "\(setting.rawValue) \(applied) (was \(original))"
-        }
-    }
 }
 
 /// The journal file's content.

@@ -113,6 +113,46 @@ public enum JournaledChange: Codable, Equatable, Sendable {
     enum FlowHashCodingKeys: String, CodingKey { case flowType = "flow_type", original, applied }
 }
 
+extension JournaledChange {
+    /// The change in one line, for logs, restore reports and `nic show`:
+    /// "channels rx 4 -> 2", "feature rx-gro on -> off",
+    /// "rule added at loc 5: udp4 dst-port 53 -> drop".
+    public var summary: String {
+        func text(_ value: CustomStringConvertible?) -> String {
+            guard let value, !value.description.isEmpty else { return "-" }
+            return value.description
+        }
+        func counts(_ kind: String, _ counts: [(name: String, original: UInt32?, applied: UInt32?)]) -> String {
+            let parts = counts.filter { $0.applied != nil }.map { "\($0.name) \(text($0.original)) -> \(text($0.applied))" }
+            return "\(kind) \(parts.joined(separator: ", "))"
+        }
+        switch self {
+        case let .channels(original, applied):
+            return counts("channels", [
+                ("combined", original.combined, applied.combined), ("other", original.other, applied.other),
+                ("rx", original.rx, applied.rx), ("tx", original.tx, applied.tx),
+            ])
+        case let .rings(original, applied):
+            return counts("rings", [
+                ("rx", original.rx, applied.rx), ("rx_jumbo", original.rxJumbo, applied.rxJumbo),
+                ("rx_mini", original.rxMini, applied.rxMini), ("tx", original.tx, applied.tx),
+            ])
+        case let .feature(name, original, applied):
+            return "feature \(text(name)) \(original ? "on" : "off") -> \(applied ? "on" : "off")"
+        case let .flowHash(flowType, original, applied):
+            return "rx-flow-hash \(flowType.rawValue) \(text(original.letters)) -> \(text(applied.letters))"
+        case let .rss(original, applied):
+            return "RSS indirection table (\(applied.count) entries, was \(original.count))"
+        case let .sysfs(setting, original, applied):
+            return "\(setting.rawValue) \(original) -> \(applied)"
+        case let .ruleAdded(location, rule):
+            return "rule added at loc \(text(location)): \(rule.summary)"
+        case let .ruleDeleted(location, rule):
+            return "rule deleted at loc \(location): \(rule.summary)"
+        }
+    }
+}
+
 /// A per-device NAPI setting in /sys/class/net/IF that Sluice sets (and
 /// journals) for busy polling, as the kernel's af_xdp.rst recommends.
 public enum NetDeviceSetting: String, Codable, Sendable, CaseIterable {

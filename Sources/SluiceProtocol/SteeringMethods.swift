@@ -199,49 +199,16 @@ public struct NtupleRule: Codable, Equatable, Sendable {
         case vlan, vlanMask = "vlan_mask", action, location
     }
 
-    /// Reads the wire's snake_case keys, or the camelCase ones ("sourceMAC")
-    /// of NIC journals written before the wire declared its keys.
-    public init(from decoder: Decoder) throws {
-        let object = try LegacySpellingContainer<CodingKeys>(decoder)
-        self.init(
-            flowType: try object.decode(.flowType),
-            sourceAddress: try object.decodeIfPresent(.sourceAddress),
-            sourceAddressMask: try object.decodeIfPresent(.sourceAddressMask),
-            destinationAddress: try object.decodeIfPresent(.destinationAddress),
-            destinationAddressMask: try object.decodeIfPresent(.destinationAddressMask),
-            sourcePort: try object.decodeIfPresent(.sourcePort), sourcePortMask: try object.decodeIfPresent(.sourcePortMask),
-            destinationPort: try object.decodeIfPresent(.destinationPort),
-            destinationPortMask: try object.decodeIfPresent(.destinationPortMask),
-            sourceMAC: try object.decodeIfPresent(.sourceMAC), destinationMAC: try object.decodeIfPresent(.destinationMAC),
-            etherType: try object.decodeIfPresent(.etherType),
-            vlan: try object.decodeIfPresent(.vlan), vlanMask: try object.decodeIfPresent(.vlanMask),
-            action: try object.decode(.action), location: try object.decodeIfPresent(.location))
+    /// The rule in one line, for logs, doctor and `nic show`:
+    /// "udp4 dst-ip 10.0.0.2 dst-port 53 -> drop".
+    public var summary: String {
+        let words: [(String, String?)] = [
+            ("src-ip", sourceAddress), ("dst-ip", destinationAddress),
+            ("src-port", sourcePort.map(String.init)), ("dst-port", destinationPort.map(String.init)),
+            ("src", sourceMAC), ("dst", destinationMAC),
+            ("proto", etherType.map(String.init)), ("vlan", vlan.map(String.init)),
+        ]
+        let parts = [flowType.rawValue] + words.compactMap { word, value in value.map { "\(word) \($0.isEmpty ? "-" : $0)" } }
+        return parts.joined(separator: " ") + " -> " + action.description
     }
-}
-
-/// A JSON object read by `Key`'s names, or by the same names spelled in
-/// camelCase ("sourceMAC" for "source_mac"): letters compared without case or
-/// underscores.
-struct LegacySpellingContainer<Key: CodingKey> {
-    private struct AnyKey: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
-    private let object: KeyedDecodingContainer<AnyKey>
-    private let spelled: [String: AnyKey]
-
-    init(_ decoder: Decoder) throws {
-        object = try decoder.container(keyedBy: AnyKey.self)
-        spelled = Dictionary(object.allKeys.map { (Self.folded($0.stringValue), $0) }, uniquingKeysWith: { first, _ in first })
-    }
-
-    private static func folded(_ name: String) -> String { String(name.lowercased().filter { $0 != "_" }) }
-
-    private func key(_ key: Key) -> AnyKey { spelled[Self.folded(key.stringValue)] ?? AnyKey(stringValue: key.stringValue) }
-
-    func decode<T: Decodable>(_ key: Key) throws -> T { try object.decode(T.self, forKey: self.key(key)) }
-    func decodeIfPresent<T: Decodable>(_ key: Key) throws -> T? { try object.decodeIfPresent(T.self, forKey: self.key(key)) }
 }

@@ -84,7 +84,7 @@ struct NICCommand: ParsableCommand {
             for outcome in outcomes {
                 rows.append([
                     outcome.status.rawValue, text(outcome.interface),
-                    NICDetailsText.changeSummary(outcome.entry.change), text(outcome.message),
+                    outcome.entry.change.summary, text(outcome.message),
                 ])
             }
             print(Render.table(rows))
@@ -129,48 +129,11 @@ enum NICDetailsText {
             lines += ["", "Not available:"] + details.problems.map { "  - \(text($0))" }
         }
         lines += ["", details.changes.isEmpty ? "Sluice's changes: none" : "Sluice's changes (restored on stop):"]
-        lines += details.changes.map { "  #\($0.sequence) \(changeSummary($0.change))" }
+        lines += details.changes.map { "  #\($0.sequence) \($0.change.summary)" }
         if !details.outsideChanges.isEmpty {
             lines += ["Changed by others since:"] + details.outsideChanges.map { "  - \(text($0))" }
         }
         return lines.joined(separator: "\n")
-    }
-
-    /// One journal entry's change in a line: "channels rx 4 -> 2",
-    /// "feature rx-gro off -> on", "rule added at loc 1023: udp4 ...".
-    static func changeSummary(_ change: JournaledChange) -> String {
-        switch change {
-        case let .channels(original, applied):
-            return counts("channels", [
-                ("combined", original.combined, applied.combined), ("other", original.other, applied.other),
-                ("rx", original.rx, applied.rx), ("tx", original.tx, applied.tx),
-            ])
-        case let .rings(original, applied):
-            return counts("rings", [
-                ("rx", original.rx, applied.rx), ("rx_jumbo", original.rxJumbo, applied.rxJumbo),
-                ("rx_mini", original.rxMini, applied.rxMini), ("tx", original.tx, applied.tx),
-            ])
-        case let .feature(name, original, applied):
-            return "feature \(text(name)) \(EthtoolText.onOff(original)) -> \(EthtoolText.onOff(applied))"
-        case let .flowHash(flowType, original, applied):
-            return "rx-flow-hash \(flowType.rawValue) \(text(original.letters)) -> \(text(applied.letters))"
-        case let .rss(_, applied):
-            return "RSS indirection table (\(applied.count) entries)"
-        case let .sysfs(setting, original, applied):
-            return "\(setting.rawValue) \(original) -> \(applied)"
-        case let .ruleAdded(location, rule):
-            return "rule added at loc \(text(location.map(String.init))): \(RuleText.summary(rule))"
-        case let .ruleDeleted(location, rule):
-            return "rule deleted at loc \(location): \(RuleText.summary(rule))"
-        }
-    }
-
-    /// "channels rx 4 -> 2, tx 4 -> 3": the counts the change set, by name.
-    private static func counts(_ kind: String, _ counts: [(name: String, original: UInt32?, applied: UInt32?)]) -> String {
-        let parts = counts.filter { $0.applied != nil }.map {
-            "\($0.name) \(text($0.original.map(String.init))) -> \(text($0.applied.map(String.init)))"
-        }
-        return "\(kind) \(parts.joined(separator: ", "))"
     }
 }
 

@@ -285,17 +285,6 @@ enum RuleText {
     }
 
     /// "udp4 dst-ip 10.0.0.1 dst-port 4242 -> queue 1", for one-line listings.
-    static func summary(_ rule: NtupleRule) -> String {
-        let words: [(String, String?)] = [
-            ("src-ip", rule.sourceAddress), ("dst-ip", rule.destinationAddress),
-            ("src-port", rule.sourcePort.map(String.init)), ("dst-port", rule.destinationPort.map(String.init)),
-            ("src", rule.sourceMAC), ("dst", rule.destinationMAC),
-            ("proto", rule.etherType.map(String.init)), ("vlan", rule.vlan.map(String.init)),
-        ]
-        let parts = [rule.flowType.rawValue] + words.compactMap { word, value in value.map { "\(word) \(text($0))" } }
-        return parts.joined(separator: " ") + " -> " + rule.action.description
-    }
-
     /// What `steer add` prints: the rule, where it went and the ethtool line.
     static func added(_ result: SteeringResult, interface: InterfaceName) -> String {
         var lines = [result.dryRun ? "Dry run: nothing changed on \(interface). The rule would be:"

@@ -258,9 +258,9 @@ final class FlowSpecTests: XCTestCase {
         let json = String(decoding: try JSONEncoder().encode(rule), as: UTF8.self)
         XCTAssertTrue(json.contains("\"action\":\"drop\""), json)
         XCTAssertEqual(try JSONDecoder().decode(NtupleRule.self, from: Data(json.utf8)), rule)
-        let queued = try JSONDecoder().decode(NtupleRule.self, from: Data(#"{"flowType":"tcp4","action":3}"#.utf8))
+        let queued = try JSONDecoder().decode(NtupleRule.self, from: Data(#"{"flow_type":"tcp4","action":3}"#.utf8))
         XCTAssertEqual(queued.action, .queue(3))
-        XCTAssertThrowsError(try JSONDecoder().decode(NtupleRule.self, from: Data(#"{"flowType":"tcp4","action":-1}"#.utf8)))
+        XCTAssertThrowsError(try JSONDecoder().decode(NtupleRule.self, from: Data(#"{"flow_type":"tcp4","action":-1}"#.utf8)))
     }
 }
 
