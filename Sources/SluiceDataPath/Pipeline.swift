@@ -216,6 +216,7 @@ public final class Pipeline: @unchecked Sendable {
         program = try XDPProgram(
             interface: config.interface, mode: config.attachMode, mapEntries: entries,
             queueToKey: [:], prefilter: config.prefilter, rxMetadata: config.rxMetadata)
+        logger.info("\(config.interface): driver RX metadata \(program.rxMetadata.inUse ? "in use" : "not in use"): \(program.rxMetadata.reason)")
         var runners: [QueueRunner] = []
         var chains: [[PacketModule]] = []
         var bound: [ChannelBinding] = []
