@@ -59,8 +59,9 @@ final class RxMetadataTests: XCTestCase {
         if feature.state != .found { throw XCTSkip("this kernel has no \(feature.title): \(feature.detail)") }
     }
 
-    private func config(_ lab: Lab) -> DataPathConfig {
+    private func config(_ lab: Lab, mode: ProcessingMode = .inline) -> DataPathConfig {
         var config = DataPathConfig(interface: lab.appInterface)
+        config.mode = mode
         config.bindMode = .copy
         config.geometry.frameCount = 4096
         config.geometry.frameSize = 2048
@@ -74,6 +75,16 @@ final class RxMetadataTests: XCTestCase {
     /// apart, and the pcapng file reads back N packets in tcpdump, stamped in
     /// nanoseconds within the test's wall-clock window, never going back.
     func testDriverHashReachesTheModulesAndPcapngReadsBack() throws {
+        try driverHashReachesTheModules(mode: .inline)
+    }
+
+    /// The same with the modules on the worker thread, which reads the
+    /// metadata out of the UMEM after the hand-off.
+    func testPipelinedWorkerReadsTheMetadataToo() throws {
+        try driverHashReachesTheModules(mode: .pipelined)
+    }
+
+    private func driverHashReachesTheModules(mode: ProcessingMode) throws {
         try requireKfuncs()
         let lab = try Lab.up(queues: 1, prefix: "srm")
         self.lab = lab
@@ -85,7 +96,7 @@ final class RxMetadataTests: XCTestCase {
         let pcap = try PcapModule(options: .init(path: path))
         let started = Date().timeIntervalSince1970
         let pipeline = try Pipeline(
-            config: config(lab), bindings: [.identity(channel: 0)], makeModules: { _ in [tally, count, pcap] })
+            config: config(lab, mode: mode), bindings: [.identity(channel: 0)], makeModules: { _ in [tally, count, pcap] })
         defer { pipeline.stop() }
         let status = pipeline.rxMetadata
         XCTAssertTrue(status.inUse, status.reason)
