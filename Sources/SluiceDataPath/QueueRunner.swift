@@ -77,8 +77,10 @@ final class BatchProcessor {
         if let metadata {
             // Stored right before the frame's first byte, which the kernel
             // placed past the chunk's headroom: never before the UMEM.
-            for index in 0..<count where descriptors[index].address >= UInt64(RxMetadata.storedSize) {
-                metadata[index] = RxMetadata.take(before: umem + Int(truncatingIfNeeded: descriptors[index].address))
+            for index in 0..<count {
+                let address = descriptors[index].address
+                metadata[index] = address >= UInt64(RxMetadata.storedSize)
+                    ? RxMetadata.take(before: umem + Int(truncatingIfNeeded: address)) : .none
             }
         }
         let batch = PacketBatch(umem: umem, descriptors: descriptors, headers: headers, count: count, metadata: metadata)
