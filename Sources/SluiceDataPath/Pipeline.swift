@@ -70,6 +70,10 @@ public struct DataPathConfig: Sendable, Codable, Equatable {
     /// (timestamp, RSS hash) where the kernel and attach mode allow
     /// (`rx_metadata = "auto"`); false: the plain program (`"off"`).
     public var rxMetadata = true
+    /// Whether a module of the chain reads RX metadata (`pcap`, `count`);
+    /// false: the plain program, since nothing would read what the metadata
+    /// one stores.
+    public var rxMetadataReaders = true
 
     public init(interface: String) { self.interface = interface }
 
@@ -215,7 +219,8 @@ public final class Pipeline: @unchecked Sendable {
         let driver = (try? NetworkDevice.driverInfo(interface).driver) ?? "the driver of \(interface)"
         program = try XDPProgram(
             interface: config.interface, mode: config.attachMode, mapEntries: entries,
-            queueToKey: [:], prefilter: config.prefilter, rxMetadata: config.rxMetadata)
+            queueToKey: [:], prefilter: config.prefilter, rxMetadata: config.rxMetadata,
+            rxMetadataReaders: config.rxMetadataReaders)
         logger.info("\(config.interface): driver RX metadata \(program.rxMetadata.inUse ? "in use" : "not in use"): \(program.rxMetadata.reason)")
         var runners: [QueueRunner] = []
         var chains: [[PacketModule]] = []

@@ -74,12 +74,14 @@ public final class XDPProgram {
     /// (rx queue → XSKMAP key; other queues pass) and the prefilter, and
     /// attaches it.
     ///
-    /// With `rxMetadata` the device-bound metadata variant is loaded where
-    /// the kernel has the kfuncs and XDP attaches natively; when that load
+    /// With `rxMetadata` (and `rxMetadataReaders`: a module reads it) the
+    /// device-bound metadata variant is loaded where the kernel has the
+    /// kfuncs and XDP attaches natively; when that load
     /// fails the plain program is loaded instead and ``rxMetadata`` says why.
     public init(
         interface: String, mode: XDPAttachMode, mapEntries: Int,
-        queueToKey: [UInt32: UInt32], prefilter: Prefilter?, rxMetadata wantsRxMetadata: Bool = false
+        queueToKey: [UInt32: UInt32], prefilter: Prefilter?, rxMetadata wantsRxMetadata: Bool = false,
+        rxMetadataReaders: Bool = true
     ) throws {
         self.interface = interface
         self.mode = mode
@@ -98,7 +100,7 @@ public final class XDPProgram {
         }
 
         let choice = XDPProgram.rxMetadataChoice(
-            requested: wantsRxMetadata, interface: interface, mode: mode,
+            requested: wantsRxMetadata, readers: rxMetadataReaders, interface: interface, mode: mode,
             feature: KernelFeatures.detected(.xdpRxMetadata))
         var loaded: OpaquePointer?
         if choice.inUse {
@@ -152,9 +154,12 @@ public final class XDPProgram {
 
     /// Whether to try the metadata variant, and the reason reported either way.
     static func rxMetadataChoice(
-        requested: Bool, interface: String, mode: XDPAttachMode, feature: KernelFeature
+        requested: Bool, readers: Bool, interface: String, mode: XDPAttachMode, feature: KernelFeature
     ) -> (inUse: Bool, reason: String) {
         guard requested else { return (false, "rx_metadata = \"off\" for \(interface)") }
+        guard readers else {
+            return (false, "no module of the chain on \(interface) reads RX metadata (pcap and count do): the plain program costs less per packet")
+        }
         guard mode == .native else {
             return (false, "XDP runs in skb (generic) mode on \(interface): device-bound programs, which the metadata kfuncs need, attach in native mode only")
         }

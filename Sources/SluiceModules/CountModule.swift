@@ -51,7 +51,8 @@ public final class CountModule: PacketModule {
 
     static let descriptor = ModuleDescriptor(
         kind: .count, summary: "Counts packets and bytes per flow (IP version and 5-tuple); keeps the top flows.",
-        options: [Options.capacityOption, Options.topOption], parse: Options.init, make: CountModule.init(options:))
+        options: [Options.capacityOption, Options.topOption], readsRxMetadata: true, parse: Options.init,
+        make: CountModule.init(options:))
 
     public let kind = ModuleKind.count.rawValue
     public let options: Options

@@ -118,7 +118,7 @@ public final class PcapModule: PacketModule {
 
     static let descriptor = ModuleDescriptor(
         kind: .pcap, summary: "Writes the frames it sees to rotating pcapng (or pcap) files (tcpdump, Wireshark).",
-        options: Options.options, parse: Options.init, make: PcapModule.init(options:))
+        options: Options.options, readsRxMetadata: true, parse: Options.init, make: PcapModule.init(options:))
 
     public let kind = ModuleKind.pcap.rawValue
     public let options: Options

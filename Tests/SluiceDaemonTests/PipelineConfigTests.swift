@@ -332,6 +332,13 @@ final class PipelineConfigTests: XCTestCase {
         let defaults = try XCTUnwrap(parse("[[interface]]\nname = \"eth0\"\n").interfaces.first)
         XCTAssertEqual(defaults.rxMetadata, .auto)
         XCTAssertTrue(try PipelineManager.dataPathConfig(defaults, SluiceConfig.defaults.pipeline, preparation: preparation).rxMetadata)
+        XCTAssertFalse(
+            try PipelineManager.dataPathConfig(defaults, SluiceConfig.defaults.pipeline, preparation: preparation).rxMetadataReaders,
+            "no module by default: nothing reads RX metadata")
+        let withCount = try parse("[pipeline]\n[[pipeline.modules]]\nkind = \"filter\"\n[[pipeline.modules]]\nkind = \"count\"\n")
+        XCTAssertTrue(try PipelineManager.dataPathConfig(defaults, withCount.pipeline, preparation: preparation).rxMetadataReaders)
+        let filterOnly = try parse("[pipeline]\n[[pipeline.modules]]\nkind = \"filter\"\n")
+        XCTAssertFalse(try PipelineManager.dataPathConfig(defaults, filterOnly.pipeline, preparation: preparation).rxMetadataReaders)
         let off = try XCTUnwrap(parse("[[interface]]\nname = \"eth0\"\nrx_metadata = \"off\"\n").interfaces.first)
         XCTAssertEqual(off.rxMetadata, .off)
         XCTAssertFalse(try PipelineManager.dataPathConfig(off, SluiceConfig.defaults.pipeline, preparation: preparation).rxMetadata)

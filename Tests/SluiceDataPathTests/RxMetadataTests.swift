@@ -175,6 +175,20 @@ final class RxMetadataTests: XCTestCase {
         XCTAssertEqual(pipeline.statistics().xdp.map(\.metadataWritten), [0], "the plain program stores none")
     }
 
+    /// A chain without a module that reads RX metadata: the plain program,
+    /// which costs less per packet, and the reason says so.
+    func testNoReaderLoadsThePlainProgram() throws {
+        try requireKfuncs()
+        let lab = try Lab.up(queues: 1, prefix: "srr")
+        self.lab = lab
+        var config = config(lab)
+        config.rxMetadataReaders = false
+        let pipeline = try Pipeline(config: config, bindings: [.identity(channel: 0)], makeModules: { _ in [] })
+        defer { pipeline.stop() }
+        XCTAssertFalse(pipeline.rxMetadata.inUse)
+        XCTAssertTrue(pipeline.rxMetadata.reason.contains("no module of the chain"), pipeline.rxMetadata.reason)
+    }
+
     /// XDP in skb mode cannot run a device-bound program: the plain one
     /// runs and the reason names the mode.
     func testSkbModeFallsBackWithTheReason() throws {
