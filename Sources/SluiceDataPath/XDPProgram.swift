@@ -391,19 +391,25 @@ public final class XDPProgram {
     public func rxMetadataStatus(_ counters: [XDPQueueCounters]) -> RxMetadataStatus {
         var status = rxMetadata
         guard status.inUse else { return status }
-        let written = counters.reduce(0) { $0 &+ ($1.metadataWritten ?? 0) }
-        func availability(unsupported: UInt64, absent: UInt64) -> RxMetadataStatus.Availability {
-            if written == 0 { return .unseen }
-            if unsupported > 0 { return .unsupported }
-            return absent < written ? .provided : .absent
-        }
-        status.timestamp = availability(
-            unsupported: counters.reduce(0) { $0 &+ ($1.timestampUnsupported ?? 0) },
-            absent: counters.reduce(0) { $0 &+ ($1.timestampAbsent ?? 0) })
-        status.hash = availability(
-            unsupported: counters.reduce(0) { $0 &+ ($1.hashUnsupported ?? 0) },
-            absent: counters.reduce(0) { $0 &+ ($1.hashAbsent ?? 0) })
+        status.timestamp = Self.availability(of: \.timestampUnsupported, \.timestampAbsent, in: counters)
+        status.hash = Self.availability(of: \.hashUnsupported, \.hashAbsent, in: counters)
         return status
+    }
+
+    /// One kind of metadata over all queues: unseen before any frame, else
+    /// unsupported once the driver said EOPNOTSUPP, provided when some frame
+    /// carried it, absent when none did.
+    static func availability(
+        of unsupported: KeyPath<XDPQueueCounters, UInt64?>, _ absent: KeyPath<XDPQueueCounters, UInt64?>,
+        in counters: [XDPQueueCounters]
+    ) -> RxMetadataStatus.Availability {
+        func sum(_ counter: KeyPath<XDPQueueCounters, UInt64?>) -> UInt64 {
+            counters.reduce(0) { $0 &+ ($1[keyPath: counter] ?? 0) }
+        }
+        let written = sum(\.metadataWritten)
+        if written == 0 { return .unseen }
+        if sum(unsupported) > 0 { return .unsupported }
+        return sum(absent) < written ? .provided : .absent
     }
 
     /// Detaches (closing the link) and frees the program and its maps.
