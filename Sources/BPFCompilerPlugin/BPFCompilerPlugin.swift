@@ -42,7 +42,8 @@ struct BPFCompilerPlugin: BuildToolPlugin {
                 displayName: "Compiling BPF program \(file)",
                 executable: URL(fileURLWithPath: "/bin/sh"),
                 arguments: ["-c", script, clang, source.path, object.path, swift.path],
-                inputFiles: [source],
+                // Every file of BPF/: a variant may #include another's source.
+                inputFiles: files.sorted().map { directory.appending(path: $0) },
                 outputFiles: [swift])
         }
     }

@@ -84,12 +84,26 @@ extension Daemon {
              { $0.passed }),
             ("sluice_xdp_redirect_failed_total", "Packets that matched but found no socket at the XSKMAP key.",
              { $0.redirectFailed }),
+            ("sluice_xdp_rx_metadata_written_total", "Packets the XDP program stored the driver's RX metadata before.",
+             { $0.metadataWritten ?? 0 }),
+            ("sluice_xdp_rx_metadata_no_room_total", "Packets with no room for RX metadata (bpf_xdp_adjust_meta refused).",
+             { $0.metadataNoRoom ?? 0 }),
+            ("sluice_xdp_rx_timestamp_unsupported_total", "Packets whose driver does not provide an RX timestamp (EOPNOTSUPP).",
+             { $0.timestampUnsupported ?? 0 }),
+            ("sluice_xdp_rx_timestamp_absent_total", "Packets the driver had no RX timestamp for (ENODATA or 0).",
+             { $0.timestampAbsent ?? 0 }),
+            ("sluice_xdp_rx_hash_unsupported_total", "Packets whose driver does not provide an RX hash (EOPNOTSUPP).",
+             { $0.hashUnsupported ?? 0 }),
+            ("sluice_xdp_rx_hash_absent_total", "Packets the driver had no RX hash for (ENODATA).", { $0.hashAbsent ?? 0 }),
         ]
         for (name, help, value) in xdpCounters {
             out.family(name, .counter, help, queues.map {
                 .init([("iface", $0.iface), ("queue", String($0.queue.queue))], value($0.queue))
             })
         }
+        out.family("sluice_rx_metadata_in_use", .gauge,
+                   "1 when the interface's XDP program stores the driver's RX metadata (timestamp, hash) for the modules.",
+                   reports.map { .init([("iface", $0.interface)], $0.statistics.rxMetadata?.inUse ?? false) })
         out.family("sluice_pipeline_running", .gauge, "1 while the interface's pipeline runs, 0 once stopped.",
                    reports.map { .init([("iface", $0.interface)], $0.running) })
         writeModules(reports, to: &out)

@@ -57,6 +57,12 @@ struct DoctorInput: Sendable {
         var bindMode: String = "auto"
         /// Why rx queues the XDP attach added (virtio_net) are read by no socket.
         var unreadAddedQueues: String?
+        /// Driver RX metadata as the pipeline reports it (nil: a daemon without).
+        var rxMetadata: RxMetadataStatus?
+        /// `rx_metadata` of the interface's config (`auto` or `off`).
+        var rxMetadataMode: String = "auto"
+        /// The XDP program's metadata counters summed over queues, by name.
+        var rxMetadataCounters: [(String, UInt64)] = []
     }
 
     var interface: String
@@ -122,6 +128,7 @@ enum Doctor {
         diagnoseSteering(input, pipeline, add: add)
         diagnoseSockets(input, pipeline, add: add)
         diagnoseTrace(input, pipeline, add: add)
+        diagnoseRxMetadata(input, pipeline, restart: restart, add: add)
         for change in input.outsideChanges {
             add(.warning, "changed outside Sluice since it configured \(name)", [change],
                 fix: "check `sluicectl nic show \(name)`; \(restart) re-applies Sluice's settings")
@@ -170,6 +177,40 @@ enum Doctor {
         if pipeline.attachMode == "skb" {
             add(.info, "XDP runs in generic (skb) mode on \(name): copy mode only, slower", nil,
                 ["attach_mode skb"], "set attach_mode = \"native\" in [[interface]] \(name), then \(restart)")
+        }
+    }
+
+    /// Whether the driver's RX timestamp and hash reach pcap and count, and
+    /// if not, why and what would change it. Information, not a fault:
+    /// packets flow either way.
+    private static func diagnoseRxMetadata(
+        _ input: DoctorInput, _ pipeline: DoctorInput.Pipeline, restart: String, add: Add
+    ) {
+        guard let status = pipeline.rxMetadata else { return }
+        let name = input.interface
+        let evidence = ["reason: \(status.reason)", "timestamp: \(status.timestamp.rawValue)", "hash: \(status.hash.rawValue)"]
+            + pipeline.rxMetadataCounters.map { "XDP program, all queues: \($0.0) \($0.1)" }
+        guard status.inUse else {
+            let fix: String?
+            if pipeline.rxMetadataMode == "off" {
+                fix = "set rx_metadata = \"auto\" in [[interface]] \(name), then \(restart)"
+            } else if pipeline.attachMode == "skb" {
+                fix = "set attach_mode = \"native\" in [[interface]] \(name), then \(restart)"
+            } else if status.reason.hasPrefix("this kernel has no") {
+                fix = "run a kernel with the XDP metadata kfuncs (Linux 6.3 or later), then \(restart)"
+            } else {
+                fix = nil
+            }
+            add(.info, "driver RX metadata is not in use on \(name)", nil, evidence, fix)
+            return
+        }
+        let unsupported = [("timestamp", status.timestamp), ("hash", status.hash)].filter { $0.1 == .unsupported }.map(\.0)
+        if unsupported.isEmpty {
+            add(.info, "driver RX metadata is in use on \(name)", nil, evidence, nil)
+        } else {
+            let driver = input.driver.isEmpty ? "the driver" : input.driver
+            add(.info, "\(driver) on \(name) does not provide the RX \(unsupported.joined(separator: " or ")) (the kfunc answers EOPNOTSUPP)",
+                nil, evidence, nil)
         }
     }
 

@@ -216,6 +216,16 @@ extension Daemon {
                 prefilter: !(configured?.prefilterProtocols.isEmpty ?? true),
                 bindMode: configured?.bindMode.rawValue ?? "auto")
             input.pipeline?.unreadAddedQueues = report.running ? report.unreadAddedQueues : nil
+            input.pipeline?.rxMetadata = statistics.rxMetadata
+            input.pipeline?.rxMetadataMode = configured?.rxMetadata.rawValue ?? "auto"
+            if statistics.rxMetadata?.inUse == true {
+                let sum = { (counter: (XDPQueueCounters) -> UInt64?) in statistics.xdp.reduce(0) { $0 &+ (counter($1) ?? 0) } }
+                input.pipeline?.rxMetadataCounters = [
+                    ("metadata written", sum(\.metadataWritten)), ("no room", sum(\.metadataNoRoom)),
+                    ("timestamp unsupported", sum(\.timestampUnsupported)), ("timestamp absent", sum(\.timestampAbsent)),
+                    ("hash unsupported", sum(\.hashUnsupported)), ("hash absent", sum(\.hashAbsent)),
+                ]
+            }
         }
         return (input, nil)
     }

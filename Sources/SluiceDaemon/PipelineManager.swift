@@ -407,6 +407,8 @@ final class PipelineManager: Sendable {
         config.rxCPUs = interface.rxCPUs
         config.workerCPUs = interface.workerCPUs
         config.minimumXSKMapEntries = Int(preparation.minXskmapEntries)
+        config.rxMetadata = interface.rxMetadata == .auto
+        config.rxMetadataReaders = settings.modules.contains { $0.kind.descriptor.readsRxMetadata }
         if interface.busyPoll {
             config.busyPoll = DataPathConfig.BusyPoll(
                 microseconds: Int32(interface.busyPollMicroseconds), budget: Int32(interface.busyPollBudget))

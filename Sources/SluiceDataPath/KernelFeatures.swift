@@ -73,7 +73,7 @@ public struct KernelFeature: Sendable, Equatable {
         case .xdpFeatureFlags:
             return "zero-copy ability is learned by trying the bind (and from the driver plugin's table), not asked of the driver"
         case .xdpRxMetadata:
-            return "no hardware receive timestamp or RSS hash per packet"
+            return "no hardware receive timestamp or RSS hash per packet: the plain XDP program runs (rx_metadata falls back), pcap stamps the receive time, count hashes the headers"
         case .xdpLink:
             return "no pipeline can start: Sluice attaches its XDP program only through a BPF link, so that a killed daemon leaves no program behind"
         case .xskNeedWakeup:

@@ -66,6 +66,14 @@ public struct DataPathConfig: Sendable, Codable, Equatable {
     public var pollTimeoutMilliseconds: Int32 = 200
     /// nil: RX threads sleep in poll() whenever their ring is empty.
     public var busyPoll: BusyPoll?
+    /// Load the XDP program variant that stores the driver's RX metadata
+    /// (timestamp, RSS hash) where the kernel and attach mode allow
+    /// (`rx_metadata = "auto"`); false: the plain program (`"off"`).
+    public var rxMetadata = true
+    /// Whether a module of the chain reads RX metadata (`pcap`, `count`);
+    /// false: the plain program, since nothing would read what the metadata
+    /// one stores.
+    public var rxMetadataReaders = true
 
     public init(interface: String) { self.interface = interface }
 
@@ -211,7 +219,9 @@ public final class Pipeline: @unchecked Sendable {
         let driver = (try? NetworkDevice.driverInfo(interface).driver) ?? "the driver of \(interface)"
         program = try XDPProgram(
             interface: config.interface, mode: config.attachMode, mapEntries: entries,
-            queueToKey: [:], prefilter: config.prefilter)
+            queueToKey: [:], prefilter: config.prefilter, rxMetadata: config.rxMetadata,
+            rxMetadataReaders: config.rxMetadataReaders)
+        logger.info("\(config.interface): driver RX metadata \(program.rxMetadata.inUse ? "in use" : "not in use"): \(program.rxMetadata.reason)")
         var runners: [QueueRunner] = []
         var chains: [[PacketModule]] = []
         var bound: [ChannelBinding] = []
@@ -242,7 +252,9 @@ public final class Pipeline: @unchecked Sendable {
                     try program.register(socketDescriptor: socket.fileDescriptor, key: binding.xskmapKey)
                     registered = binding.xskmapKey
                     let modules = try makeModules(binding)
-                    let runner = try QueueRunner(binding: binding, socket: socket, config: config, modules: modules)
+                    let runner = try QueueRunner(
+                        binding: binding, socket: socket, config: config, modules: modules,
+                        rxMetadata: program.rxMetadata.inUse)
                     try program.route(queue: binding.bindQueue, key: binding.xskmapKey)
                     bound.append(binding)
                     chains.append(modules)
@@ -343,8 +355,12 @@ public final class Pipeline: @unchecked Sendable {
         state.withLock { $0.finalStatistics ?? collectStatistics($0.runners) }
     }
 
+    /// Whether the driver's RX metadata reaches the modules, and why (not).
+    public var rxMetadata: RxMetadataStatus { program.rxMetadataStatus(program.counters()) }
+
     private func collectStatistics(_ runners: [QueueRunner]) -> PipelineStatistics {
-        PipelineStatistics(
+        let xdp = program.counters()
+        return PipelineStatistics(
             interface: config.interface, mode: config.mode, attachMode: config.attachMode,
             programID: program.programID,
             sockets: zip(runners, chains).map { runner, chain in
@@ -363,6 +379,6 @@ public final class Pipeline: @unchecked Sendable {
                     busyPoll: config.busyPoll != nil, busyPollKicks: counters[.busyPollKicks],
                     pollSleeps: counters[.pollSleeps])
             },
-            xdp: program.counters())
+            xdp: xdp, rxMetadata: program.rxMetadataStatus(xdp))
     }
 }

@@ -40,8 +40,12 @@ final class BatchProcessor {
     let capacity: Int
     let descriptors: UnsafeMutablePointer<PacketDescriptor>
     private let headers: UnsafeMutablePointer<PacketHeaders>
+    /// The driver's RX metadata per frame; nil (nothing read) unless the XDP
+    /// program stores it and a module wants it.
+    private let metadata: UnsafeMutablePointer<RxMetadata>?
 
-    init(modules: [PacketModule], umem: UnsafeMutableRawPointer, capacity: Int) {
+    /// `rxMetadata`: the XDP program stores ``RxMetadata`` before each frame.
+    init(modules: [PacketModule], umem: UnsafeMutableRawPointer, capacity: Int, rxMetadata: Bool = false) {
         self.modules = ContiguousArray(modules)
         self.umem = umem
         self.capacity = capacity
@@ -49,11 +53,18 @@ final class BatchProcessor {
         descriptors.initialize(repeating: PacketDescriptor(address: 0, length: 0, queue: 0), count: capacity)
         headers = .allocate(capacity: capacity)
         headers.initialize(repeating: PacketHeaders(), count: capacity)
+        if rxMetadata && modules.contains(where: \.wantsRxMetadata) {
+            metadata = .allocate(capacity: capacity)
+            metadata?.initialize(repeating: .none, count: capacity)
+        } else {
+            metadata = nil
+        }
     }
 
     deinit {
         descriptors.deallocate()
         headers.deallocate()
+        metadata?.deallocate()
     }
 
     /// Parses and runs every module over `descriptors[0..<count]`; returns
@@ -63,7 +74,16 @@ final class BatchProcessor {
         // No module reads the headers: parsing would only miss the cache on
         // every frame (measured: 44% of an inline RX thread's time).
         guard count > 0, !modules.isEmpty else { return 0 }
-        let batch = PacketBatch(umem: umem, descriptors: descriptors, headers: headers, count: count)
+        if let metadata {
+            // Stored right before the frame's first byte, which the kernel
+            // placed past the chunk's headroom: never before the UMEM.
+            for index in 0..<count {
+                let address = descriptors[index].address
+                metadata[index] = address >= UInt64(RxMetadata.storedSize)
+                    ? RxMetadata.take(before: umem + Int(truncatingIfNeeded: address)) : .none
+            }
+        }
+        let batch = PacketBatch(umem: umem, descriptors: descriptors, headers: headers, count: count, metadata: metadata)
         let malformed = HeaderParser.parse(batch)
         // Borrowed from the buffer: `for module in modules` copied (retained)
         // each module per batch.
@@ -108,7 +128,11 @@ final class QueueRunner: @unchecked Sendable {
     private let alwaysKickTransmit: Bool
     private let logger = Logger(label: "sluice.datapath")
 
-    init(binding: ChannelBinding, socket: XSKSocket, config: DataPathConfig, modules: [PacketModule]) throws {
+    /// `rxMetadata`: the XDP program stores the driver's RX metadata before each frame.
+    init(
+        binding: ChannelBinding, socket: XSKSocket, config: DataPathConfig, modules: [PacketModule],
+        rxMetadata: Bool = false
+    ) throws {
         self.binding = binding
         self.socket = socket
         self.config = config
@@ -125,12 +149,12 @@ final class QueueRunner: @unchecked Sendable {
         alwaysKickTransmit = !socket.needWakeup || config.busyPoll != nil
         switch config.mode {
         case .inline:
-            rxProcessor = BatchProcessor(modules: modules, umem: socket.area, capacity: batchSize)
+            rxProcessor = BatchProcessor(modules: modules, umem: socket.area, capacity: batchSize, rxMetadata: rxMetadata)
             workerProcessor = nil
             toWorker = nil; fromWorker = nil; workerBell = nil; returnBell = nil
         case .pipelined:
             rxProcessor = BatchProcessor(modules: [], umem: socket.area, capacity: batchSize)
-            workerProcessor = BatchProcessor(modules: modules, umem: socket.area, capacity: batchSize)
+            workerProcessor = BatchProcessor(modules: modules, umem: socket.area, capacity: batchSize, rxMetadata: rxMetadata)
             toWorker = try SPSCRing(capacity: config.handoffRingSize)
             // Every frame can be in flight back at once: this ring never fills.
             fromWorker = try SPSCRing(capacity: max(2, frames.nextPowerOfTwo))

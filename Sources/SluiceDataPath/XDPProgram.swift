@@ -5,6 +5,7 @@ import Glibc
 #endif
 import CXDP
 import Foundation
+import Logging
 import SystemPackage
 
 extension XDPAttachMode {
@@ -53,6 +54,10 @@ public final class XDPProgram {
     public let mapEntries: Int
     /// The kernel's id for the loaded program (as `ip link` and bpftool show it).
     public private(set) var programID: UInt32 = 0
+    /// Whether the loaded program is the device-bound variant that stores
+    /// the driver's RX metadata before each frame (``RxMetadata``), and why
+    /// (not). The availability fields are filled by ``rxMetadataStatus()``.
+    public private(set) var rxMetadata = RxMetadataStatus(inUse: false, reason: "")
 
     private var object: OpaquePointer?
     private var linkDescriptor: Int32 = -1
@@ -68,9 +73,15 @@ public final class XDPProgram {
     /// interface's rx-queue count and every key used), fills `queueToKey`
     /// (rx queue → XSKMAP key; other queues pass) and the prefilter, and
     /// attaches it.
+    ///
+    /// With `rxMetadata` (and `rxMetadataReaders`: a module reads it) the
+    /// device-bound metadata variant is loaded where the kernel has the
+    /// kfuncs and XDP attaches natively; when that load
+    /// fails the plain program is loaded instead and ``rxMetadata`` says why.
     public init(
         interface: String, mode: XDPAttachMode, mapEntries: Int,
-        queueToKey: [UInt32: UInt32], prefilter: Prefilter?
+        queueToKey: [UInt32: UInt32], prefilter: Prefilter?, rxMetadata wantsRxMetadata: Bool = false,
+        rxMetadataReaders: Bool = true
     ) throws {
         self.interface = interface
         self.mode = mode
@@ -88,17 +99,28 @@ public final class XDPProgram {
             throw DataPathError("prefilter for \(interface) has \(prefilter.destinationPorts.count) port ranges; at most \(Prefilter.maximumPortRanges)")
         }
 
-        guard let bytes = Data(base64Encoded: EmbeddedBPF.sluice_xdp) else {
-            throw DataPathError("the embedded XDP object is not valid base64 (build problem)")
-        }
-        let object: OpaquePointer = try bytes.withUnsafeBytes { raw in
-            try "sluice_xdp".withCString { name in
-                guard let object = sluice_bpf_object_open_mem(raw.baseAddress, raw.count, name) else {
-                    throw DataPathError("opening Sluice's XDP object", errno: Errno(rawValue: Glibc.errno))
-                }
-                return object
+        let choice = XDPProgram.rxMetadataChoice(
+            requested: wantsRxMetadata, readers: rxMetadataReaders, interface: interface, mode: mode,
+            feature: KernelFeatures.detected(.xdpRxMetadata))
+        var loaded: OpaquePointer?
+        if choice.inUse {
+            do {
+                loaded = try XDPProgram.load(
+                    EmbeddedBPF.sluice_xdp_meta, name: "sluice_xdp_meta", interface: interface,
+                    mapEntries: mapEntries, deviceBoundTo: interfaceIndex)
+                rxMetadata = RxMetadataStatus(inUse: true, reason: choice.reason)
+            } catch {
+                rxMetadata = RxMetadataStatus(
+                    inUse: false,
+                    reason: "the device-bound metadata program did not load on \(interface) (\(error)); "
+                        + "running the plain program without RX metadata")
+                XDPProgram.logger.warning("\(rxMetadata.reason)")
             }
+        } else {
+            rxMetadata = RxMetadataStatus(inUse: false, reason: choice.reason)
         }
+        let object = try loaded ?? XDPProgram.load(
+            EmbeddedBPF.sluice_xdp, name: "sluice_xdp", interface: interface, mapEntries: mapEntries, deviceBoundTo: nil)
         self.object = object
         func map(_ name: String) throws -> OpaquePointer {
             guard let map = bpf_object__find_map_by_name(object, name) else {
@@ -108,16 +130,6 @@ public final class XDPProgram {
         }
         do {
             let maps = try ["xsks_map", "queue_to_key", "queue_counters"].map(map)
-            for map in maps {
-                let result = bpf_map__set_max_entries(map, UInt32(mapEntries))
-                guard result == 0 else { throw DataPathError("sizing XDP map to \(mapEntries)", negativeErrno: result) }
-            }
-            let loaded = bpf_object__load(object)
-            guard loaded == 0 else {
-                throw DataPathError(
-                    "loading Sluice's XDP program for \(interface) (needs CAP_BPF and CAP_NET_ADMIN; the libbpf log above says more)",
-                    negativeErrno: loaded)
-            }
             xskMap = bpf_map__fd(maps[0])
             queueToKeyMap = bpf_map__fd(maps[1])
             countersMap = bpf_map__fd(maps[2])
@@ -132,6 +144,76 @@ public final class XDPProgram {
     }
 
     deinit { close() }
+
+    private static let logger = Logger(label: "sluice.datapath")
+
+    /// BPF_F_XDP_DEV_BOUND_ONLY (Linux 6.3; not in 6.1's UAPI headers): the
+    /// program may use the device's XDP metadata kfuncs, and attaches to
+    /// that device only.
+    static let deviceBoundOnlyFlag: UInt32 = 1 << 6
+
+    /// Whether to try the metadata variant, and the reason reported either way.
+    static func rxMetadataChoice(
+        requested: Bool, readers: Bool, interface: String, mode: XDPAttachMode, feature: KernelFeature
+    ) -> (inUse: Bool, reason: String) {
+        guard requested else { return (false, "rx_metadata = \"off\" for \(interface)") }
+        guard readers else {
+            return (false, "no module of the chain on \(interface) reads RX metadata (pcap and count do): the plain program costs less per packet")
+        }
+        guard mode == .native else {
+            return (false, "XDP runs in skb (generic) mode on \(interface): device-bound programs, which the metadata kfuncs need, attach in native mode only")
+        }
+        guard feature.state == .found else {
+            return (false, "this kernel has no \(feature.title) (since Linux \(feature.since); \(feature.detail))")
+        }
+        return (true, "device-bound program on \(interface) with the metadata kfuncs (\(feature.detail))")
+    }
+
+    /// Opens one of the embedded objects, sizes its per-queue maps and loads
+    /// it, device-bound to `deviceBoundTo` when given. Closes it on failure.
+    private static func load(
+        _ base64: String, name: String, interface: String, mapEntries: Int, deviceBoundTo interfaceIndex: Int32?
+    ) throws -> OpaquePointer {
+        guard let bytes = Data(base64Encoded: base64) else {
+            throw DataPathError("the embedded XDP object \(name) is not valid base64 (build problem)")
+        }
+        let object: OpaquePointer = try bytes.withUnsafeBytes { raw in
+            try name.withCString { name in
+                guard let object = sluice_bpf_object_open_mem(raw.baseAddress, raw.count, name) else {
+                    throw DataPathError("opening Sluice's XDP object", errno: Errno(rawValue: Glibc.errno))
+                }
+                return object
+            }
+        }
+        do {
+            for mapName in ["xsks_map", "queue_to_key", "queue_counters"] {
+                guard let map = bpf_object__find_map_by_name(object, mapName) else {
+                    throw DataPathError("Sluice's XDP object has no map \(mapName) (build problem)")
+                }
+                let result = bpf_map__set_max_entries(map, UInt32(mapEntries))
+                guard result == 0 else { throw DataPathError("sizing XDP map to \(mapEntries)", negativeErrno: result) }
+            }
+            if let interfaceIndex {
+                guard let program = bpf_object__find_program_by_name(object, "sluice_xdp") else {
+                    throw DataPathError("Sluice's XDP object \(name) has no program sluice_xdp (build problem)")
+                }
+                bpf_program__set_ifindex(program, UInt32(bitPattern: interfaceIndex))
+                // Or'ed in: other load flags (multi-buffer) stay.
+                let flagged = bpf_program__set_flags(program, bpf_program__flags(program) | deviceBoundOnlyFlag)
+                guard flagged == 0 else { throw DataPathError("flagging \(name) device-bound", negativeErrno: flagged) }
+            }
+            let loaded = bpf_object__load(object)
+            guard loaded == 0 else {
+                throw DataPathError(
+                    "loading Sluice's XDP program for \(interface) (needs CAP_BPF and CAP_NET_ADMIN; the libbpf log above says more)",
+                    negativeErrno: loaded)
+            }
+            return object
+        } catch {
+            bpf_object__close(object)
+            throw error
+        }
+    }
 
     /// Refuses, before anything is loaded, on a kernel the probe found
     /// without BPF links for XDP (before 5.9): attaching through netlink
@@ -275,23 +357,59 @@ public final class XDPProgram {
         _ = bpf_map_delete_elem(xskMap, &key)
     }
 
-    /// The per-queue counters, summed over all possible CPUs.
+    /// Words of `struct sluice_queue_counters` in sluice_xdp.bpf.c, in order.
+    static let counterWords = 9
+
+    /// The per-queue counters, summed over all possible CPUs. The metadata
+    /// counters stay 0 with the plain program.
     public func counters() -> [XDPQueueCounters] {
         let cpus = Int(max(1, libbpf_num_possible_cpus()))
-        var values = [UInt64](repeating: 0, count: 3 * cpus)  // 24 bytes per CPU, already 8-aligned
+        let words = Self.counterWords
+        var values = [UInt64](repeating: 0, count: words * cpus)  // 72 bytes per CPU, already 8-aligned
         return (0..<mapEntries).map { queue in
             var key = UInt32(queue)
             let found = values.withUnsafeMutableBytes { bpf_map_lookup_elem(countersMap, &key, $0.baseAddress) } == 0
-            var sums = (UInt64(0), UInt64(0), UInt64(0))
+            var sums = [UInt64](repeating: 0, count: words)
             if found {
                 for cpu in 0..<cpus {
-                    sums.0 &+= values[3 * cpu]
-                    sums.1 &+= values[3 * cpu + 1]
-                    sums.2 &+= values[3 * cpu + 2]
+                    for word in 0..<words { sums[word] &+= values[words * cpu + word] }
                 }
             }
-            return XDPQueueCounters(queue: queue, redirected: sums.0, passed: sums.1, redirectFailed: sums.2)
+            var counters = XDPQueueCounters(queue: queue, redirected: sums[0], passed: sums[1], redirectFailed: sums[2])
+            // Always there (zero from the plain program): the reply has one shape on every kernel.
+            counters.metadataWritten = sums[3]
+            counters.metadataNoRoom = sums[4]
+            counters.timestampUnsupported = sums[5]
+            counters.timestampAbsent = sums[6]
+            counters.hashUnsupported = sums[7]
+            counters.hashAbsent = sums[8]
+            return counters
         }
+    }
+
+    /// ``rxMetadata`` with what the driver gave so far, judged from `counters`.
+    public func rxMetadataStatus(_ counters: [XDPQueueCounters]) -> RxMetadataStatus {
+        var status = rxMetadata
+        guard status.inUse else { return status }
+        status.timestamp = Self.availability(of: \.timestampUnsupported, \.timestampAbsent, in: counters)
+        status.hash = Self.availability(of: \.hashUnsupported, \.hashAbsent, in: counters)
+        return status
+    }
+
+    /// One kind of metadata over all queues: unseen before any frame, else
+    /// unsupported once the driver said EOPNOTSUPP, provided when some frame
+    /// carried it, absent when none did.
+    static func availability(
+        of unsupported: KeyPath<XDPQueueCounters, UInt64?>, _ absent: KeyPath<XDPQueueCounters, UInt64?>,
+        in counters: [XDPQueueCounters]
+    ) -> RxMetadataStatus.Availability {
+        func sum(_ counter: KeyPath<XDPQueueCounters, UInt64?>) -> UInt64 {
+            counters.reduce(0) { $0 &+ ($1[keyPath: counter] ?? 0) }
+        }
+        let written = sum(\.metadataWritten)
+        if written == 0 { return .unseen }
+        if sum(unsupported) > 0 { return .unsupported }
+        return sum(absent) < written ? .provided : .absent
     }
 
     /// Detaches (closing the link) and frees the program and its maps.

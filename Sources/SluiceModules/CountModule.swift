@@ -8,6 +8,12 @@ import SluiceProtocol
 /// earlier module are left alone; malformed and non-IP frames are counted
 /// separately and never enter the table.
 ///
+/// Where the XDP program stores the driver's RX metadata and the driver
+/// hashed the frame's addresses and ports (an L4 RSS hash), that hash picks
+/// the flow's slot instead of hashing the headers again (counted as
+/// `driver_hash_packets`); it only picks where the probe starts: the key is
+/// still compared word by word, so flows whose hashes collide stay apart.
+///
 /// One instance belongs to one data-path thread (the writer); `snapshot()`
 /// may run concurrently on a control thread. With one instance per queue,
 /// ``snapshot(merging:)`` adds them up.
@@ -45,7 +51,8 @@ public final class CountModule: PacketModule {
 
     static let descriptor = ModuleDescriptor(
         kind: .count, summary: "Counts packets and bytes per flow (IP version and 5-tuple); keeps the top flows.",
-        options: [Options.capacityOption, Options.topOption], parse: Options.init, make: CountModule.init(options:))
+        options: [Options.capacityOption, Options.topOption], readsRxMetadata: true, parse: Options.init,
+        make: CountModule.init(options:))
 
     public let kind = ModuleKind.count.rawValue
     public let options: Options
@@ -72,9 +79,10 @@ public final class CountModule: PacketModule {
     private let insertedCount: UnsafeMutablePointer<AtomicWord>
 
     private enum Counter: Int, CaseIterable {
-        case packets, bytes, overflowPackets, overflowBytes, nonIP, malformed
+        case packets, bytes, overflowPackets, overflowBytes, nonIP, malformed, driverHashPackets
         var name: String {
             switch self {
+            case .driverHashPackets: return "driver_hash_packets"
             case .packets: return "packets"
             case .bytes: return "bytes"
             case .overflowPackets: return "overflow_packets"
@@ -111,9 +119,13 @@ public final class CountModule: PacketModule {
         counters.deallocate()
     }
 
+    /// The driver's RSS hash, where the XDP program stores it.
+    public var wantsRxMetadata: Bool { true }
+
     public func process(_ batch: PacketBatch) {
         var packets: UInt64 = 0, bytes: UInt64 = 0, overflowPackets: UInt64 = 0, overflowBytes: UInt64 = 0
-        var nonIP: UInt64 = 0, malformed: UInt64 = 0
+        var nonIP: UInt64 = 0, malformed: UInt64 = 0, driverHashed: UInt64 = 0
+        let metadata = batch.metadata
         for index in 0..<batch.count {
             let descriptor = batch.descriptors[index]
             guard descriptor.verdict == .pass else { continue }
@@ -122,7 +134,10 @@ public final class CountModule: PacketModule {
                 continue
             }
             let length = UInt64(descriptor.length)
-            let outcome = record(UnsafePointer(batch.headers + index), length: length)
+            var driverHash = -1
+            if let metadata, metadata[index].hasL4Hash { driverHash = Int(truncatingIfNeeded: metadata[index].hash) }
+            let outcome = record(UnsafePointer(batch.headers + index), length: length, driverHash: driverHash)
+            if outcome != .notIP && driverHash >= 0 { driverHashed &+= 1 }
             switch outcome {
             case .notIP: nonIP &+= 1
             case .overflow:
@@ -140,24 +155,32 @@ public final class CountModule: PacketModule {
         counters.add(Counter.overflowBytes.rawValue, overflowBytes)
         counters.add(Counter.nonIP.rawValue, nonIP)
         counters.add(Counter.malformed.rawValue, malformed)
+        counters.add(Counter.driverHashPackets.rawValue, driverHashed)
     }
 
     private enum Outcome {
         case notIP, overflow, counted
     }
 
+    /// `driverHash`: the driver's L4 RSS hash (0...UInt32.max), or -1 to
+    /// hash the headers.
     @inline(__always)
-    private func record(_ headers: UnsafePointer<PacketHeaders>, length: UInt64) -> Outcome {
+    private func record(_ headers: UnsafePointer<PacketHeaders>, length: UInt64, driverHash: Int) -> Outcome {
         let version = headers.pointee.ipVersion
         guard version == 4 || version == 6 else { return .notIP }
         let key = Self.packedKey(headers.pointee)
         let sourceHigh = headers.pointee.sourceAddressHigh, sourceLow = headers.pointee.sourceAddressLow
         let destinationHigh = headers.pointee.destinationAddressHigh
         let destinationLow = headers.pointee.destinationAddressLow
-        var hash = sourceHigh ^ rotate(sourceLow, 17) ^ rotate(destinationHigh, 31) ^ rotate(destinationLow, 47) ^ key
-        hash = (hash ^ (hash >> 29)) &* 0xBF58_476D_1CE4_E5B9
-        hash ^= hash >> 32
-        var slotIndex = Int(truncatingIfNeeded: hash) & mask
+        var slotIndex: Int
+        if driverHash >= 0 {
+            slotIndex = driverHash & mask
+        } else {
+            var hash = sourceHigh ^ rotate(sourceLow, 17) ^ rotate(destinationHigh, 31) ^ rotate(destinationLow, 47) ^ key
+            hash = (hash ^ (hash >> 29)) &* 0xBF58_476D_1CE4_E5B9
+            hash ^= hash >> 32
+            slotIndex = Int(truncatingIfNeeded: hash) & mask
+        }
         for _ in 0..<probeLimit {
             let slot = slots + slotIndex * Self.wordsPerSlot
             let stored = load(slot, Word.key)
@@ -346,8 +369,10 @@ public final class CountModule: PacketModule {
         }
         var selection = TopFlows(limit: top)
         var flowCount = 0
-        if modules.count == 1 {
-            // Flows in one table are distinct: nothing to merge.
+        // Flows in one table are distinct, unless a flow's packets came both
+        // with and without the driver's hash (its RSS settings changed under
+        // the pipeline): then it may sit in two slots, and is merged below.
+        if modules.count == 1 && modules[0].counters.load(Counter.driverHashPackets.rawValue) == 0 {
             modules[0].forEachFlow { flow in
                 flowCount += 1
                 selection.offer(flow)

@@ -47,17 +47,22 @@ public struct ModuleDescriptor: Sendable {
     public let kind: ModuleKind
     public let summary: String
     public let options: [ModuleOption]
+    /// Whether the kind's modules read the driver's RX metadata: without
+    /// such a module the daemon loads the plain XDP program (nothing would
+    /// read what the metadata one stores, at a cost per packet).
+    public let readsRxMetadata: Bool
     private let check: @Sendable ([String: ModuleOptionValue]) throws -> Void
     private let build: @Sendable ([String: ModuleOptionValue]) throws -> PacketModule
 
     init<Options>(
-        kind: ModuleKind, summary: String, options: [ModuleOption],
+        kind: ModuleKind, summary: String, options: [ModuleOption], readsRxMetadata: Bool = false,
         parse: @escaping @Sendable (OptionReader) throws -> Options,
         make: @escaping @Sendable (Options) throws -> PacketModule
     ) {
         self.kind = kind
         self.summary = summary
         self.options = options
+        self.readsRxMetadata = readsRxMetadata
         let read = { @Sendable (table: [String: ModuleOptionValue]) throws -> Options in
             try parse(try OptionReader(kind: kind, table, known: options.map(\.name)))
         }

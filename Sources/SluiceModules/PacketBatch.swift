@@ -42,16 +42,28 @@ public struct PacketBatch {
     public let descriptors: UnsafeMutablePointer<PacketDescriptor>
     public let headers: UnsafeMutablePointer<PacketHeaders>
     public let count: Int
+    /// The driver's RX metadata, parallel to `descriptors`; nil unless the
+    /// XDP program stores it and a module of the chain asks for it
+    /// (``PacketModule/wantsRxMetadata``). Read it through ``rxMetadata(at:)``.
+    public let metadata: UnsafeMutablePointer<RxMetadata>?
 
     @inlinable
     public init(
         umem: UnsafeMutableRawPointer, descriptors: UnsafeMutablePointer<PacketDescriptor>,
-        headers: UnsafeMutablePointer<PacketHeaders>, count: Int
+        headers: UnsafeMutablePointer<PacketHeaders>, count: Int, metadata: UnsafeMutablePointer<RxMetadata>? = nil
     ) {
         self.umem = umem
         self.descriptors = descriptors
         self.headers = headers
         self.count = count
+        self.metadata = metadata
+    }
+
+    /// The driver's RX metadata of the frame, ``RxMetadata/none`` when
+    /// there is none.
+    @inlinable
+    public func rxMetadata(at index: Int) -> RxMetadata {
+        metadata?[index] ?? .none
     }
 
     /// The frame's bytes, in place in the UMEM.
@@ -75,8 +87,13 @@ public protocol PacketModule: AnyObject {
     func snapshot() -> ModuleSnapshot
     /// Called once when the pipeline stops, after the last batch.
     func flush()
+    /// Whether the module reads ``PacketBatch/metadata``: the data path
+    /// reads the driver's RX metadata out of the UMEM only for chains with
+    /// such a module (it costs a cache line per frame).
+    var wantsRxMetadata: Bool { get }
 }
 
 extension PacketModule {
     public func flush() {}
+    public var wantsRxMetadata: Bool { false }
 }

@@ -5,10 +5,18 @@ import SluiceProtocol
 import SluiceSystem
 import SystemPackage
 
-/// Writes the frames it sees to classic pcap files (microsecond timestamps,
-/// magic 0xa1b2c3d4 in host order, link type Ethernet) that tcpdump and
-/// Wireshark read, rotating by size: `path` is the newest file, `path.1` the
-/// one before, up to `path.<max_files-1>`; older files are removed.
+/// Writes the frames it sees to capture files that tcpdump and Wireshark
+/// read, rotating by size: `path` is the newest file, `path.1` the one
+/// before, up to `path.<max_files-1>`; older files are removed.
+///
+/// `format = "pcapng"` (the default): a section header, one interface
+/// description (link type Ethernet, `if_tsresol` 9: nanoseconds) and an
+/// enhanced packet block per frame, in host byte order. Each frame is
+/// stamped with the driver's receive time where the XDP program stores it
+/// (``RxMetadata``: PHC time, usually CLOCK_TAI, 37 s ahead of UTC), else
+/// with the receive time (CLOCK_REALTIME, read once per batch).
+/// `format = "pcap"`: classic pcap (magic 0xa1b2c3d4, microseconds), for
+/// tools that read nothing else; the same stamps, cut to microseconds.
 ///
 /// Records are copied into a buffer allocated once, and the buffer is written
 /// to the file when it fills, on rotation and on `flush()`. That file I/O
@@ -31,13 +39,26 @@ public final class PcapModule: PacketModule {
         public var maxFiles: Int
         /// Size of the write buffer.
         public var bufferBytes: Int
+        public var format: Format
 
-        public init(path: String, snaplen: Int = 65535, maxBytes: Int = 0, maxFiles: Int = 10, bufferBytes: Int = 1 << 20) {
+        /// The file format.
+        public enum Format: String, Sendable, CaseIterable {
+            /// pcapng with nanosecond stamps, the driver's where there are.
+            case pcapng
+            /// Classic pcap, microsecond stamps.
+            case pcap
+        }
+
+        public init(
+            path: String, snaplen: Int = 65535, maxBytes: Int = 0, maxFiles: Int = 10, bufferBytes: Int = 1 << 20,
+            format: Format = .pcapng
+        ) {
             self.path = path
             self.snaplen = snaplen
             self.maxBytes = maxBytes
             self.maxFiles = maxFiles
             self.bufferBytes = bufferBytes
+            self.format = format
         }
 
         public static let snaplenRange: ClosedRange<Int64> = 64...262_144
@@ -54,6 +75,8 @@ public final class PcapModule: PacketModule {
                          "Rotate before a file grows past this; 0 = never rotate."),
             ModuleOption("max_files", .integer, range: maxFilesRange, default: "10", "Files kept, the current one included."),
             ModuleOption("buffer_bytes", .integer, range: bufferBytesRange, default: "\(1 << 20)", "Write buffer size."),
+            ModuleOption("format", .string, choices: Format.allCases.map(\.rawValue), default: "\"pcapng\"",
+                         "pcapng (ns stamps, the driver's where rx_metadata gives them) or pcap (classic, µs)."),
         ]
 
         init(_ reader: OptionReader) throws {
@@ -66,6 +89,7 @@ public final class PcapModule: PacketModule {
             if let value = try reader.integer(options[2]) { maxBytes = Int(value) }
             if let value = try reader.integer(options[3]) { maxFiles = Int(value) }
             if let value = try reader.integer(options[4]) { bufferBytes = Int(value) }
+            if let value = try reader.string(options[5]) { format = Format(rawValue: value) ?? .pcapng }
             if let problem = validationProblem() { throw reader.error(problem.option, problem.reason) }
         }
 
@@ -83,7 +107,7 @@ public final class PcapModule: PacketModule {
                 return ("max_bytes", "\(maxBytes) is below \(Self.minimumMaxBytes) (0 disables rotation)")
             }
             if !Self.maxFilesRange.contains(Int64(maxFiles)) { return ("max_files", "\(maxFiles) is out of range \(Self.maxFilesRange)") }
-            if bufferBytes < PcapModule.recordHeaderSize + snaplen + PcapModule.fileHeaderSize
+            if bufferBytes < PcapModule.recordSize(captured: snaplen, format) + PcapModule.fileHeaderSize(format)
                 || bufferBytes > Int(Self.bufferBytesRange.upperBound)
             {
                 return ("buffer_bytes", "\(bufferBytes) cannot hold one \(snaplen)-byte record plus headers")
@@ -93,13 +117,27 @@ public final class PcapModule: PacketModule {
     }
 
     static let descriptor = ModuleDescriptor(
-        kind: .pcap, summary: "Writes the frames it sees to rotating pcap files (tcpdump, Wireshark).",
-        options: Options.options, parse: Options.init, make: PcapModule.init(options:))
+        kind: .pcap, summary: "Writes the frames it sees to rotating pcapng (or pcap) files (tcpdump, Wireshark).",
+        options: Options.options, readsRxMetadata: true, parse: Options.init, make: PcapModule.init(options:))
 
     public let kind = ModuleKind.pcap.rawValue
     public let options: Options
-    static let fileHeaderSize = 24
-    static let recordHeaderSize = 16
+    /// The file header: classic pcap's, or pcapng's section header and
+    /// interface description blocks.
+    static func fileHeaderSize(_ format: Options.Format) -> Int {
+        format == .pcap ? 24 : sectionHeaderBlockSize + interfaceDescriptionBlockSize
+    }
+
+    static let sectionHeaderBlockSize = 28
+    static let interfaceDescriptionBlockSize = 32
+
+    /// One frame's record: classic pcap's 16-byte header and the bytes, or
+    /// an enhanced packet block (28 bytes, the bytes padded to 4, the
+    /// trailing length).
+    @inline(__always)
+    static func recordSize(captured: Int, _ format: Options.Format) -> Int {
+        format == .pcap ? 16 + captured : 32 + ((captured + 3) & ~3)
+    }
 
     // Data-path state: touched only by the thread running the module.
     private var descriptor: Int32 = -1
@@ -112,9 +150,10 @@ public final class PcapModule: PacketModule {
     private var fileHasRecord = false
 
     private enum Counter: Int, CaseIterable {
-        case packets, bytes, truncated, files, rotations, writeErrors, lostPackets
+        case packets, bytes, truncated, files, rotations, writeErrors, lostPackets, driverTimestamps
         var name: String {
             switch self {
+            case .driverTimestamps: return "driver_timestamps"
             case .packets: return "packets"
             case .bytes: return "bytes"
             case .truncated: return "truncated"
@@ -164,39 +203,83 @@ public final class PcapModule: PacketModule {
         counters.deallocate()
     }
 
+    /// The driver's receive stamps, where the XDP program stores them.
+    public var wantsRxMetadata: Bool { true }
+
     public func process(_ batch: PacketBatch) {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        let seconds = UInt32(truncatingIfNeeded: now.tv_sec)
-        let microseconds = UInt32(truncatingIfNeeded: now.tv_nsec / 1000)
-        var packets: UInt64 = 0, bytes: UInt64 = 0, truncated: UInt64 = 0
+        let receivedAt = UInt64(truncatingIfNeeded: now.tv_sec) &* 1_000_000_000 &+ UInt64(truncatingIfNeeded: now.tv_nsec)
+        let format = options.format
+        var packets: UInt64 = 0, bytes: UInt64 = 0, truncated: UInt64 = 0, driverStamped: UInt64 = 0
         for index in 0..<batch.count {
             let packet = batch.descriptors[index]
             guard packet.verdict == .pass else { continue }
             let length = Int(packet.length)
             let captured = min(length, options.snaplen)
-            let recordSize = Self.recordHeaderSize + captured
+            let recordSize = Self.recordSize(captured: captured, format)
             if options.maxBytes > 0 && fileHasRecord && fileBytes + buffered + recordSize > options.maxBytes {
                 rotate()
             }
             if buffered + recordSize > options.bufferBytes { writeBuffer() }
+            let metadata = batch.rxMetadata(at: index)
+            let stamp = metadata.hasTimestamp ? metadata.timestamp : receivedAt
             let record = buffer + buffered
-            record.storeBytes(of: seconds, toByteOffset: 0, as: UInt32.self)
-            record.storeBytes(of: microseconds, toByteOffset: 4, as: UInt32.self)
-            record.storeBytes(of: UInt32(truncatingIfNeeded: captured), toByteOffset: 8, as: UInt32.self)
-            record.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 12, as: UInt32.self)
-            (record + Self.recordHeaderSize).copyMemory(
-                from: batch.umem + Int(truncatingIfNeeded: packet.address), byteCount: captured)
+            let header = Self.storeRecordHeader(
+                record, format: format, nanoseconds: stamp, captured: captured, length: length, recordSize: recordSize)
+            writeFrameBytes(batch, index, to: record + header, count: captured)
             buffered += recordSize
             bufferedRecords &+= 1
             fileHasRecord = true
             packets &+= 1
             bytes &+= UInt64(captured)
             truncated &+= captured < length ? 1 : 0
+            driverStamped &+= metadata.hasTimestamp ? 1 : 0
         }
         counters.add(Counter.packets.rawValue, packets)
         counters.add(Counter.bytes.rawValue, bytes)
         counters.add(Counter.truncated.rawValue, truncated)
+        counters.add(Counter.driverTimestamps.rawValue, driverStamped)
+    }
+
+    /// Copies the first `count` bytes of the frame to the record.
+    @inline(__always)
+    private func writeFrameBytes(_ batch: PacketBatch, _ index: Int, to destination: UnsafeMutableRawPointer, count: Int) {
+        destination.copyMemory(from: batch.umem + Int(truncatingIfNeeded: batch.descriptors[index].address), byteCount: count)
+    }
+
+    /// Writes a record's header (and, pcapng, its padding and trailing
+    /// length) around the `captured` frame bytes that follow it; returns the
+    /// header's size, where the frame bytes go.
+    @inline(__always)
+    static func storeRecordHeader(
+        _ record: UnsafeMutableRawPointer, format: Options.Format, nanoseconds: UInt64, captured: Int, length: Int,
+        recordSize: Int
+    ) -> Int {
+        switch format {
+        case .pcap:
+            record.storeBytes(of: UInt32(truncatingIfNeeded: nanoseconds / 1_000_000_000), toByteOffset: 0, as: UInt32.self)
+            record.storeBytes(of: UInt32(truncatingIfNeeded: nanoseconds % 1_000_000_000 / 1000), toByteOffset: 4, as: UInt32.self)
+            record.storeBytes(of: UInt32(truncatingIfNeeded: captured), toByteOffset: 8, as: UInt32.self)
+            record.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 12, as: UInt32.self)
+            return 16
+        case .pcapng:
+            // Enhanced packet block: type, total length, interface 0, the
+            // stamp (units of if_tsresol) high word first, lengths.
+            record.storeBytes(of: UInt32(6), toByteOffset: 0, as: UInt32.self)
+            record.storeBytes(of: UInt32(truncatingIfNeeded: recordSize), toByteOffset: 4, as: UInt32.self)
+            record.storeBytes(of: UInt32(0), toByteOffset: 8, as: UInt32.self)
+            record.storeBytes(of: UInt32(truncatingIfNeeded: nanoseconds >> 32), toByteOffset: 12, as: UInt32.self)
+            record.storeBytes(of: UInt32(truncatingIfNeeded: nanoseconds), toByteOffset: 16, as: UInt32.self)
+            record.storeBytes(of: UInt32(truncatingIfNeeded: captured), toByteOffset: 20, as: UInt32.self)
+            record.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 24, as: UInt32.self)
+            // Zero the padding (the last word before the trailing length
+            // covers it; the frame bytes overwrite its start), then the
+            // trailing length.
+            if recordSize > 32 { record.storeBytes(of: UInt32(0), toByteOffset: recordSize - 8, as: UInt32.self) }
+            record.storeBytes(of: UInt32(truncatingIfNeeded: recordSize), toByteOffset: recordSize - 4, as: UInt32.self)
+            return 28
+        }
     }
 
     /// Writes what is buffered. Called when the pipeline stops.
@@ -272,16 +355,49 @@ public final class PcapModule: PacketModule {
         descriptor = fd
         fileBytes = 0
         fileHasRecord = false
-        buffer.storeBytes(of: UInt32(0xA1B2_C3D4), toByteOffset: 0, as: UInt32.self)
-        buffer.storeBytes(of: UInt16(2), toByteOffset: 4, as: UInt16.self)  // version 2.4
-        buffer.storeBytes(of: UInt16(4), toByteOffset: 6, as: UInt16.self)
-        buffer.storeBytes(of: Int32(0), toByteOffset: 8, as: Int32.self)  // thiszone: UTC
-        buffer.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)  // sigfigs
-        buffer.storeBytes(of: UInt32(options.snaplen), toByteOffset: 16, as: UInt32.self)
-        buffer.storeBytes(of: UInt32(1), toByteOffset: 20, as: UInt32.self)  // LINKTYPE_ETHERNET
-        buffered = Self.fileHeaderSize
+        buffered = Self.storeFileHeader(buffer, format: options.format, snaplen: options.snaplen)
         bufferedRecords = 0
         counters.add(Counter.files.rawValue, 1)
+    }
+
+    /// Writes the file header; returns its size.
+    static func storeFileHeader(_ buffer: UnsafeMutableRawPointer, format: Options.Format, snaplen: Int) -> Int {
+        switch format {
+        case .pcap:
+            buffer.storeBytes(of: UInt32(0xA1B2_C3D4), toByteOffset: 0, as: UInt32.self)
+            buffer.storeBytes(of: UInt16(2), toByteOffset: 4, as: UInt16.self)  // version 2.4
+            buffer.storeBytes(of: UInt16(4), toByteOffset: 6, as: UInt16.self)
+            buffer.storeBytes(of: Int32(0), toByteOffset: 8, as: Int32.self)  // thiszone: UTC
+            buffer.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)  // sigfigs
+            buffer.storeBytes(of: UInt32(snaplen), toByteOffset: 16, as: UInt32.self)
+            buffer.storeBytes(of: UInt32(1), toByteOffset: 20, as: UInt32.self)  // LINKTYPE_ETHERNET
+        case .pcapng:
+            // Section header block: the byte-order magic tells readers the
+            // file's byte order; version 1.0; section length -1 (unknown).
+            let section = sectionHeaderBlockSize
+            buffer.storeBytes(of: UInt32(0x0A0D_0D0A), toByteOffset: 0, as: UInt32.self)
+            buffer.storeBytes(of: UInt32(section), toByteOffset: 4, as: UInt32.self)
+            buffer.storeBytes(of: UInt32(0x1A2B_3C4D), toByteOffset: 8, as: UInt32.self)
+            buffer.storeBytes(of: UInt16(1), toByteOffset: 12, as: UInt16.self)
+            buffer.storeBytes(of: UInt16(0), toByteOffset: 14, as: UInt16.self)
+            buffer.storeBytes(of: Int64(-1), toByteOffset: 16, as: Int64.self)
+            buffer.storeBytes(of: UInt32(section), toByteOffset: 24, as: UInt32.self)
+            // Interface description block: Ethernet, snaplen, and the option
+            // if_tsresol (9) = 9, stamps in nanoseconds, then opt_endofopt.
+            let interface = buffer + section, size = interfaceDescriptionBlockSize
+            interface.storeBytes(of: UInt32(1), toByteOffset: 0, as: UInt32.self)
+            interface.storeBytes(of: UInt32(size), toByteOffset: 4, as: UInt32.self)
+            interface.storeBytes(of: UInt16(1), toByteOffset: 8, as: UInt16.self)  // LINKTYPE_ETHERNET
+            interface.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
+            interface.storeBytes(of: UInt32(snaplen), toByteOffset: 12, as: UInt32.self)
+            interface.storeBytes(of: UInt16(9), toByteOffset: 16, as: UInt16.self)  // if_tsresol
+            interface.storeBytes(of: UInt16(1), toByteOffset: 18, as: UInt16.self)
+            interface.storeBytes(of: UInt32(0), toByteOffset: 20, as: UInt32.self)  // 3 bytes padding after:
+            interface.storeBytes(of: UInt8(9), toByteOffset: 20, as: UInt8.self)  // 10^-9 s
+            interface.storeBytes(of: UInt32(0), toByteOffset: 24, as: UInt32.self)  // opt_endofopt
+            interface.storeBytes(of: UInt32(size), toByteOffset: 28, as: UInt32.self)
+        }
+        return fileHeaderSize(format)
     }
 
     /// Counters, and one row with the current `path`.

@@ -146,18 +146,58 @@ public struct PipelineStatistics: Codable, Sendable, Equatable {
     public var sockets: [SocketStatistics]
     /// The XDP program's per-queue counters (empty once stopped).
     public var xdp: [XDPQueueCounters]
+    /// Whether the driver's RX metadata reaches the modules, and why (not);
+    /// nil from a daemon before RX metadata.
+    public var rxMetadata: RxMetadataStatus?
 
     public init(
         interface: String, mode: ProcessingMode, attachMode: XDPAttachMode, programID: UInt32,
-        sockets: [SocketStatistics], xdp: [XDPQueueCounters]
+        sockets: [SocketStatistics], xdp: [XDPQueueCounters], rxMetadata: RxMetadataStatus? = nil
     ) {
         self.interface = interface; self.mode = mode; self.attachMode = attachMode; self.programID = programID
-        self.sockets = sockets; self.xdp = xdp
+        self.sockets = sockets; self.xdp = xdp; self.rxMetadata = rxMetadata
     }
 
     enum CodingKeys: String, CodingKey {
         case interface, mode, sockets, xdp, attachMode = "attach_mode", programID = "program_id"
+        case rxMetadata = "rx_metadata"
     }
+}
+
+/// Driver RX metadata on one interface: whether Sluice's XDP program stores
+/// the driver's receive timestamp and RSS hash before each frame (the
+/// device-bound variant, with the XDP metadata kfuncs), and what the driver
+/// answered so far.
+public struct RxMetadataStatus: Codable, Sendable, Equatable {
+    /// What the driver gave for one kind of metadata, judged from the XDP
+    /// program's counters over all queues.
+    public enum Availability: String, Codable, Sendable {
+        /// The metadata variant is not loaded (`reason` says why).
+        case off
+        /// No frame has been redirected yet: nothing to judge by.
+        case unseen
+        /// At least one frame carried it.
+        case provided
+        /// The kfunc answered EOPNOTSUPP: the driver does not implement it.
+        case unsupported
+        /// The driver implements it but gave none (ENODATA, or a zero
+        /// timestamp, as veth without hardware stamps).
+        case absent
+    }
+
+    /// The device-bound metadata program is the one attached.
+    public var inUse: Bool
+    /// Why it is (or is not) in use: the probe's finding, the config, the
+    /// attach mode, or the load error that made Sluice fall back.
+    public var reason: String
+    public var timestamp: Availability
+    public var hash: Availability
+
+    public init(inUse: Bool, reason: String, timestamp: Availability = .off, hash: Availability = .off) {
+        self.inUse = inUse; self.reason = reason; self.timestamp = timestamp; self.hash = hash
+    }
+
+    enum CodingKeys: String, CodingKey { case reason, timestamp, hash, inUse = "in_use" }
 }
 
 /// Counters of one socket and its stages.
@@ -249,10 +289,25 @@ public struct XDPQueueCounters: Codable, Sendable, Equatable {
     public var passed: UInt64
     /// Matched, but no socket at the key: to the kernel.
     public var redirectFailed: UInt64
+    /// RX metadata (0 unless the metadata program runs; nil from a daemon
+    /// before it): frames that carried Sluice's metadata struct, frames with
+    /// no room for it, and per kind the frames the driver could not
+    /// (EOPNOTSUPP) or did not (ENODATA, zero timestamp) give it for.
+    public var metadataWritten: UInt64?
+    public var metadataNoRoom: UInt64?
+    public var timestampUnsupported: UInt64?
+    public var timestampAbsent: UInt64?
+    public var hashUnsupported: UInt64?
+    public var hashAbsent: UInt64?
 
     public init(queue: Int, redirected: UInt64, passed: UInt64, redirectFailed: UInt64) {
         self.queue = queue; self.redirected = redirected; self.passed = passed; self.redirectFailed = redirectFailed
     }
 
-    enum CodingKeys: String, CodingKey { case queue, redirected, passed, redirectFailed = "redirect_failed" }
+    enum CodingKeys: String, CodingKey {
+        case queue, redirected, passed, redirectFailed = "redirect_failed"
+        case metadataWritten = "metadata_written", metadataNoRoom = "metadata_no_room"
+        case timestampUnsupported = "timestamp_unsupported", timestampAbsent = "timestamp_absent"
+        case hashUnsupported = "hash_unsupported", hashAbsent = "hash_absent"
+    }
 }

@@ -125,6 +125,11 @@ enum StatsText {
             lines.append("ch \(socket.channel) → q \(socket.queue) busy poll: \(socket.busyPollKicks ?? 0) kicks, "
                 + "\(socket.pollSleeps ?? 0) poll() sleeps")
         }
+        if let metadata = statistics.rxMetadata {
+            lines.append(metadata.inUse
+                ? "rx metadata: in use (timestamp \(metadata.timestamp.rawValue), hash \(metadata.hash.rawValue))"
+                : "rx metadata: off: \(text(metadata.reason))")
+        }
         for module in pipeline.modules {
             let counters = module.counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             lines.append("module \(text(module.kind)): \(counters)")

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceControl
+import SluiceDataPath
 import SluiceTestSupport
 import XCTest
 
@@ -106,6 +107,18 @@ final class MetricsTests: XCTestCase {
             XCTAssertEqual(scraped.value("sluice_xdp_redirected_total", ["iface": iface, "queue": queue]), sent / 2, queue)
             XCTAssertEqual(scraped.value("sluice_kernel_dropped_total", ["iface": iface, "queue": queue]), 0, queue)
         }
+        // Driver RX metadata (rx_metadata = "auto"): veth stores its hash for
+        // every packet where the kernel has the kfuncs, nothing elsewhere.
+        let metadataInUse = KernelFeatures.detected(.xdpRxMetadata).state == .found
+        XCTAssertEqual(scraped.value("sluice_rx_metadata_in_use", ["iface": iface]), metadataInUse ? 1 : 0)
+        for queue in queues {
+            XCTAssertEqual(scraped.value("sluice_xdp_rx_metadata_written_total", ["iface": iface, "queue": queue]),
+                           metadataInUse ? sent / 2 : 0, queue)
+            XCTAssertEqual(scraped.value("sluice_xdp_rx_hash_absent_total", ["iface": iface, "queue": queue]), 0, queue)
+        }
+        XCTAssertEqual(scraped.value("sluice_module_counter_total",
+                                     ["iface": iface, "position": "0", "module": "count", "counter": "driver_hash_packets"]),
+                       metadataInUse ? sent : 0)
 
         // The same numbers as stats.get, socket by socket (traffic has stopped).
         let sockets = try XCTUnwrap(daemon.call("stats.get")["result"]?["pipelines"]?.arrayValue?.first?["statistics"]?["sockets"]?.arrayValue)

@@ -46,6 +46,35 @@ final class DoctorFindingsTests: XCTestCase {
         XCTAssertFalse(findings.contains { $0.severity == .ok }, "no all-clear beside an error")
     }
 
+    /// RX metadata is information, never a warning: in use, a driver that
+    /// answers EOPNOTSUPP, and each reason it is off with its fix.
+    func testRxMetadataFindingSaysWhyAndHowToTurnItOn() throws {
+        func finding(_ status: RxMetadataStatus, mode: String = "auto", attach: String = "native") throws -> DoctorFinding {
+            var input = input(channels: [0], program: [counters(0, redirected: 10)], received: [10])
+            input.pipeline?.rxMetadata = status
+            input.pipeline?.rxMetadataMode = mode
+            input.pipeline?.attachMode = attach
+            let findings = Doctor.diagnose(input)
+            XCTAssertEqual(findings.last?.severity, .ok, "information only: the all-clear stays: \(findings)")
+            return try XCTUnwrap(findings.first { $0.title.contains("RX metadata") || $0.title.contains("provide the RX") }, "\(findings)")
+        }
+        let inUse = try finding(RxMetadataStatus(inUse: true, reason: "device-bound", timestamp: .absent, hash: .provided))
+        XCTAssertEqual(inUse.title, "driver RX metadata is in use on eth9")
+        XCTAssertEqual(inUse.severity, .info)
+        XCTAssertTrue(inUse.evidence.contains("hash: provided"), "\(inUse.evidence)")
+        XCTAssertNil(inUse.fix)
+        let unsupported = try finding(RxMetadataStatus(inUse: true, reason: "device-bound", timestamp: .unsupported, hash: .unsupported))
+        XCTAssertEqual(unsupported.title, "veth on eth9 does not provide the RX timestamp or hash (the kfunc answers EOPNOTSUPP)")
+        let off = try finding(RxMetadataStatus(inUse: false, reason: "rx_metadata = \"off\" for eth9"), mode: "off")
+        XCTAssertEqual(off.title, "driver RX metadata is not in use on eth9")
+        XCTAssertTrue(off.fix?.hasPrefix("set rx_metadata = \"auto\" in [[interface]] eth9") == true, "\(off)")
+        let skb = try finding(RxMetadataStatus(inUse: false, reason: "XDP runs in skb (generic) mode"), attach: "skb")
+        XCTAssertTrue(skb.fix?.hasPrefix("set attach_mode = \"native\"") == true, "\(skb)")
+        let kernel = try finding(RxMetadataStatus(inUse: false, reason: "this kernel has no XDP RX metadata kfuncs"))
+        XCTAssertTrue(kernel.fix?.contains("Linux 6.3 or later") == true, "\(kernel)")
+        XCTAssertTrue(kernel.evidence.contains("reason: this kernel has no XDP RX metadata kfuncs"), "\(kernel.evidence)")
+    }
+
     func testTrafficOnAnUnboundQueueBesideABusyBoundOneIsAWarning() {
         let findings = Doctor.diagnose(input(
             channels: [1], program: [counters(0, passed: 5), counters(1, redirected: 900)], received: [900]))

@@ -323,6 +323,29 @@ final class PipelineConfigTests: XCTestCase {
         XCTAssertEqual(on.busyPoll, DataPathConfig.BusyPoll(microseconds: 50, budget: 16))
     }
 
+    /// rx_metadata: auto by default (the metadata program where it can
+    /// run), off on request; nothing else is accepted.
+    func testRxMetadataIsAutoOrOff() throws {
+        let preparation = Preparation(
+            needsNtuple: false, steeringRequired: false, excludeFromRSS: false, combinedChannels: false, copyModeOnly: false,
+            unknownFlags: 0, minXskmapEntries: 0, receiveChannels: nil, message: "")
+        let defaults = try XCTUnwrap(parse("[[interface]]\nname = \"eth0\"\n").interfaces.first)
+        XCTAssertEqual(defaults.rxMetadata, .auto)
+        XCTAssertTrue(try PipelineManager.dataPathConfig(defaults, SluiceConfig.defaults.pipeline, preparation: preparation).rxMetadata)
+        XCTAssertFalse(
+            try PipelineManager.dataPathConfig(defaults, SluiceConfig.defaults.pipeline, preparation: preparation).rxMetadataReaders,
+            "no module by default: nothing reads RX metadata")
+        let withCount = try parse("[pipeline]\n[[pipeline.modules]]\nkind = \"filter\"\n[[pipeline.modules]]\nkind = \"count\"\n")
+        XCTAssertTrue(try PipelineManager.dataPathConfig(defaults, withCount.pipeline, preparation: preparation).rxMetadataReaders)
+        let filterOnly = try parse("[pipeline]\n[[pipeline.modules]]\nkind = \"filter\"\n")
+        XCTAssertFalse(try PipelineManager.dataPathConfig(defaults, filterOnly.pipeline, preparation: preparation).rxMetadataReaders)
+        let off = try XCTUnwrap(parse("[[interface]]\nname = \"eth0\"\nrx_metadata = \"off\"\n").interfaces.first)
+        XCTAssertEqual(off.rxMetadata, .off)
+        XCTAssertFalse(try PipelineManager.dataPathConfig(off, SluiceConfig.defaults.pipeline, preparation: preparation).rxMetadata)
+        let problems = errors("[[interface]]\nname = \"eth0\"\nrx_metadata = \"on\"\n")
+        XCTAssertEqual(problems, ["test.toml:5: interface[0].rx_metadata: \"on\" is not one of auto, off"])
+    }
+
     func testInterfaceNameIsRequiredAndValid() {
         XCTAssertEqual(errors("""
             [[interface]]
@@ -377,10 +400,10 @@ final class PipelineConfigTests: XCTestCase {
             "test.toml:6: interface[0].batch_size: unknown key; 'batch_size' belongs in [pipeline]",
             "test.toml:7: interface[0].colour: unknown key; [[interface]] has name, plugin, channels, bind_mode,"
                 + " attach_mode, rx_cpus, worker_cpus, prefilter_protocols, prefilter_ports, busy_poll,"
-                + " busy_poll_usecs, busy_poll_budget, napi_defer_hard_irqs, gro_flush_timeout",
+                + " busy_poll_usecs, busy_poll_budget, napi_defer_hard_irqs, gro_flush_timeout, rx_metadata",
             "test.toml:8: interface[0].queues: unknown table; [[interface]] has name, plugin, channels, bind_mode,"
                 + " attach_mode, rx_cpus, worker_cpus, prefilter_protocols, prefilter_ports, busy_poll,"
-                + " busy_poll_usecs, busy_poll_budget, napi_defer_hard_irqs, gro_flush_timeout",
+                + " busy_poll_usecs, busy_poll_budget, napi_defer_hard_irqs, gro_flush_timeout, rx_metadata",
         ])
         // And the other way round.
         XCTAssertEqual(errors("[pipeline]\nbind_mode = \"copy\"\n"), [

@@ -22,10 +22,12 @@ final class AllocationTests: XCTestCase {
     #endif
     static let traceVariable = "SLUICE_TEST_MALLOC_TRACE"
 
-    /// Parser + count + filter + reflect over one reused 64-frame batch.
+    /// Parser + count + filter + reflect over one reused 64-frame batch, half
+    /// of whose frames carry a driver L4 hash (count's other bucket choice).
     final class Workload {
         static let batchSize = 64
         let umem = TestUMEM(frames: batchSize)
+        let metadata = UnsafeMutablePointer<RxMetadata>.allocate(capacity: batchSize)
         let batch: PacketBatch
         let count = CountModule(options: .init(capacity: 4096, top: 10))
         let filter: FilterModule
@@ -41,7 +43,14 @@ final class AllocationTests: XCTestCase {
                 default: umem.add(Array(udp4("10.0.0.1", "10.0.0.2", 1, 2).prefix(index % 40)))
                 }
             }
-            batch = PacketBatch(umem: umem.umem, descriptors: umem.descriptors, headers: umem.headers, count: Self.batchSize)
+            for index in 0..<Self.batchSize {
+                metadata[index] = index % 2 == 0
+                    ? RxMetadata(timestamp: 0, hash: UInt32(index) &* 2_654_435_761, hashType: RxMetadata.hashTypeL4,
+                                 flags: RxMetadata.hashValid)
+                    : .none
+            }
+            batch = PacketBatch(
+                umem: umem.umem, descriptors: umem.descriptors, headers: umem.headers, count: Self.batchSize, metadata: metadata)
             filter = try XCTUnwrap(
                 try ModuleKind.filter.descriptor.make([
                     "rules": .array([
@@ -50,6 +59,8 @@ final class AllocationTests: XCTestCase {
                     ]),
                 ]) as? FilterModule)
         }
+
+        deinit { metadata.deallocate() }
 
         func run(batches: Int) {
             for _ in 0..<batches {
@@ -66,6 +77,7 @@ final class AllocationTests: XCTestCase {
         func verify(file: StaticString = #filePath, line: UInt = #line) {
             let counted = count.snapshot().counters
             XCTAssertEqual((counted["packets"] ?? 0) + (counted["malformed"] ?? 0), UInt64(packets), file: file, line: line)
+            XCTAssertGreaterThan(counted["driver_hash_packets"] ?? 0, 0, "the driver-hash path ran", file: file, line: line)
             // 48 flows, and the 32 that reflect turns around in place before the next pass.
             XCTAssertEqual(counted["flows"], 80, file: file, line: line)
             XCTAssertEqual(filter.snapshot().counters["dropped"], UInt64(packets / 4), file: file, line: line)

@@ -330,7 +330,8 @@ final class ModuleRegistryTests: XCTestCase {
         }
         XCTAssertEqual(ModuleKind.count.descriptor.options.map(\.name), ["capacity", "top"])
         XCTAssertEqual(ModuleKind.count.descriptor.options.first?.range, CountModule.Options.capacityRange)
-        XCTAssertEqual(ModuleKind.pcap.descriptor.options.map(\.name), ["path", "snaplen", "max_bytes", "max_files", "buffer_bytes"])
+        XCTAssertEqual(ModuleKind.pcap.descriptor.options.map(\.name), ["path", "snaplen", "max_bytes", "max_files", "buffer_bytes", "format"])
+        XCTAssertEqual(ModuleKind.pcap.descriptor.options.last?.choices, ["pcapng", "pcap"])
         XCTAssertNil(ModuleKind.pcap.descriptor.options.first?.defaultText, "path is required")
         XCTAssertEqual(ModuleKind.filter.descriptor.options.last?.choices, ["pass", "drop"])
         XCTAssertEqual(ModuleKind.reflect.descriptor.options, [])

@@ -52,7 +52,7 @@ final class PcapModuleTests: XCTestCase {
     func testTcpdumpReadsExactlyWhatWasWritten() throws {
         let path = directory.appendingPathComponent("capture.pcap").path
         // A small buffer, so that it fills and is written several times.
-        let pcap = try PcapModule(options: .init(path: path, snaplen: 1500, bufferBytes: 4096))
+        let pcap = try PcapModule(options: .init(path: path, snaplen: 1500, bufferBytes: 4096, format: .pcap))
         let written = frames(100)
         _ = TestUMEM().run(written, through: [pcap], batchSize: 16)
         pcap.flush()
@@ -69,7 +69,7 @@ final class PcapModuleTests: XCTestCase {
 
     func testSnaplenCutsFramesAndDecidedFramesAreSkipped() throws {
         let path = directory.appendingPathComponent("short.pcap").path
-        let pcap = try PcapModule(options: .init(path: path, snaplen: 64))
+        let pcap = try PcapModule(options: .init(path: path, snaplen: 64, format: .pcap))
         let long = frames(3, payload: 200)
         let umem = TestUMEM()
         for frame in long { umem.add(frame) }

@@ -152,6 +152,9 @@ extension SluiceConfig {
         .integer("gro_flush_timeout", \.groFlushTimeoutNanoseconds, in: Interface.groFlushTimeoutRange,
                  doc: "Nanoseconds, written to /sys/class/net/IF/gro_flush_timeout while the pipeline runs"
                     + " (with busy_poll); restored at stop and after a crash."),
+        .choice("rx_metadata", \.rxMetadata,
+                doc: "auto = the driver's RX timestamp and RSS hash for pcap and count where the kernel has the"
+                    + " XDP metadata kfuncs (Linux 6.3+) and attach_mode is native; off = never."),
     ]
 
     /// `sun_path` holds 108 bytes including the terminating NUL.

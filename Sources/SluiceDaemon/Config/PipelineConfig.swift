@@ -83,6 +83,15 @@ extension SluiceConfig {
         public var busyPollBudget = 64
         public var napiDeferHardIRQs = 2
         public var groFlushTimeoutNanoseconds = 200_000
+        /// Whether the XDP program stores the driver's RX metadata for the modules.
+        public var rxMetadata: RxMetadataMode = .auto
+
+        /// `auto`: the device-bound XDP program with the metadata kfuncs
+        /// where the kernel has them and XDP attaches natively, else the
+        /// plain one (status says why); `off`: always the plain one.
+        public enum RxMetadataMode: String, CaseIterable, Sendable {
+            case auto, off
+        }
 
         public init(name: String) { self.name = name }
 

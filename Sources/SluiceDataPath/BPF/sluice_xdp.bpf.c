@@ -4,8 +4,15 @@
  * go to the kernel, so SSH to the box keeps working).
  *
  * Map sizes are placeholders: the loader sets max_entries from the sysfs
- * rx-queue count (or the plugin's minimum) before loading. */
+ * rx-queue count (or the plugin's minimum) before loading.
+ *
+ * Built twice: as is (sluice_xdp), and with SLUICE_RX_METADATA defined
+ * (sluice_xdp_meta.bpf.c), which also stores the driver's RX timestamp and
+ * RSS hash in the frame's metadata area. The kfuncs that read them exist
+ * only from Linux 6.3 and only in device-bound programs, so the loader uses
+ * that variant only where the kernel has them; the plain one loads on 6.1. */
 #include <linux/bpf.h>
+#include <linux/errno.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
@@ -39,6 +46,33 @@ struct sluice_queue_counters {
     __u64 redirected;      /* handed to bpf_redirect_map with a socket at the key */
     __u64 passed;          /* not matching the prefilter: to the kernel stack */
     __u64 redirect_failed; /* matched, but no socket at the key: to the kernel */
+    /* The metadata variant only (zero in the plain program): */
+    __u64 metadata_written;      /* struct sluice_rx_metadata stored before the frame */
+    __u64 metadata_no_room;      /* bpf_xdp_adjust_meta refused: the frame goes without */
+    __u64 timestamp_unsupported; /* the kfunc said EOPNOTSUPP: the driver does not provide it */
+    __u64 timestamp_absent;      /* the driver had none for this frame (ENODATA, or 0) */
+    __u64 hash_unsupported;
+    __u64 hash_absent;
+};
+
+/* What the metadata variant stores right before the frame's first byte, in
+ * the metadata area the AF_XDP socket copies into the UMEM with the frame
+ * (xdp->data_meta .. xdp->data). Shared with RxMetadata in PacketBatch.swift
+ * and the reader in QueueRunner.swift: keep the layouts in step. 24 bytes, a
+ * multiple of 8, so the struct is as aligned as the frame. */
+#define SLUICE_RX_METADATA_MAGIC 0x534c4d44u /* "SLMD" */
+#define SLUICE_RX_METADATA_VERSION 1
+enum sluice_rx_metadata_flags {
+    SLUICE_RX_TIMESTAMP_VALID = 1,
+    SLUICE_RX_HASH_VALID = 2,
+};
+struct sluice_rx_metadata {
+    __u32 magic;     /* SLUICE_RX_METADATA_MAGIC: the reader trusts nothing else */
+    __u16 version;   /* SLUICE_RX_METADATA_VERSION */
+    __u16 flags;     /* sluice_rx_metadata_flags */
+    __u64 timestamp; /* the driver's RX time, ns (PHC / CLOCK_TAI on real NICs) */
+    __u32 hash;      /* the driver's RSS hash */
+    __u32 hash_type; /* enum xdp_rss_hash_type (XDP_RSS_L4 = 8: ports were hashed) */
 };
 
 struct {
@@ -132,6 +166,61 @@ static __always_inline int wanted(struct xdp_md *ctx, const struct sluice_prefil
     return port_matches(filter, bpf_ntohs(ports->dest));
 }
 
+#ifdef SLUICE_RX_METADATA
+/* As the kernel declares it (include/net/xdp.h, not UAPI): the kfunc's BTF
+ * prototype names the enum, and libbpf matches the extern's prototype kind
+ * by kind. Only the name matters here; the values are the kernel's. */
+enum xdp_rss_hash_type { XDP_RSS_TYPE_NONE = 0 };
+
+/* Strong externs: this variant is loaded only where the probe found the
+ * kfuncs in vmlinux BTF (the plain program carries none). */
+extern int bpf_xdp_metadata_rx_timestamp(const struct xdp_md *ctx, __u64 *timestamp) __ksym;
+extern int bpf_xdp_metadata_rx_hash(const struct xdp_md *ctx, __u32 *hash,
+                                    enum xdp_rss_hash_type *rss_type) __ksym;
+
+/* Stores the driver's timestamp and hash before the frame. Every packet
+ * pointer is invalid afterwards (bpf_xdp_adjust_meta moves data_meta). */
+static __always_inline void store_rx_metadata(struct xdp_md *ctx, struct sluice_queue_counters *counters)
+{
+    if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct sluice_rx_metadata)) != 0) {
+        if (counters)
+            counters->metadata_no_room++;
+        return;
+    }
+    void *data = (void *)(long)ctx->data;
+    struct sluice_rx_metadata *meta = (void *)(long)ctx->data_meta;
+    if ((void *)(meta + 1) > data)
+        return;
+    __u64 timestamp = 0;
+    __u32 hash = 0;
+    enum xdp_rss_hash_type hash_type = XDP_RSS_TYPE_NONE;
+    __u16 flags = 0;
+    int result = bpf_xdp_metadata_rx_timestamp(ctx, &timestamp);
+    /* veth answers 0 for an skb without a hardware stamp: absent too. */
+    if (result == 0 && timestamp != 0)
+        flags |= SLUICE_RX_TIMESTAMP_VALID;
+    else if (counters && result == -EOPNOTSUPP)
+        counters->timestamp_unsupported++;
+    else if (counters)
+        counters->timestamp_absent++;
+    result = bpf_xdp_metadata_rx_hash(ctx, &hash, &hash_type);
+    if (result == 0)
+        flags |= SLUICE_RX_HASH_VALID;
+    else if (counters && result == -EOPNOTSUPP)
+        counters->hash_unsupported++;
+    else if (counters)
+        counters->hash_absent++;
+    meta->magic = SLUICE_RX_METADATA_MAGIC;
+    meta->version = SLUICE_RX_METADATA_VERSION;
+    meta->flags = flags;
+    meta->timestamp = timestamp;
+    meta->hash = hash;
+    meta->hash_type = (__u32)hash_type;
+    if (counters)
+        counters->metadata_written++;
+}
+#endif
+
 SEC("xdp")
 int sluice_xdp(struct xdp_md *ctx)
 {
@@ -144,6 +233,9 @@ int sluice_xdp(struct xdp_md *ctx)
     struct sluice_prefilter *filter = bpf_map_lookup_elem(&prefilter, &zero);
     if (filter && filter->enabled && !wanted(ctx, filter))
         goto pass;
+#ifdef SLUICE_RX_METADATA
+    store_rx_metadata(ctx, counters);
+#endif
     /* XDP_PASS as the flags argument: the action when no socket sits at the key. */
     long action = bpf_redirect_map(&xsks_map, *key, XDP_PASS);
     if (counters) {
