@@ -407,6 +407,7 @@ final class PipelineManager: Sendable {
         config.rxCPUs = interface.rxCPUs
         config.workerCPUs = interface.workerCPUs
         config.minimumXSKMapEntries = Int(preparation.minXskmapEntries)
+        config.multiBuffer = interface.multiBuffer
         if interface.busyPoll {
             config.busyPoll = DataPathConfig.BusyPoll(
                 microseconds: Int32(interface.busyPollMicroseconds), budget: Int32(interface.busyPollBudget))

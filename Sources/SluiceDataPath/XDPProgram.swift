@@ -51,6 +51,9 @@ public final class XDPProgram {
     public let mode: XDPAttachMode
     /// Entries in each per-queue map (the XSKMAP's max_entries).
     public let mapEntries: Int
+    /// Loaded frags-aware (BPF_F_XDP_HAS_FRAGS): the driver may hand it
+    /// packets larger than a page, which reach AF_XDP as chains.
+    public let fragments: Bool
     /// The kernel's id for the loaded program (as `ip link` and bpftool show it).
     public private(set) var programID: UInt32 = 0
 
@@ -70,10 +73,11 @@ public final class XDPProgram {
     /// attaches it.
     public init(
         interface: String, mode: XDPAttachMode, mapEntries: Int,
-        queueToKey: [UInt32: UInt32], prefilter: Prefilter?
+        queueToKey: [UInt32: UInt32], prefilter: Prefilter?, fragments: Bool = false
     ) throws {
         self.interface = interface
         self.mode = mode
+        self.fragments = fragments
         try XDPProgram.requireLinks(KernelFeatures.detected(.xdpLink), interface: interface)
         interfaceIndex = try InterfaceFacts.index(interface)
         guard mapEntries >= 1, mapEntries <= XDPProgram.maximumMapEntries else {
@@ -111,6 +115,15 @@ public final class XDPProgram {
             for map in maps {
                 let result = bpf_map__set_max_entries(map, UInt32(mapEntries))
                 guard result == 0 else { throw DataPathError("sizing XDP map to \(mapEntries)", negativeErrno: result) }
+            }
+            if fragments {
+                // The program reads only the first buffer's headers, which
+                // is what a frags-aware program may rely on.
+                guard let program = bpf_object__find_program_by_name(object, "sluice_xdp") else {
+                    throw DataPathError("Sluice's XDP object has no program sluice_xdp (build problem)")
+                }
+                let result = bpf_program__set_flags(program, bpf_program__flags(program) | UInt32(BPF_F_XDP_HAS_FRAGS))
+                guard result == 0 else { throw DataPathError("declaring Sluice's XDP program frags-aware", negativeErrno: result) }
             }
             let loaded = bpf_object__load(object)
             guard loaded == 0 else {

@@ -185,8 +185,12 @@ public final class PcapModule: PacketModule {
             record.storeBytes(of: microseconds, toByteOffset: 4, as: UInt32.self)
             record.storeBytes(of: UInt32(truncatingIfNeeded: captured), toByteOffset: 8, as: UInt32.self)
             record.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 12, as: UInt32.self)
-            (record + Self.recordHeaderSize).copyMemory(
-                from: batch.umem + Int(truncatingIfNeeded: packet.address), byteCount: captured)
+            if packet.isMultiBuffer {
+                Self.copyChain(batch, index, to: record + Self.recordHeaderSize, byteCount: captured)
+            } else {
+                (record + Self.recordHeaderSize).copyMemory(
+                    from: batch.umem + Int(truncatingIfNeeded: packet.address), byteCount: captured)
+            }
             buffered += recordSize
             bufferedRecords &+= 1
             fileHasRecord = true
@@ -197,6 +201,19 @@ public final class PcapModule: PacketModule {
         counters.add(Counter.packets.rawValue, packets)
         counters.add(Counter.bytes.rawValue, bytes)
         counters.add(Counter.truncated.rawValue, truncated)
+    }
+
+    /// The first `byteCount` bytes of a multi-buffer packet, segment after
+    /// segment; zeros where its segments hold fewer (they never do).
+    private static func copyChain(_ batch: PacketBatch, _ index: Int, to destination: UnsafeMutableRawPointer, byteCount: Int) {
+        var copied = 0
+        for segment in 0..<batch.segmentCount(at: index) where copied < byteCount {
+            let bytes = batch.segment(segment, of: index)
+            let take = min(bytes.count, byteCount - copied)
+            (destination + copied).copyMemory(from: UnsafeRawPointer(bytes.baseAddress!), byteCount: take)
+            copied += take
+        }
+        (destination + copied).initializeMemory(as: UInt8.self, repeating: 0, count: byteCount - copied)
     }
 
     /// Writes what is buffered. Called when the pipeline stops.

@@ -125,6 +125,10 @@ enum StatsText {
             lines.append("ch \(socket.channel) → q \(socket.queue) busy poll: \(socket.busyPollKicks ?? 0) kicks, "
                 + "\(socket.pollSleeps ?? 0) poll() sleeps")
         }
+        for socket in statistics.sockets where socket.multiBuffer == true {
+            lines.append("ch \(socket.channel) → q \(socket.queue) multi-buffer: \(socket.multiBufferPackets ?? 0) chained packets, "
+                + "\(socket.invalidChains ?? 0) invalid chains")
+        }
         for module in pipeline.modules {
             let counters = module.counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             lines.append("module \(text(module.kind)): \(counters)")

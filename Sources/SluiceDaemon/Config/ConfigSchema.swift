@@ -152,6 +152,10 @@ extension SluiceConfig {
         .integer("gro_flush_timeout", \.groFlushTimeoutNanoseconds, in: Interface.groFlushTimeoutRange,
                  doc: "Nanoseconds, written to /sys/class/net/IF/gro_flush_timeout while the pipeline runs"
                     + " (with busy_poll); restored at stop and after a crash."),
+        .choice("multi_buffer", \.multiBuffer,
+                doc: "auto = packets larger than one UMEM frame arrive as chains where the kernel (6.6+) and driver"
+                    + " have XDP multi-buffer; on = refuse to start without it; off = never. Without it, an MTU"
+                    + " above frame_size - 270 (native XDP: at most page size - 590) refuses to start."),
     ]
 
     /// `sun_path` holds 108 bytes including the terminating NUL.

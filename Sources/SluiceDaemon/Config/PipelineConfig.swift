@@ -83,6 +83,8 @@ extension SluiceConfig {
         public var busyPollBudget = 64
         public var napiDeferHardIRQs = 2
         public var groFlushTimeoutNanoseconds = 200_000
+        /// Packets larger than one UMEM frame as chains of frames (XDP multi-buffer).
+        public var multiBuffer: MultiBufferMode = .auto
 
         public init(name: String) { self.name = name }
 
