@@ -224,7 +224,8 @@ public final class Pipeline: @unchecked Sendable {
         }
         let driver = (try? NetworkDevice.driverInfo(interface).driver) ?? "the driver of \(interface)"
         let mtu = Self.mtu(interface)
-        let multiBuffer = try Self.multiBufferWanted(config, kernel: KernelFeatures.detected(.xdpMultiBuffer))
+        let multiBuffer = try Self.multiBufferWanted(
+            config, kernel: KernelFeatures.detected(.xdpMultiBuffer), sockets: XSKSocket.kernelScatterGather)
         if !multiBuffer, let mtu {
             try FrameLimit(frameSize: config.geometry.frameSize, nativeXDP: config.attachMode == .native)
                 .require(mtu: mtu, interface: config.interface, why: "multi-buffer is off (multi_buffer = \"\(config.multiBuffer.rawValue)\")")
@@ -353,15 +354,25 @@ public final class Pipeline: @unchecked Sendable {
         KernelFiles.read("/sys/class/net/\(interface)/mtu", limit: 32).flatMap { Int($0.trimmingTrailingNewlines()) }
     }
 
-    /// Whether to load the program frags-aware and bind with XDP_USE_SG.
-    static func multiBufferWanted(_ config: DataPathConfig, kernel: KernelFeature) throws -> Bool {
+    /// Whether to load the program frags-aware and bind with XDP_USE_SG:
+    /// only where both XDP (`kernel`) and AF_XDP (`sockets`) have
+    /// multi-buffer, so a kernel with the first alone (5.18 to 6.5) runs
+    /// exactly as without. Unknown probes try (the bind tells).
+    static func multiBufferWanted(
+        _ config: DataPathConfig, kernel: KernelFeature, sockets: (available: Bool?, detail: String)
+    ) throws -> Bool {
+        let available = kernel.state != .missing && sockets.available != false
         switch config.multiBuffer {
         case .off: return false
-        case .auto: return kernel.state != .missing
+        case .auto: return available
         case .on:
-            guard kernel.state != .missing else {
+            guard available else {
+                let missing = kernel.state == .missing
+                    ? "\(kernel.title) (since Linux \(kernel.since); \(kernel.detail))"
+                    : "AF_XDP multi-buffer (XDP_USE_SG, since Linux 6.6; \(sockets.detail))"
                 throw DataPathError(
-                    "multi_buffer = \"on\" for \(config.interface), but this kernel has no \(kernel.title) (since Linux \(kernel.since); \(kernel.detail)): run a newer kernel or set multi_buffer = \"auto\" with an MTU one frame holds")
+                    "multi_buffer = \"on\" for \(config.interface), but this kernel has no \(missing): "
+                        + "run Linux 6.6 or newer, or set multi_buffer = \"auto\" with an MTU one frame holds")
             }
             return true
         }

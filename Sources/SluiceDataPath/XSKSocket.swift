@@ -85,6 +85,9 @@ final class XSKSocket {
     /// supported kernel has it.
     static let kernelHasNeedWakeup = KernelFeatures.detected(.xskNeedWakeup).state != .missing
 
+    /// Whether this kernel's AF_XDP takes XDP_USE_SG, asked once.
+    static let kernelScatterGather = AFXDPMultiBuffer.probe()
+
     /// Binds in zero-copy or copy mode as asked; `auto` is the pipeline's
     /// business, since a fallback may bind another queue (ChannelPlan).
     ///
