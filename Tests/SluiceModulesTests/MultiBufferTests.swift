@@ -125,8 +125,16 @@ final class MultiBufferTests: XCTestCase {
         HeaderParser.parse(batch)
         let count = CountModule(options: .init())
         let reflect = ReflectModule()
+        let filter = try XCTUnwrap(try ModuleKind.filter.descriptor.make([
+            "rules": .array([.table(["action": .string("pass"), "proto": .string("udp"), "dport": .integer(5000)])]),
+            "default": .string("pass"),
+        ]) as? FilterModule)
         count.process(batch)
+        filter.process(batch)
         reflect.process(batch)
+        XCTAssertEqual(filter.matched(rule: 0).packets, 1, "the jumbo frame matches on headers read in its first frame")
+        XCTAssertEqual(filter.matched(rule: 0).bytes, 9000)
+        XCTAssertEqual(filter.matched(rule: 1).bytes, UInt64(small.count))
         XCTAssertEqual(count.snapshot().counters["packets"], 2)
         XCTAssertEqual(count.snapshot().counters["bytes"], UInt64(9000 + small.count))
         XCTAssertEqual(reflect.snapshot().counters["multi_buffer_skipped"], 1)
