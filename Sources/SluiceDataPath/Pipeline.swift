@@ -227,8 +227,11 @@ public final class Pipeline: @unchecked Sendable {
         let multiBuffer = try Self.multiBufferWanted(
             config, kernel: KernelFeatures.detected(.xdpMultiBuffer), sockets: XSKSocket.kernelScatterGather)
         if !multiBuffer, let mtu {
+            let why = config.multiBuffer == .off
+                ? "multi-buffer is off (multi_buffer = \"off\")"
+                : "this kernel has no AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6: \(XSKSocket.kernelScatterGather.detail))"
             try FrameLimit(frameSize: config.geometry.frameSize, nativeXDP: config.attachMode == .native)
-                .require(mtu: mtu, interface: config.interface, why: "multi-buffer is off (multi_buffer = \"\(config.multiBuffer.rawValue)\")")
+                .require(mtu: mtu, interface: config.interface, why: why)
         }
         program = try XDPProgram(
             interface: config.interface, mode: config.attachMode, mapEntries: entries,

@@ -197,8 +197,11 @@ public final class XDPProgram {
             if errno == .resourceBusy || errno == .fileExists {
                 throw DataPathError(foreignProgramMessage(), errno: errno)
             }
-            let linkHint = errno == .invalidArgument && KernelFeatures.detected(.xdpLink).state != .found
+            var linkHint = errno == .invalidArgument && KernelFeatures.detected(.xdpLink).state != .found
                 ? " (kernels without BPF links for XDP, before 5.9, answer EINVAL here)" : ""
+            if errno == Errno(rawValue: ERANGE) && !fragments {
+                linkHint = " (veth answers ERANGE when its peer's MTU needs multi-buffer: lower the peer's MTU, or see multi_buffer)"
+            }
             throw DataPathError("attaching Sluice's XDP program to \(interface) in \(mode.rawValue) mode\(linkHint)", errno: errno)
         }
         linkDescriptor = link

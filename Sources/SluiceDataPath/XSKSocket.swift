@@ -125,12 +125,14 @@ final class XSKSocket {
             let why = error.errno == .invalidArgument
                 ? "this kernel has no AF_XDP multi-buffer (XDP_USE_SG came with Linux 6.6; the bind said EINVAL)"
                 : "\(driver) has no AF_XDP multi-buffer in \(zeroCopy ? "zero-copy" : "copy") mode (the bind said EOPNOTSUPP)"
+            destroy()
+            zeroRings()
+            // Without the flag first: a zero-copy bind the driver refuses
+            // altogether is a zero-copy refusal, whatever multi-buffer says.
+            try bindWithoutMultiBuffer(zeroCopy: zeroCopy, driver: driver)
             if requireMultiBuffer {
                 throw DataPathError("multi_buffer = \"on\" for \(interface) queue \(queue), but \(why)", errno: error.errno)
             }
-            destroy()
-            zeroRings()
-            try bindWithoutMultiBuffer(zeroCopy: zeroCopy, driver: driver)
             binding.multiBufferRefusal = why
         } catch let error as DataPathError where zeroCopy {
             throw DataPathError("\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue)", errno: error.errno)
