@@ -225,11 +225,11 @@ public final class Pipeline: @unchecked Sendable {
         let driver = (try? NetworkDevice.driverInfo(interface).driver) ?? "the driver of \(interface)"
         let mtu = Self.mtu(interface)
         let multiBuffer = try Self.multiBufferWanted(
-            config, kernel: KernelFeatures.detected(.xdpMultiBuffer), sockets: XSKSocket.kernelScatterGather)
+            config, kernel: KernelFeatures.detected(.xdpMultiBuffer), sockets: KernelFeatures.detected(.xskMultiBuffer))
         if !multiBuffer, let mtu {
             let why = config.multiBuffer == .off
                 ? "multi-buffer is off (multi_buffer = \"off\")"
-                : "this kernel has no AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6: \(XSKSocket.kernelScatterGather.detail))"
+                : "this kernel has no AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6: \(KernelFeatures.detected(.xskMultiBuffer).detail))"
             try FrameLimit(frameSize: config.geometry.frameSize, nativeXDP: config.attachMode == .native)
                 .require(mtu: mtu, interface: config.interface, why: why)
         }
@@ -361,10 +361,8 @@ public final class Pipeline: @unchecked Sendable {
     /// only where both XDP (`kernel`) and AF_XDP (`sockets`) have
     /// multi-buffer, so a kernel with the first alone (5.18 to 6.5) runs
     /// exactly as without. Unknown probes try (the bind tells).
-    static func multiBufferWanted(
-        _ config: DataPathConfig, kernel: KernelFeature, sockets: (available: Bool?, detail: String)
-    ) throws -> Bool {
-        let available = kernel.state != .missing && sockets.available != false
+    static func multiBufferWanted(_ config: DataPathConfig, kernel: KernelFeature, sockets: KernelFeature) throws -> Bool {
+        let available = kernel.state != .missing && sockets.state != .missing
         switch config.multiBuffer {
         case .off: return false
         case .auto: return available
@@ -372,7 +370,7 @@ public final class Pipeline: @unchecked Sendable {
             guard available else {
                 let missing = kernel.state == .missing
                     ? "\(kernel.title) (since Linux \(kernel.since); \(kernel.detail))"
-                    : "AF_XDP multi-buffer (XDP_USE_SG, since Linux 6.6; \(sockets.detail))"
+                    : "\(sockets.title) (since Linux \(sockets.since); \(sockets.detail))"
                 throw DataPathError(
                     "multi_buffer = \"on\" for \(config.interface), but this kernel has no \(missing): "
                         + "run Linux 6.6 or newer, or set multi_buffer = \"auto\" with an MTU one frame holds")

@@ -85,8 +85,6 @@ final class XSKSocket {
     /// supported kernel has it.
     static let kernelHasNeedWakeup = KernelFeatures.detected(.xskNeedWakeup).state != .missing
 
-    /// Whether this kernel's AF_XDP takes XDP_USE_SG, asked once.
-    static let kernelScatterGather = AFXDPMultiBuffer.probe()
 
     /// Binds in zero-copy or copy mode as asked; `auto` is the pipeline's
     /// business, since a fallback may bind another queue (ChannelPlan).
@@ -269,31 +267,3 @@ final class XSKSocket {
     }
 }
 
-/// Whether AF_XDP sockets take XDP_USE_SG (multi-buffer, Linux 6.6), asked
-/// of the kernel without a device: a bind to no interface checks the flags
-/// first, so a kernel without the flag answers EINVAL and one with it ENODEV.
-public enum AFXDPMultiBuffer {
-    public static func probe() -> (available: Bool?, detail: String) {
-        let descriptor = Glibc.socket(44 /* AF_XDP */, Int32(SOCK_RAW.rawValue), 0)
-        guard descriptor >= 0 else {
-            return (nil, "cannot open an AF_XDP socket: \(Errno(rawValue: Glibc.errno).described)")
-        }
-        defer { Glibc.close(descriptor) }
-        var address = sockaddr_xdp()
-        address.sxdp_family = 44
-        address.sxdp_flags = XSKSocket.useScatterGather | UInt16(XDP_COPY)
-        address.sxdp_ifindex = 0
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_xdp>.size))
-            }
-        }
-        let errno = Errno(rawValue: Glibc.errno)
-        switch (result, errno) {
-        case (0, _): return (nil, "a bind to no interface succeeded (unexpected)")
-        case (_, .invalidArgument): return (false, "bind with XDP_USE_SG: EINVAL (the flag came with Linux 6.6)")
-        case (_, Errno(rawValue: ENODEV)): return (true, "bind with XDP_USE_SG reaches the device lookup (ENODEV)")
-        default: return (nil, "bind with XDP_USE_SG to no interface: \(errno.described)")
-        }
-    }
-}

@@ -32,8 +32,8 @@ final class JumboFrameTests: XCTestCase {
     private func requireMultiBuffer() throws {
         let fragments = KernelFeatures.detected(.xdpMultiBuffer)
         guard fragments.state == .found else { throw XCTSkip("this kernel has no \(fragments.title): \(fragments.detail)") }
-        let sockets = AFXDPMultiBuffer.probe()
-        guard sockets.available == true else { throw XCTSkip("no AF_XDP multi-buffer (XDP_USE_SG): \(sockets.detail)") }
+        let sockets = KernelFeatures.detected(.xskMultiBuffer)
+        guard sockets.state == .found else { throw XCTSkip("this kernel has no \(sockets.title): \(sockets.detail)") }
     }
 
     /// A lab whose two ends both have MTU 9000 (set before any XDP program:

@@ -71,7 +71,7 @@ final class MetricsTests: XCTestCase {
         let idle = try PrometheusExposition(before.body)
         // Sockets take chains where XDP and AF_XDP both have multi-buffer (6.6+).
         let multiBuffer: Double = KernelFeatures.detected(.xdpMultiBuffer).state == .found
-            && AFXDPMultiBuffer.probe().available == true ? 1 : 0
+            && KernelFeatures.detected(.xskMultiBuffer).state == .found ? 1 : 0
         for queue in ["0", "1"] {
             XCTAssertEqual(idle.value("sluice_rx_packets_total", ["iface": iface, "queue": queue]), 0, queue)
             XCTAssertEqual(idle.value("sluice_socket_zero_copy", ["iface": iface, "queue": queue]), 0,

@@ -15,9 +15,10 @@ final class MultiBufferPlanTests: XCTestCase {
     }
 
     func testMultiBufferOnlyWhereXDPAndAFXDPBothHaveIt() throws {
-        let sockets: (Bool?, String) = (true, "ENODEV"), noSockets: (Bool?, String) = (false, "EINVAL")
+        let sockets = KernelFeature(.xskMultiBuffer, .found, "ENODEV")
+        let noSockets = KernelFeature(.xskMultiBuffer, .missing, "EINVAL")
         XCTAssertTrue(try Pipeline.multiBufferWanted(config(.auto), kernel: found, sockets: sockets))
-        XCTAssertTrue(try Pipeline.multiBufferWanted(config(.auto), kernel: found, sockets: (nil, "unknown")))
+        XCTAssertTrue(try Pipeline.multiBufferWanted(config(.auto), kernel: found, sockets: KernelFeature(.xskMultiBuffer, .unknown, "EPERM")))
         XCTAssertFalse(try Pipeline.multiBufferWanted(config(.auto), kernel: found, sockets: noSockets), "5.18 to 6.5")
         XCTAssertFalse(try Pipeline.multiBufferWanted(config(.auto), kernel: missing, sockets: sockets))
         XCTAssertFalse(try Pipeline.multiBufferWanted(config(.off), kernel: found, sockets: sockets))
