@@ -83,10 +83,10 @@ final class JumboFrameTests: XCTestCase {
 
     /// A daemon running `pipeline` (keys and modules of `[pipeline]`) on the
     /// lab's app end, UDP only (the lab's neighbour discovery stays out).
-    private func startDaemon(_ lab: Lab, mode: String, pipeline: String) throws -> DaemonProcess {
+    private func startDaemon(_ lab: Lab, mode: String, attach: String = "native", pipeline: String) throws -> DaemonProcess {
         let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
             pluginDirectory: plugins!.path, interface: lab.appInterface, mode: mode, modules: pipeline,
-            interfaceOptions: "prefilter_protocols = [\"udp\"]"))
+            interfaceOptions: "prefilter_protocols = [\"udp\"]\nattach_mode = \"\(attach)\""))
         self.daemon = daemon
         try daemon.start()
         try daemon.waitForPipeline()
@@ -102,17 +102,19 @@ final class JumboFrameTests: XCTestCase {
         return module?["counters"]?[name]?.integer(as: Int.self) ?? -1
     }
 
-    /// In each mode: 100 frames of 9000 bytes and 100 of 60, counted exactly
-    /// (packets and bytes), the jumbo ones as chains, and pcap holding each
-    /// frame whole and intact.
-    func testJumboFramesAreCountedAndCapturedWholeInBothModes() throws {
+    /// In each mode, and with generic XDP: 100 frames of 9000 bytes and 100
+    /// of 60, counted exactly (packets and bytes), the jumbo ones as chains,
+    /// and pcap holding each frame whole and intact.
+    func testJumboFramesAreCountedAndCapturedWholeInBothModesAndAttachModes() throws {
         try requireMultiBuffer()
         let captureDirectory = try XCTUnwrap(self.captureDirectory)
         try FileManager.default.createDirectory(atPath: captureDirectory, withIntermediateDirectories: true)
-        for mode in ["inline", "pipelined"] {
+        // Generic XDP (skb mode) takes chains too, from the skb's fragments.
+        for (mode, attach) in [("inline", "native"), ("pipelined", "native"), ("inline", "skb")] {
             let lab = try jumboLab(prefix: "sjf")
-            let capture = "\(captureDirectory)/\(mode).pcap"
-            let daemon = try startDaemon(lab, mode: mode, pipeline: """
+            let variant = "\(mode)-\(attach)"
+            let capture = "\(captureDirectory)/\(variant).pcap"
+            let daemon = try startDaemon(lab, mode: mode, attach: attach, pipeline: """
                 [[pipeline.modules]]
                 kind = "count"
 
@@ -126,25 +128,25 @@ final class JumboFrameTests: XCTestCase {
             for frame in [jumbo, small] { try send(frame, count: 2 * perWorker, from: lab) }
             let sent = 2 * 2 * perWorker
             // Received or dropped somewhere on the way: nothing left in flight.
-            try waitUntil("\(sent) packets accounted for (\(mode))", timeout: .seconds(20)) {
+            try waitUntil("\(sent) packets accounted for (\(variant))", timeout: .seconds(20)) {
                 let totals = try self.pipeline()?["totals"]
                 return ["rx_packets", "kernel_dropped", "ring_full", "handoff_drops"]
                     .reduce(0) { $0 + (totals?[$1]?.integer(as: Int.self) ?? 0) } >= sent
             }
             let report = try XCTUnwrap(pipeline())
-            XCTAssertEqual(report["totals"]?["rx_packets"], JSONValue(sent), "\(mode): \(report.serialized())")
-            XCTAssertEqual(try counter("count", "packets"), sent, mode)
-            XCTAssertEqual(try counter("count", "bytes"), 2 * perWorker * (9000 + 60), mode)
-            XCTAssertEqual(try counter("count", "malformed"), 0, mode)
+            XCTAssertEqual(report["totals"]?["rx_packets"], JSONValue(sent), "\(variant): \(report.serialized())")
+            XCTAssertEqual(try counter("count", "packets"), sent, variant)
+            XCTAssertEqual(try counter("count", "bytes"), 2 * perWorker * (9000 + 60), variant)
+            XCTAssertEqual(try counter("count", "malformed"), 0, variant)
             let sockets = try XCTUnwrap(report["statistics"]?["sockets"]?.arrayValue)
             for socket in sockets {
                 XCTAssertEqual(socket["multi_buffer"], true, socket.serialized())
                 XCTAssertEqual(socket["invalid_chains"], 0, socket.serialized())
             }
             let chained = sockets.reduce(0) { $0 + ($1["multi_buffer_packets"]?.integer(as: Int.self) ?? 0) }
-            XCTAssertEqual(chained, 2 * perWorker, "\(mode): every jumbo frame, and only those, as a chain")
+            XCTAssertEqual(chained, 2 * perWorker, "\(variant): every jumbo frame, and only those, as a chain")
             let rxBytes = sockets.reduce(0) { $0 + ($1["rx_bytes"]?.integer(as: Int.self) ?? 0) }
-            XCTAssertEqual(rxBytes, 2 * perWorker * (9000 + 60), mode)
+            XCTAssertEqual(rxBytes, 2 * perWorker * (9000 + 60), variant)
             let status = try runCommand(
                 [DaemonProcess.sluicectlPath, "pipeline", "status", "--socket", daemon.socketPath], check: true).stdout
             XCTAssertTrue(status.contains("multi-buffer: "), status)
@@ -155,14 +157,14 @@ final class JumboFrameTests: XCTestCase {
             let finalSockets = try XCTUnwrap(pipeline()?["statistics"]?["sockets"]?.arrayValue)
             for socket in finalSockets { XCTAssertEqual(socket["invalid_frames"], 0, socket.serialized()) }
             var packets: [TcpdumpPacket] = []
-            for queue in 0..<2 { packets += try tcpdumpRead("\(captureDirectory)/\(mode)-queue\(queue).pcap") }
-            XCTAssertEqual(packets.count, sent, mode)
+            for queue in 0..<2 { packets += try tcpdumpRead("\(captureDirectory)/\(variant)-queue\(queue).pcap") }
+            XCTAssertEqual(packets.count, sent, variant)
             let jumbos = packets.filter { $0.length == 9000 }
-            XCTAssertEqual(jumbos.count, 2 * perWorker, "\(mode): captured length = wire length 9000")
-            XCTAssertTrue(jumbos.allSatisfy { $0.bytes == jumbo }, "\(mode): every jumbo frame intact")
+            XCTAssertEqual(jumbos.count, 2 * perWorker, "\(variant): captured length = wire length 9000")
+            XCTAssertTrue(jumbos.allSatisfy { $0.bytes == jumbo }, "\(variant): every jumbo frame intact")
             let smalls = packets.filter { $0.length == 60 }
-            XCTAssertEqual(smalls.count, 2 * perWorker, mode)
-            XCTAssertTrue(smalls.allSatisfy { $0.bytes == small }, mode)
+            XCTAssertEqual(smalls.count, 2 * perWorker, variant)
+            XCTAssertTrue(smalls.allSatisfy { $0.bytes == small }, variant)
             daemon.stop()
             self.daemon = nil
             try lab.down()
