@@ -66,6 +66,10 @@ extension Daemon {
             ("sluice_busy_poll_kicks_total", "Busy-poll kicks (recvfrom) the RX thread made on an empty RX ring.",
              { $0.busyPollKicks ?? 0 }),
             ("sluice_poll_sleeps_total", "Times the RX thread slept in poll() (its wake-ups).", { $0.pollSleeps ?? 0 }),
+            ("sluice_multi_buffer_packets_total", "Packets received as a chain of UMEM frames (XDP multi-buffer).",
+             { $0.multiBufferPackets ?? 0 }),
+            ("sluice_invalid_chains_total", "Multi-buffer chains refused (longer than 64 frames); their frames recycled.",
+             { $0.invalidChains ?? 0 }),
         ]
         for (name, help, value) in socketCounters {
             out.family(name, .counter, help, sockets.map { .init(socketLabels($0), value($0.socket)) })
@@ -74,6 +78,9 @@ extension Daemon {
                    sockets.map { .init(socketLabels($0), $0.socket.zeroCopy) })
         out.family("sluice_socket_busy_poll", .gauge, "1 when the RX thread busy-polls the socket, 0 when it sleeps in poll().",
                    sockets.map { .init(socketLabels($0), $0.socket.busyPoll ?? false) })
+        out.family("sluice_socket_multi_buffer", .gauge,
+                   "1 when the socket takes packets larger than a frame as chains (XDP_USE_SG), 0 when not.",
+                   sockets.map { .init(socketLabels($0), $0.socket.multiBuffer ?? false) })
 
         typealias XDPQueue = (iface: String, queue: XDPQueueCounters)
         let queues: [XDPQueue] = reports.flatMap { report in report.statistics.xdp.map { (report.interface, $0) } }

@@ -409,6 +409,7 @@ final class PipelineManager: Sendable {
         config.minimumXSKMapEntries = Int(preparation.minXskmapEntries)
         config.rxMetadata = interface.rxMetadata == .auto
         config.rxMetadataReaders = settings.modules.contains { $0.kind.descriptor.readsRxMetadata }
+        config.multiBuffer = interface.multiBuffer
         if interface.busyPoll {
             config.busyPoll = DataPathConfig.BusyPoll(
                 microseconds: Int32(interface.busyPollMicroseconds), budget: Int32(interface.busyPollBudget))

@@ -22,6 +22,7 @@ public struct KernelFeature: Sendable, Equatable {
         case xdpRxMetadata = "xdp_rx_metadata"
         case xdpLink = "bpf_link_xdp"
         case xskNeedWakeup = "xsk_need_wakeup"
+        case xskMultiBuffer = "xsk_multi_buffer"
         case busyPoll = "busy_poll"
     }
 
@@ -48,6 +49,7 @@ public struct KernelFeature: Sendable, Equatable {
         case .xdpRxMetadata: return "XDP RX metadata kfuncs (bpf_xdp_metadata_rx_timestamp, bpf_xdp_metadata_rx_hash)"
         case .xdpLink: return "BPF links for XDP (BPF_LINK_TYPE_XDP)"
         case .xskNeedWakeup: return "AF_XDP need_wakeup (XDP_USE_NEED_WAKEUP)"
+        case .xskMultiBuffer: return "AF_XDP multi-buffer (XDP_USE_SG)"
         case .busyPoll: return "preferred busy polling (SO_PREFER_BUSY_POLL, SO_BUSY_POLL_BUDGET)"
         }
     }
@@ -59,6 +61,7 @@ public struct KernelFeature: Sendable, Equatable {
         case .xdpFeatureFlags, .xdpRxMetadata: return "6.3"
         case .xdpLink: return "5.9"
         case .xskNeedWakeup: return "5.4"
+        case .xskMultiBuffer: return "6.6"
         case .busyPoll: return "5.11"
         }
     }
@@ -78,6 +81,8 @@ public struct KernelFeature: Sendable, Equatable {
             return "no pipeline can start: Sluice attaches its XDP program only through a BPF link, so that a killed daemon leaves no program behind"
         case .xskNeedWakeup:
             return "sockets bind without XDP_USE_NEED_WAKEUP: the driver polls the fill ring by itself (more softirq CPU), the RX threads still sleep in poll(), and transmitting modules kick the kernel after every batch"
+        case .xskMultiBuffer:
+            return "packets larger than one UMEM frame cannot reach AF_XDP sockets: a pipeline whose MTU needs them refuses to start, naming the MTU, the frame size and the fixes"
         case .busyPoll:
             return "a pipeline with busy_poll = true refuses to start (turn it off: RX threads then sleep in poll() until the interrupt wakes them)"
         }
@@ -118,6 +123,7 @@ public enum KernelFeatures {
             case .xdpRxMetadata: return probeRxMetadata(btf)
             case .xdpLink: return probeXDPLink(btf)
             case .xskNeedWakeup: return probeNeedWakeup()
+            case .xskMultiBuffer: return probeSocketMultiBuffer()
             case .busyPoll: return probeBusyPoll()
             }
         }
@@ -211,14 +217,8 @@ public enum KernelFeatures {
     /// size, which is how libxdp tells the old layout (xsk_get_mmap_offsets).
     static func probeNeedWakeup() -> KernelFeature {
         let name = KernelFeature.Name.xskNeedWakeup
-        let descriptor = socket(afXDP, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else {
-            let error = Glibc.errno
-            if error == EAFNOSUPPORT {
-                return KernelFeature(name, .missing, "no AF_XDP sockets at all (socket: \(describe(error)))")
-            }
-            return KernelFeature(name, .unknown, "cannot open an AF_XDP socket: \(describe(error))")
-        }
+        let (descriptor, failure) = probeSocket(for: name)
+        if let failure { return failure }
         defer { Glibc.close(descriptor) }
         var offsets = xdp_mmap_offsets()
         var length = socklen_t(MemoryLayout<xdp_mmap_offsets>.size)
@@ -231,6 +231,42 @@ public enum KernelFeatures {
         case withFlags: return KernelFeature(name, .found, "XDP_MMAP_OFFSETS has the rings' flags offsets (\(length) bytes)")
         case withoutFlags: return KernelFeature(name, .missing, "XDP_MMAP_OFFSETS has no flags offsets (\(length) bytes: the layout before 5.4)")
         default: return KernelFeature(name, .unknown, "XDP_MMAP_OFFSETS answered \(length) bytes, a layout Sluice does not know")
+        }
+    }
+
+    /// An AF_XDP socket to ask, or what its absence says about `name`.
+    private static func probeSocket(for name: KernelFeature.Name) -> (Int32, KernelFeature?) {
+        let descriptor = socket(afXDP, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor < 0 else { return (descriptor, nil) }
+        let error = Glibc.errno
+        if error == EAFNOSUPPORT {
+            return (-1, KernelFeature(name, .missing, "no AF_XDP sockets at all (socket: \(describe(error)))"))
+        }
+        return (-1, KernelFeature(name, .unknown, "cannot open an AF_XDP socket: \(describe(error))"))
+    }
+
+    /// A bind to no interface checks the flags first: a kernel without
+    /// XDP_USE_SG answers EINVAL, one with it goes on to look the device up
+    /// and answers ENODEV. Nothing is bound.
+    static func probeSocketMultiBuffer() -> KernelFeature {
+        let name = KernelFeature.Name.xskMultiBuffer
+        let (descriptor, failure) = probeSocket(for: name)
+        if let failure { return failure }
+        defer { Glibc.close(descriptor) }
+        var address = sockaddr_xdp()
+        address.sxdp_family = UInt16(afXDP)
+        address.sxdp_flags = XSKSocket.useScatterGather | UInt16(XDP_COPY)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_xdp>.size))
+            }
+        }
+        let error = Glibc.errno
+        switch (result, error) {
+        case (0, _): return KernelFeature(name, .unknown, "a bind with XDP_USE_SG to no interface succeeded")
+        case (_, EINVAL): return KernelFeature(name, .missing, "a bind with XDP_USE_SG is refused: \(describe(error))")
+        case (_, ENODEV): return KernelFeature(name, .found, "a bind with XDP_USE_SG gets past the flags (\(describe(error)) for no interface)")
+        default: return KernelFeature(name, .unknown, "a bind with XDP_USE_SG to no interface: \(describe(error))")
         }
     }
 

@@ -46,6 +46,19 @@ public struct ChannelPlan: Sendable, Codable, Equatable {
     public func binding(zeroCopy: Bool) -> ChannelBinding { zeroCopy ? self.zeroCopy : copy }
 }
 
+/// Whether a pipeline receives packets larger than one UMEM frame as
+/// chains of frames (XDP multi-buffer: a frags-aware XDP program, sockets
+/// bound with XDP_USE_SG).
+public enum MultiBufferMode: String, Sendable, Codable, CaseIterable {
+    /// Where the kernel and driver have it; else only frames one UMEM frame
+    /// holds, and a pipeline whose MTU needs more refuses to start.
+    case auto
+    /// Required: the pipeline refuses to start without it.
+    case on
+    /// Never; a pipeline whose MTU needs it refuses to start.
+    case off
+}
+
 public struct DataPathConfig: Sendable, Codable, Equatable {
     public var interface: String
     public var mode: ProcessingMode = .inline
@@ -74,6 +87,7 @@ public struct DataPathConfig: Sendable, Codable, Equatable {
     /// false: the plain program, since nothing would read what the metadata
     /// one stores.
     public var rxMetadataReaders = true
+    public var multiBuffer: MultiBufferMode = .auto
 
     public init(interface: String) { self.interface = interface }
 
@@ -217,9 +231,19 @@ public final class Pipeline: @unchecked Sendable {
             throw DataPathError("XSKMAP size \(entries) for \(config.interface) is outside 1...\(XDPProgram.maximumMapEntries)")
         }
         let driver = (try? NetworkDevice.driverInfo(interface).driver) ?? "the driver of \(interface)"
+        let mtu = Self.mtu(interface)
+        let multiBuffer = try Self.multiBufferWanted(
+            config, kernel: KernelFeatures.detected(.xdpMultiBuffer), sockets: KernelFeatures.detected(.xskMultiBuffer))
+        if !multiBuffer, let mtu {
+            let why = config.multiBuffer == .off
+                ? "multi-buffer is off (multi_buffer = \"off\")"
+                : "this kernel has no AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6: \(KernelFeatures.detected(.xskMultiBuffer).detail))"
+            try FrameLimit(frameSize: config.geometry.frameSize, nativeXDP: config.attachMode == .native)
+                .require(mtu: mtu, interface: config.interface, why: why)
+        }
         program = try XDPProgram(
             interface: config.interface, mode: config.attachMode, mapEntries: entries,
-            queueToKey: [:], prefilter: config.prefilter, rxMetadata: config.rxMetadata,
+            queueToKey: [:], prefilter: config.prefilter, fragments: multiBuffer, rxMetadata: config.rxMetadata,
             rxMetadataReaders: config.rxMetadataReaders)
         logger.info("\(config.interface): driver RX metadata \(program.rxMetadata.inUse ? "in use" : "not in use"): \(program.rxMetadata.reason)")
         var runners: [QueueRunner] = []
@@ -242,7 +266,17 @@ public final class Pipeline: @unchecked Sendable {
                         }
                     }
                     let (socket, binding) = try Self.bind(
-                        plan, mode: bindMode, interface: config.interface, geometry: config.geometry, driver: driver)
+                        plan, mode: bindMode, interface: config.interface, geometry: config.geometry, driver: driver,
+                        multiBuffer: multiBuffer, requireMultiBuffer: config.multiBuffer == .on)
+                    if multiBuffer, !socket.multiBuffer, let mtu {
+                        // The program hands over chains, but this socket cannot take them.
+                        try FrameLimit(frameSize: config.geometry.frameSize, nativeXDP: false).require(
+                            mtu: mtu, interface: config.interface,
+                            why: socket.binding.multiBufferRefusal ?? "the socket is bound without XDP_USE_SG")
+                    }
+                    if let refusal = socket.binding.multiBufferRefusal {
+                        logger.notice("\(config.interface) queue \(binding.bindQueue): no multi-buffer: \(refusal)")
+                    }
                     if let clash = bound.first(where: { $0.bindQueue == binding.bindQueue || $0.xskmapKey == binding.xskmapKey }) {
                         throw DataPathError(
                             "channels \(clash.channel) and \(binding.channel) on \(config.interface) both bind queue \(binding.bindQueue) or XSKMAP key \(binding.xskmapKey)")
@@ -301,10 +335,13 @@ public final class Pipeline: @unchecked Sendable {
     /// Binds `plan`'s socket in `mode`; returns it with the binding in effect.
     /// (Every queue it may bind was checked against the rx queues already.)
     private static func bind(
-        _ plan: ChannelPlan, mode: XSKBindMode, interface: String, geometry: XSKGeometry, driver: String
+        _ plan: ChannelPlan, mode: XSKBindMode, interface: String, geometry: XSKGeometry, driver: String,
+        multiBuffer: Bool, requireMultiBuffer: Bool
     ) throws -> (XSKSocket, ChannelBinding) {
         func socket(_ binding: ChannelBinding, zeroCopy: Bool) throws -> XSKSocket {
-            try XSKSocket(interface: interface, queue: binding.bindQueue, geometry: geometry, zeroCopy: zeroCopy, driver: driver)
+            try XSKSocket(
+                interface: interface, queue: binding.bindQueue, geometry: geometry, zeroCopy: zeroCopy, driver: driver,
+                multiBuffer: multiBuffer, requireMultiBuffer: requireMultiBuffer)
         }
         switch mode {
         case .copy:
@@ -324,6 +361,33 @@ public final class Pipeline: @unchecked Sendable {
                         + "); bound in copy mode" + moved)
                 return (fallback, plan.copy)
             }
+        }
+    }
+
+    /// The interface's MTU (sysfs), or nil when it cannot be read.
+    private static func mtu(_ interface: InterfaceName) -> Int? {
+        KernelFiles.read("/sys/class/net/\(interface)/mtu", limit: 32).flatMap { Int($0.trimmingTrailingNewlines()) }
+    }
+
+    /// Whether to load the program frags-aware and bind with XDP_USE_SG:
+    /// only where both XDP (`kernel`) and AF_XDP (`sockets`) have
+    /// multi-buffer, so a kernel with the first alone (5.18 to 6.5) runs
+    /// exactly as without. Unknown probes try (the bind tells).
+    static func multiBufferWanted(_ config: DataPathConfig, kernel: KernelFeature, sockets: KernelFeature) throws -> Bool {
+        let available = kernel.state != .missing && sockets.state != .missing
+        switch config.multiBuffer {
+        case .off: return false
+        case .auto: return available
+        case .on:
+            guard available else {
+                let missing = kernel.state == .missing
+                    ? "\(kernel.title) (since Linux \(kernel.since); \(kernel.detail))"
+                    : "\(sockets.title) (since Linux \(sockets.since); \(sockets.detail))"
+                throw DataPathError(
+                    "multi_buffer = \"on\" for \(config.interface), but this kernel has no \(missing): "
+                        + "run Linux 6.6 or newer, or set multi_buffer = \"auto\" with an MTU one frame holds")
+            }
+            return true
         }
     }
 
@@ -377,8 +441,49 @@ public final class Pipeline: @unchecked Sendable {
                     kernel: runner.socket.kernelStatistics(),
                     modules: chain.map { $0.snapshot() },
                     busyPoll: config.busyPoll != nil, busyPollKicks: counters[.busyPollKicks],
-                    pollSleeps: counters[.pollSleeps])
+                    pollSleeps: counters[.pollSleeps],
+                    multiBuffer: runner.socket.multiBuffer, multiBufferPackets: counters[.multiBufferPackets],
+                    invalidChains: counters[.invalidChains])
             },
             xdp: xdp, rxMetadata: program.rxMetadataStatus(xdp))
+    }
+}
+
+/// The largest frame one UMEM frame takes without multi-buffer, and the
+/// refusal of an MTU that needs more (never a pipeline that drops them).
+struct FrameLimit {
+    let frameSize: Int
+    /// Native XDP without frags: the driver builds the packet in one page
+    /// with XDP_PACKET_HEADROOM in front and skb_shared_info behind (veth
+    /// refuses the attach above it: "Peer MTU is too large to set XDP").
+    let nativeXDP: Bool
+    static let ethernetHeader = 14
+    /// SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) on 64-bit kernels.
+    static let sharedInfo = 320
+
+    init(frameSize: UInt32, nativeXDP: Bool) {
+        self.frameSize = Int(frameSize)
+        self.nativeXDP = nativeXDP
+    }
+
+    /// What one AF_XDP frame holds: the frame less the kernel's headroom.
+    var chunkBytes: Int { frameSize - XSKSocket.kernelHeadroom }
+    /// What native XDP holds in one page, less headroom and skb_shared_info.
+    static var pageBytes: Int { Int(sysconf(Int32(_SC_PAGESIZE))) - XSKSocket.kernelHeadroom - sharedInfo }
+    var largestFrame: Int { nativeXDP ? min(chunkBytes, Self.pageBytes) : chunkBytes }
+    var largestMTU: Int { largestFrame - Self.ethernetHeader }
+
+    func require(mtu: Int, interface: String, why: String) throws {
+        guard mtu > largestMTU else { return }
+        let page = nativeXDP && Self.pageBytes < chunkBytes
+            ? ", and native XDP without multi-buffer builds a packet in one page: \(Self.pageBytes) bytes"
+                + " (\(Self.pageBytes + XSKSocket.kernelHeadroom + Self.sharedInfo) less 256 of headroom and \(Self.sharedInfo) of skb_shared_info)"
+            : ""
+        let largerFrame = frameSize < 4096 ? ", use frame_size = 4096" : ""
+        throw DataPathError(
+            "MTU \(mtu) of \(interface) needs frames of \(mtu + Self.ethernetHeader) bytes, but \(why): "
+                + "one \(frameSize)-byte UMEM frame holds \(chunkBytes) bytes (\(frameSize) less the kernel's \(XSKSocket.kernelHeadroom) of headroom)\(page); "
+                + "lower the MTU to \(largestMTU) or less (ip link set dev \(interface) mtu \(largestMTU))\(largerFrame), "
+                + "or receive multi-buffer (multi_buffer = \"auto\" on Linux 6.6 or newer with a driver that has it)")
     }
 }

@@ -16,6 +16,9 @@ final class QueueCounters: @unchecked Sendable {
     enum Name: Int, CaseIterable {
         case rxPackets, rxBytes, handoffDrops, passed, dropped, transmitted, transmitFailed, malformed, invalidFrames
         case busyPollKicks, pollSleeps
+        /// Packets that spanned more than one frame, and chains refused
+        /// (longer than PacketDescriptor.maximumSegments): their frames recycled.
+        case multiBufferPackets, invalidChains
     }
     // Raw words, not an array of ManagedAtomic objects: reaching an object
     // in an array retained and released it on every add (measured with a
@@ -44,8 +47,18 @@ final class BatchProcessor {
     /// program stores it and a module wants it.
     private let metadata: UnsafeMutablePointer<RxMetadata>?
 
+    /// Multi-buffer packets of the batch: their segments, each packet's
+    /// first segment there, and room to gather headers that cross a frame.
+    let segmentCapacity: Int
+    let segments: UnsafeMutablePointer<PacketSegment>
+    let firstSegment: UnsafeMutablePointer<Int32>
+    private let gatherArea: UnsafeMutableRawPointer
+
     /// `rxMetadata`: the XDP program stores ``RxMetadata`` before each frame.
-    init(modules: [PacketModule], umem: UnsafeMutableRawPointer, capacity: Int, rxMetadata: Bool = false) {
+    init(
+        modules: [PacketModule], umem: UnsafeMutableRawPointer, capacity: Int, segmentCapacity: Int = 0,
+        rxMetadata: Bool = false
+    ) {
         self.modules = ContiguousArray(modules)
         self.umem = umem
         self.capacity = capacity
@@ -59,18 +72,28 @@ final class BatchProcessor {
         } else {
             metadata = nil
         }
+        self.segmentCapacity = segmentCapacity
+        segments = .allocate(capacity: max(1, segmentCapacity))
+        segments.initialize(repeating: PacketSegment(address: 0, length: 0), count: max(1, segmentCapacity))
+        firstSegment = .allocate(capacity: capacity)
+        firstSegment.initialize(repeating: 0, count: capacity)
+        gatherArea = .allocate(byteCount: HeaderParser.gatherLength, alignment: 16)
     }
 
     deinit {
         descriptors.deallocate()
         headers.deallocate()
         metadata?.deallocate()
+        segments.deallocate()
+        firstSegment.deallocate()
+        gatherArea.deallocate()
     }
 
-    /// Parses and runs every module over `descriptors[0..<count]`; returns
-    /// the malformed count (0 without modules: nothing is parsed then).
+    /// Parses and runs every module over `descriptors[0..<count]` (with
+    /// `chained`, some are multi-buffer packets whose segments are in
+    /// `segments`); returns the malformed count (0 without modules).
     @inline(__always)
-    func run(count: Int) -> Int {
+    func run(count: Int, chained: Bool = false) -> Int {
         // No module reads the headers: parsing would only miss the cache on
         // every frame (measured: 44% of an inline RX thread's time).
         guard count > 0, !modules.isEmpty else { return 0 }
@@ -83,7 +106,10 @@ final class BatchProcessor {
                     ? RxMetadata.take(before: umem + Int(truncatingIfNeeded: address)) : .none
             }
         }
-        let batch = PacketBatch(umem: umem, descriptors: descriptors, headers: headers, count: count, metadata: metadata)
+        let batch = PacketBatch(
+            umem: umem, descriptors: descriptors, headers: headers, count: count, metadata: metadata,
+            chains: chained ? PacketChains(segments: segments, firstSegment: firstSegment) : nil,
+            gatherArea: gatherArea)
         let malformed = HeaderParser.parse(batch)
         // Borrowed from the buffer: `for module in modules` copied (retained)
         // each module per batch.
@@ -91,6 +117,24 @@ final class BatchProcessor {
             for index in chain.indices { chain[index].process(batch) }
         }
         return malformed
+    }
+
+    /// The segments of `descriptors[0..<count]`'s multi-buffer packets, from
+    /// the ring they were handed over in (published before the descriptors,
+    /// so all there); sets `firstSegment`. Returns how many it took.
+    func takeSegments(from ring: SPSCRing<PacketSegment>, count: Int) -> Int {
+        var needed = 0
+        for index in 0..<count where descriptors[index].isMultiBuffer {
+            firstSegment[index] = Int32(truncatingIfNeeded: needed)
+            needed += descriptors[index].segmentCount
+        }
+        var taken = 0
+        while taken < min(needed, segmentCapacity) {
+            let got = ring.dequeue(into: UnsafeMutableBufferPointer(start: segments + taken, count: min(needed, segmentCapacity) - taken))
+            if got == 0 { break }
+            taken += got
+        }
+        return taken
     }
 }
 
@@ -113,6 +157,15 @@ final class QueueRunner: @unchecked Sendable {
     private let workerProcessor: BatchProcessor?
     private let toWorker: SPSCRing<PacketDescriptor>?
     private let fromWorker: SPSCRing<PacketDescriptor>?
+    /// Multi-buffer (socket bound with XDP_USE_SG): the segments of chained
+    /// packets travel to the worker and back in rings of their own, each
+    /// published before the descriptors that need it.
+    private let multiBuffer: Bool
+    private let segmentsToWorker: SPSCRing<PacketSegment>?
+    private let segmentsFromWorker: SPSCRing<PacketSegment>?
+    /// One returned chain's segments (RX thread).
+    private let returnedChain: UnsafeMutablePointer<PacketSegment>
+    private var chainAssembler: ChainAssembler
     private let workerBell: Doorbell?
     private let returnBell: Doorbell?
     private let stopBell: Doorbell
@@ -147,19 +200,35 @@ final class QueueRunner: @unchecked Sendable {
         stopBell = try Doorbell()
         workerWakeThreshold = max(batchSize, config.handoffRingSize / 4)
         alwaysKickTransmit = !socket.needWakeup || config.busyPoll != nil
+        multiBuffer = socket.multiBuffer
+        returnedChain = .allocate(capacity: PacketDescriptor.maximumSegments)
+        chainAssembler = ChainAssembler(batchSize: config.batchSize)
+        // A peek of a batch, plus the rest of a chain that began in it.
+        let assembly = multiBuffer ? batchSize + PacketDescriptor.maximumSegments : 0
         switch config.mode {
         case .inline:
-            rxProcessor = BatchProcessor(modules: modules, umem: socket.area, capacity: batchSize, rxMetadata: rxMetadata)
+            rxProcessor = BatchProcessor(
+                modules: modules, umem: socket.area, capacity: batchSize, segmentCapacity: assembly,
+                rxMetadata: rxMetadata)
             workerProcessor = nil
             toWorker = nil; fromWorker = nil; workerBell = nil; returnBell = nil
+            segmentsToWorker = nil; segmentsFromWorker = nil
         case .pipelined:
-            rxProcessor = BatchProcessor(modules: [], umem: socket.area, capacity: batchSize)
-            workerProcessor = BatchProcessor(modules: modules, umem: socket.area, capacity: batchSize, rxMetadata: rxMetadata)
+            rxProcessor = BatchProcessor(modules: [], umem: socket.area, capacity: batchSize, segmentCapacity: assembly)
+            // A worker batch may gather several RX batches' chains: no more
+            // segments than frames, nor than a batch of the longest chains.
+            workerProcessor = BatchProcessor(
+                modules: modules, umem: socket.area, capacity: batchSize,
+                segmentCapacity: multiBuffer ? min(batchSize * PacketDescriptor.maximumSegments, frames) : 0,
+                rxMetadata: rxMetadata)
             toWorker = try SPSCRing(capacity: config.handoffRingSize)
             // Every frame can be in flight back at once: this ring never fills.
             fromWorker = try SPSCRing(capacity: max(2, frames.nextPowerOfTwo))
             workerBell = try Doorbell()
             returnBell = try Doorbell()
+            // A segment is a frame: neither ring can hold more than every frame.
+            segmentsToWorker = multiBuffer ? try SPSCRing(capacity: max(2, frames.nextPowerOfTwo)) : nil
+            segmentsFromWorker = multiBuffer ? try SPSCRing(capacity: max(2, frames.nextPowerOfTwo)) : nil
         }
         refillFillRing()
     }
@@ -167,6 +236,8 @@ final class QueueRunner: @unchecked Sendable {
     deinit {
         freeFrames.deallocate()
         pollSet.deallocate()
+        returnedChain.deallocate()
+        chainAssembler.deallocate()
     }
 
     func start(rxCPU: Int?, workerCPU: Int?) {
@@ -241,7 +312,7 @@ final class QueueRunner: @unchecked Sendable {
                 reclaimCompletions()
                 if let fromWorker {
                     let count = fromWorker.dequeue(into: returnBuffer)
-                    if count > 0 { finish(returnBuffer.baseAddress!, count: count); progress = true }
+                    if count > 0 { finishReturned(returnBuffer.baseAddress!, count: count); progress = true }
                 }
                 refillFillRing()
                 if receiveBatch(processor, toWorker, workerBell) > 0 {
@@ -273,20 +344,45 @@ final class QueueRunner: @unchecked Sendable {
         _ processor: BatchProcessor, _ toWorker: SPSCRing<PacketDescriptor>?, _ workerBell: Doorbell?
     ) -> Int {
         var index: UInt32 = 0
-        let count = Int(xsk_ring_cons__peek(socket.rx, UInt32(batchSize), &index))
+        var count = Int(xsk_ring_cons__peek(socket.rx, UInt32(batchSize), &index))
         guard count > 0 else { return 0 }
         let queue = UInt16(truncatingIfNeeded: binding.bindQueue)
         var bytes = 0
+        // Or-ed, not tested per frame: a batch without a chain pays one `or`
+        // per frame (options is 0 on a socket bound without XDP_USE_SG).
+        var options: UInt32 = 0
         for offset in 0..<count {
             let descriptor = xsk_ring_cons__rx_desc(socket.rx, index &+ UInt32(offset))!.pointee
             processor.descriptors[offset] = PacketDescriptor(address: descriptor.addr, length: descriptor.len, queue: queue)
             bytes &+= Int(descriptor.len)
+            options |= descriptor.options
         }
-        xsk_ring_cons__release(socket.rx, UInt32(count))
+        var chained = false
+        if options & XSKSocket.packetContinues != 0 || chainAssembler.discarding {
+            let assembled = chainAssembler.assemble(socket.rx, ringIndex: index, peeked: count, queue: queue, into: processor)
+            for frame in 0..<assembled.refused { recycle(chainAssembler.refused[frame]) }
+            counters.add(.multiBufferPackets, assembled.chains)
+            counters.add(.invalidChains, assembled.invalid)
+            (count, bytes, chained) = (assembled.packets, assembled.bytes, assembled.chains > 0)
+            if count == 0 { return 0 }
+        } else {
+            xsk_ring_cons__release(socket.rx, UInt32(count))
+        }
         counters.add(.rxPackets, count)
         counters.add(.rxBytes, bytes)
         if let toWorker, let workerBell {
-            let handed = toWorker.enqueue(from: UnsafeBufferPointer(start: processor.descriptors, count: count))
+            let handed: Int
+            if chained, let segmentsToWorker {
+                // All or nothing per packet: a packet's segments go first, and
+                // only for the packets the descriptor ring has room for.
+                handed = min(count, toWorker.freeSlots())
+                let segments = handed == 0 ? 0 : segmentsEnd(processor, packets: handed)
+                let taken = segmentsToWorker.enqueue(from: UnsafeBufferPointer(start: processor.segments, count: segments))
+                precondition(taken == segments, "segment ring sized below the frame count")
+                _ = toWorker.enqueue(from: UnsafeBufferPointer(start: processor.descriptors, count: handed))
+            } else {
+                handed = toWorker.enqueue(from: UnsafeBufferPointer(start: processor.descriptors, count: count))
+            }
             unannounced += handed
             // A sleeping worker is woken at once; a dozing one (see workerLoop)
             // only when its backlog would otherwise grow past the threshold.
@@ -297,13 +393,32 @@ final class QueueRunner: @unchecked Sendable {
             if handed < count {
                 // The worker is behind: these frames are dropped here, counted, and recycled.
                 counters.add(.handoffDrops, count - handed)
-                for offset in handed..<count { recycle(processor.descriptors[offset].address) }
+                for offset in handed..<count {
+                    if chained && processor.descriptors[offset].isMultiBuffer {
+                        recycleChain(processor.segments + Int(processor.firstSegment[offset]),
+                                     count: processor.descriptors[offset].segmentCount)
+                    } else {
+                        recycle(processor.descriptors[offset].address)
+                    }
+                }
             }
         } else {
-            counters.add(.malformed, processor.run(count: count))
-            finish(processor.descriptors, count: count)
+            counters.add(.malformed, processor.run(count: count, chained: chained))
+            if chained {
+                finishChained(processor.descriptors, count: count) { processor.segments + Int(processor.firstSegment[$0]) }
+            } else {
+                finish(processor.descriptors, count: count)
+            }
         }
         return count
+    }
+
+    /// Where the segments of the first `packets` packets end in `processor.segments`.
+    private func segmentsEnd(_ processor: BatchProcessor, packets: Int) -> Int {
+        for offset in stride(from: packets - 1, through: 0, by: -1) where processor.descriptors[offset].isMultiBuffer {
+            return Int(processor.firstSegment[offset]) + processor.descriptors[offset].segmentCount
+        }
+        return 0
     }
 
     /// Applies the verdicts of a processed batch: recycle, or transmit.
@@ -319,6 +434,70 @@ final class QueueRunner: @unchecked Sendable {
         counters.add(.passed, passed)
         counters.add(.dropped, dropped)
         if transmit > 0 { self.transmit(descriptors, count: count, wanted: transmit) }
+    }
+
+    /// `finish` for a batch holding multi-buffer packets: every frame of a
+    /// chain goes back to the fill ring once. A chain is never transmitted
+    /// (the reflect module leaves chains alone): a transmit verdict on one
+    /// counts as a failed transmit and its frames are recycled.
+    private func finishChained(
+        _ descriptors: UnsafeMutablePointer<PacketDescriptor>, count: Int,
+        segments: (Int) -> UnsafeMutablePointer<PacketSegment>
+    ) {
+        var passed = 0, dropped = 0, refused = 0, transmit = 0
+        for offset in 0..<count {
+            let descriptor = descriptors[offset]
+            if descriptor.isMultiBuffer {
+                switch descriptor.verdict {
+                case .pass: passed += 1
+                case .drop: dropped += 1
+                case .transmit: refused += 1
+                }
+                recycleChain(segments(offset), count: descriptor.segmentCount)
+                // Out of the transmit pass below, which walks the rest.
+                descriptors[offset].verdict = .drop
+                continue
+            }
+            switch descriptor.verdict {
+            case .pass: passed += 1; recycle(descriptor.address)
+            case .drop: dropped += 1; recycle(descriptor.address)
+            case .transmit: transmit += 1
+            }
+        }
+        counters.add(.passed, passed)
+        counters.add(.dropped, dropped)
+        counters.add(.transmitFailed, refused)
+        if transmit > 0 { self.transmit(descriptors, count: count, wanted: transmit) }
+    }
+
+    /// Descriptors back from the worker, with their chains' segments when
+    /// the segment ring holds any (published before the descriptors).
+    private func finishReturned(_ descriptors: UnsafeMutablePointer<PacketDescriptor>, count: Int) {
+        guard multiBuffer, let segmentsFromWorker, !segmentsFromWorker.isEmpty else {
+            finish(descriptors, count: count)
+            return
+        }
+        let chain = returnedChain
+        finishChained(descriptors, count: count) { offset in
+            let wanted = descriptors[offset].segmentCount
+            var taken = 0
+            while taken < wanted {
+                let got = segmentsFromWorker.dequeue(into: UnsafeMutableBufferPointer(start: chain + taken, count: wanted - taken))
+                if got == 0 { break }
+                taken += got
+            }
+            // Never short (published first); were it, the missing frames are
+            // left out rather than recycled twice.
+            for missing in taken..<wanted { chain[missing] = PacketSegment(address: UInt64.max, length: 0) }
+            return chain
+        }
+    }
+
+    /// Takes back every frame of a chain.
+    private func recycleChain(_ segments: UnsafeMutablePointer<PacketSegment>, count: Int) {
+        for segment in 0..<count where segments[segment].address != UInt64.max {
+            recycle(segments[segment].address)
+        }
     }
 
     private func transmit(_ descriptors: UnsafeMutablePointer<PacketDescriptor>, count: Int, wanted: Int) {
@@ -414,7 +593,7 @@ final class QueueRunner: @unchecked Sendable {
             while true {
                 let count = fromWorker.dequeue(into: buffer)
                 if count == 0 { break }
-                finish(buffer.baseAddress!, count: count)
+                finishReturned(buffer.baseAddress!, count: count)
             }
         }
     }
@@ -428,6 +607,7 @@ final class QueueRunner: @unchecked Sendable {
     private func workerLoop() {
         defer { workerExited.signal() }
         guard let toWorker, let fromWorker, let workerBell, let returnBell, let processor = workerProcessor else { return }
+        let segmentsToWorker = segmentsToWorker, segmentsFromWorker = segmentsFromWorker
         let buffer = UnsafeMutableBufferPointer(start: processor.descriptors, count: processor.capacity)
         var worked = false
         while true {
@@ -450,12 +630,108 @@ final class QueueRunner: @unchecked Sendable {
                 continue
             }
             worked = true
-            counters.add(.malformed, processor.run(count: count))
+            // The segment ring holds something only if a chain was handed over.
+            var segments = 0
+            if let segmentsToWorker, !segmentsToWorker.isEmpty {
+                segments = processor.takeSegments(from: segmentsToWorker, count: count)
+            }
+            counters.add(.malformed, processor.run(count: count, chained: segments > 0))
+            if segments > 0, let segmentsFromWorker {
+                let back = segmentsFromWorker.enqueue(from: UnsafeBufferPointer(start: processor.segments, count: segments))
+                precondition(back == segments, "segment ring sized below the frame count")
+            }
             // Cannot come back short: the ring holds every frame of the UMEM.
             let returned = fromWorker.enqueue(from: UnsafeBufferPointer(start: processor.descriptors, count: count))
             precondition(returned == count, "return ring sized below the frame count")
             if fromWorker.takeWakeupRequest() { returnBell.ring() }
         }
+    }
+}
+
+/// The slow path of an RX peek that holds a multi-buffer chain (a frame
+/// with XDP_PKT_CONTD is followed by the rest of its packet): rebuilds the
+/// batch as one descriptor per packet, the chains' frames in the processor's
+/// `segments`. Consumes from the RX ring only whole packets: a chain the
+/// peek cut off is given back (cancelled) and read again whole by the next
+/// peek, unless it began the peek: then the rest of it is peeked now. A
+/// chain longer than `PacketDescriptor.maximumSegments` is refused and
+/// counted, its frames (up to the one that ends it, batches later maybe)
+/// listed in `refused` for the caller to recycle.
+struct ChainAssembler {
+    /// Inside a refused chain: its frames are refused as they come.
+    private(set) var discarding = false
+    /// The frames the last `assemble` refused (`Result.refused` of them).
+    let refused: UnsafeMutablePointer<UInt64>
+
+    init(batchSize: Int) {
+        refused = .allocate(capacity: batchSize + PacketDescriptor.maximumSegments)
+    }
+
+    func deallocate() { refused.deallocate() }
+
+    struct Result: Equatable {
+        var packets = 0, bytes = 0, chains = 0, invalid = 0, refused = 0
+    }
+
+    /// `peeked` entries from `ringIndex` are peeked (not released) on `ring`.
+    mutating func assemble(
+        _ ring: UnsafeMutablePointer<xsk_ring_cons>, ringIndex: UInt32, peeked: Int, queue: UInt16,
+        into processor: BatchProcessor
+    ) -> Result {
+        var result = Result()
+        var available = peeked, consumed = 0, entry = 0
+        var used = 0  // segments of complete chains
+        var pending = 0, pendingLength = 0  // the chain being read
+        while entry < available && result.packets < processor.capacity {
+            let descriptor = xsk_ring_cons__rx_desc(ring, ringIndex &+ UInt32(entry))!.pointee
+            entry += 1
+            let continues = descriptor.options & XSKSocket.packetContinues != 0
+            if discarding {
+                refused[result.refused] = descriptor.addr
+                result.refused += 1
+                discarding = continues
+                consumed = entry
+                continue
+            }
+            guard continues || pending > 0 else {
+                processor.descriptors[result.packets] = PacketDescriptor(address: descriptor.addr, length: descriptor.len, queue: queue)
+                result.packets += 1
+                result.bytes &+= Int(descriptor.len)
+                consumed = entry
+                continue
+            }
+            processor.segments[used + pending] = PacketSegment(address: descriptor.addr, length: descriptor.len)
+            pending += 1
+            pendingLength &+= Int(descriptor.len)
+            if !continues {
+                processor.firstSegment[result.packets] = Int32(truncatingIfNeeded: used)
+                processor.descriptors[result.packets] = PacketDescriptor(
+                    address: processor.segments[used].address, length: UInt32(truncatingIfNeeded: pendingLength),
+                    queue: queue, segments: pending)
+                result.packets += 1
+                result.chains += 1
+                result.bytes &+= pendingLength
+                used += pending
+                pending = 0; pendingLength = 0
+                consumed = entry
+            } else if pending == PacketDescriptor.maximumSegments {
+                for segment in 0..<pending { refused[result.refused + segment] = processor.segments[used + segment].address }
+                result.refused += pending
+                result.invalid += 1
+                pending = 0; pendingLength = 0
+                discarding = true
+                consumed = entry
+            } else if entry == available && result.packets == 0 && available < peeked + PacketDescriptor.maximumSegments {
+                // A chain longer than the batch: peek the rest of it (the
+                // ring's entries are contiguous, following this peek's).
+                var more: UInt32 = 0
+                available += Int(xsk_ring_cons__peek(ring, UInt32(PacketDescriptor.maximumSegments - pending), &more))
+            }
+        }
+        // Entries of a cut-off chain go back to the ring, to be peeked again.
+        if available > consumed { xsk_ring_cons__cancel(ring, UInt32(available - consumed)) }
+        if consumed > 0 { xsk_ring_cons__release(ring, UInt32(consumed)) }
+        return result
     }
 }
 

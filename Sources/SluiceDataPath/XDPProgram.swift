@@ -52,6 +52,9 @@ public final class XDPProgram {
     public let mode: XDPAttachMode
     /// Entries in each per-queue map (the XSKMAP's max_entries).
     public let mapEntries: Int
+    /// Loaded frags-aware (BPF_F_XDP_HAS_FRAGS): the driver may hand it
+    /// packets larger than a page, which reach AF_XDP as chains.
+    public let fragments: Bool
     /// The kernel's id for the loaded program (as `ip link` and bpftool show it).
     public private(set) var programID: UInt32 = 0
     /// Whether the loaded program is the device-bound variant that stores
@@ -80,11 +83,12 @@ public final class XDPProgram {
     /// fails the plain program is loaded instead and ``rxMetadata`` says why.
     public init(
         interface: String, mode: XDPAttachMode, mapEntries: Int,
-        queueToKey: [UInt32: UInt32], prefilter: Prefilter?, rxMetadata wantsRxMetadata: Bool = false,
-        rxMetadataReaders: Bool = true
+        queueToKey: [UInt32: UInt32], prefilter: Prefilter?, fragments: Bool = false,
+        rxMetadata wantsRxMetadata: Bool = false, rxMetadataReaders: Bool = true
     ) throws {
         self.interface = interface
         self.mode = mode
+        self.fragments = fragments
         try XDPProgram.requireLinks(KernelFeatures.detected(.xdpLink), interface: interface)
         interfaceIndex = try InterfaceFacts.index(interface)
         guard mapEntries >= 1, mapEntries <= XDPProgram.maximumMapEntries else {
@@ -107,7 +111,7 @@ public final class XDPProgram {
             do {
                 loaded = try XDPProgram.load(
                     EmbeddedBPF.sluice_xdp_meta, name: "sluice_xdp_meta", interface: interface,
-                    mapEntries: mapEntries, deviceBoundTo: interfaceIndex)
+                    mapEntries: mapEntries, fragments: fragments, deviceBoundTo: interfaceIndex)
                 rxMetadata = RxMetadataStatus(inUse: true, reason: choice.reason)
             } catch {
                 rxMetadata = RxMetadataStatus(
@@ -120,7 +124,8 @@ public final class XDPProgram {
             rxMetadata = RxMetadataStatus(inUse: false, reason: choice.reason)
         }
         let object = try loaded ?? XDPProgram.load(
-            EmbeddedBPF.sluice_xdp, name: "sluice_xdp", interface: interface, mapEntries: mapEntries, deviceBoundTo: nil)
+            EmbeddedBPF.sluice_xdp, name: "sluice_xdp", interface: interface, mapEntries: mapEntries,
+            fragments: fragments, deviceBoundTo: nil)
         self.object = object
         func map(_ name: String) throws -> OpaquePointer {
             guard let map = bpf_object__find_map_by_name(object, name) else {
@@ -172,7 +177,8 @@ public final class XDPProgram {
     /// Opens one of the embedded objects, sizes its per-queue maps and loads
     /// it, device-bound to `deviceBoundTo` when given. Closes it on failure.
     private static func load(
-        _ base64: String, name: String, interface: String, mapEntries: Int, deviceBoundTo interfaceIndex: Int32?
+        _ base64: String, name: String, interface: String, mapEntries: Int, fragments: Bool,
+        deviceBoundTo interfaceIndex: Int32?
     ) throws -> OpaquePointer {
         guard let bytes = Data(base64Encoded: base64) else {
             throw DataPathError("the embedded XDP object \(name) is not valid base64 (build problem)")
@@ -193,12 +199,18 @@ public final class XDPProgram {
                 let result = bpf_map__set_max_entries(map, UInt32(mapEntries))
                 guard result == 0 else { throw DataPathError("sizing XDP map to \(mapEntries)", negativeErrno: result) }
             }
+            guard let program = bpf_object__find_program_by_name(object, "sluice_xdp") else {
+                throw DataPathError("Sluice's XDP object \(name) has no program sluice_xdp (build problem)")
+            }
+            if fragments {
+                // The program reads only the first buffer's headers, which
+                // is what a frags-aware program may rely on.
+                let flagged = bpf_program__set_flags(program, bpf_program__flags(program) | UInt32(BPF_F_XDP_HAS_FRAGS))
+                guard flagged == 0 else { throw DataPathError("declaring \(name) frags-aware", negativeErrno: flagged) }
+            }
             if let interfaceIndex {
-                guard let program = bpf_object__find_program_by_name(object, "sluice_xdp") else {
-                    throw DataPathError("Sluice's XDP object \(name) has no program sluice_xdp (build problem)")
-                }
                 bpf_program__set_ifindex(program, UInt32(bitPattern: interfaceIndex))
-                // Or'ed in: other load flags (multi-buffer) stay.
+                // Or'ed in: the frags flag stays.
                 let flagged = bpf_program__set_flags(program, bpf_program__flags(program) | deviceBoundOnlyFlag)
                 guard flagged == 0 else { throw DataPathError("flagging \(name) device-bound", negativeErrno: flagged) }
             }
@@ -266,8 +278,11 @@ public final class XDPProgram {
             if errno == .resourceBusy || errno == .fileExists {
                 throw DataPathError(foreignProgramMessage(), errno: errno)
             }
-            let linkHint = errno == .invalidArgument && KernelFeatures.detected(.xdpLink).state != .found
+            var linkHint = errno == .invalidArgument && KernelFeatures.detected(.xdpLink).state != .found
                 ? " (kernels without BPF links for XDP, before 5.9, answer EINVAL here)" : ""
+            if errno == Errno(rawValue: ERANGE) && !fragments {
+                linkHint = " (veth answers ERANGE when its peer's MTU needs multi-buffer: lower the peer's MTU, or see multi_buffer)"
+            }
             throw DataPathError("attaching Sluice's XDP program to \(interface) in \(mode.rawValue) mode\(linkHint)", errno: errno)
         }
         linkDescriptor = link

@@ -38,6 +38,10 @@ public struct XSKBinding: Sendable, Codable, Equatable {
     public var zeroCopy: Bool
     /// Why `auto` fell back to copy mode (nil when it did not).
     public var fallbackReason: String?
+    /// Bound with XDP_USE_SG: packets larger than a frame arrive as chains.
+    public var multiBuffer = false
+    /// Why a socket asked for multi-buffer was bound without (nil otherwise).
+    public var multiBufferRefusal: String?
 }
 
 /// One UMEM and one AF_XDP socket on (interface, queue), through libxdp.
@@ -61,6 +65,19 @@ final class XSKSocket {
     /// must be kicked. Without it (before 5.4) the flags read 0, so a
     /// transmitter must kick after every batch instead of when asked.
     let needWakeup: Bool
+    /// Bound with XDP_USE_SG: descriptors with `packetContinues` set are
+    /// followed by the rest of their packet.
+    var multiBuffer: Bool { binding.multiBuffer }
+
+    /// XDP_USE_SG (linux/if_xdp.h since 6.6; Debian 12's 6.1 headers lack it):
+    /// a bind flag that lets the socket receive a packet over several frames.
+    static let useScatterGather: UInt16 = 1 << 4
+    /// XDP_PKT_CONTD (since 6.6): in `xdp_desc.options`, more frames of this
+    /// packet follow.
+    static let packetContinues: UInt32 = 1
+    /// XDP_PACKET_HEADROOM: what the kernel keeps in front of the data of
+    /// every frame it fills (copy and zero-copy mode alike).
+    static let kernelHeadroom = 256
 
     /// Whether sockets bind with XDP_USE_NEED_WAKEUP: unless the probe found
     /// the kernel without it (that bind would fail with EINVAL). Unknown
@@ -68,11 +85,17 @@ final class XSKSocket {
     /// supported kernel has it.
     static let kernelHasNeedWakeup = KernelFeatures.detected(.xskNeedWakeup).state != .missing
 
+
     /// Binds in zero-copy or copy mode as asked; `auto` is the pipeline's
     /// business, since a fallback may bind another queue (ChannelPlan).
+    ///
+    /// `multiBuffer` binds with XDP_USE_SG. A kernel before 6.6 (EINVAL) or a
+    /// zero-copy driver without multi-buffer (EOPNOTSUPP) refuses that
+    /// flag: `requireMultiBuffer` then fails, else the socket binds without
+    /// it and `binding.multiBufferRefusal` says why.
     init(
         interface: String, queue: UInt32, geometry: XSKGeometry, zeroCopy: Bool, driver: String,
-        needWakeup: Bool = XSKSocket.kernelHasNeedWakeup
+        needWakeup: Bool = XSKSocket.kernelHasNeedWakeup, multiBuffer: Bool = false, requireMultiBuffer: Bool = false
     ) throws {
         try geometry.validate()
         self.needWakeup = needWakeup
@@ -94,7 +117,29 @@ final class XSKSocket {
         zeroRings()
         // A throw from here on runs deinit (every property is set), which frees it all.
         do {
-            try createWaitingForTheQueue(zeroCopy: zeroCopy)
+            try createWaitingForTheQueue(zeroCopy: zeroCopy, multiBuffer: multiBuffer)
+        } catch let error as DataPathError
+            where multiBuffer && (error.errno == .invalidArgument || error.errno == .notSupported) {
+            let why = error.errno == .invalidArgument
+                ? "this kernel has no AF_XDP multi-buffer (XDP_USE_SG came with Linux 6.6; the bind said EINVAL)"
+                : "\(driver) has no AF_XDP multi-buffer in \(zeroCopy ? "zero-copy" : "copy") mode (the bind said EOPNOTSUPP)"
+            destroy()
+            zeroRings()
+            // Without the flag first: a zero-copy bind the driver refuses
+            // altogether is a zero-copy refusal, whatever multi-buffer says.
+            try bindWithoutMultiBuffer(zeroCopy: zeroCopy, driver: driver)
+            if requireMultiBuffer {
+                throw DataPathError("multi_buffer = \"on\" for \(interface) queue \(queue), but \(why)", errno: error.errno)
+            }
+            binding.multiBufferRefusal = why
+        } catch let error as DataPathError where zeroCopy {
+            throw DataPathError("\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue)", errno: error.errno)
+        }
+    }
+
+    private func bindWithoutMultiBuffer(zeroCopy: Bool, driver: String) throws {
+        do {
+            try createWaitingForTheQueue(zeroCopy: zeroCopy, multiBuffer: false)
         } catch let error as DataPathError where zeroCopy {
             throw DataPathError("\(driver) cannot do AF_XDP zero-copy on \(interface) queue \(queue)", errno: error.errno)
         }
@@ -121,13 +166,13 @@ final class XSKSocket {
     /// process still holding the queue gets the EBUSY after this wait.
     static let busyQueueWait: Duration = .seconds(2)
 
-    private func createWaitingForTheQueue(zeroCopy: Bool) throws {
+    private func createWaitingForTheQueue(zeroCopy: Bool, multiBuffer: Bool) throws {
         let clock = ContinuousClock()
         let deadline = clock.now + Self.busyQueueWait
         var pauseMicroseconds: UInt32 = 1_000
         while true {
             do {
-                return try create(zeroCopy: zeroCopy)
+                return try create(zeroCopy: zeroCopy, multiBuffer: multiBuffer)
             } catch let error as DataPathError where error.errno == .resourceBusy && clock.now < deadline {
                 // libxdp leaves the UMEM registered to a socket it could not bind: start over.
                 destroy()
@@ -142,7 +187,7 @@ final class XSKSocket {
         }
     }
 
-    private func create(zeroCopy: Bool) throws {
+    private func create(zeroCopy: Bool, multiBuffer: Bool) throws {
         var umemConfig = xsk_umem_config(
             fill_size: geometry.fillRingSize, comp_size: geometry.completionRingSize,
             frame_size: geometry.frameSize, frame_headroom: 0, flags: 0)
@@ -160,15 +205,18 @@ final class XSKSocket {
         // Sluice loads its own program (XDPProgram); libxdp must not load its default one.
         config.libxdp_flags = UInt32(XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD)
         config.bind_flags = (needWakeup ? UInt16(XDP_USE_NEED_WAKEUP) : 0) | UInt16(zeroCopy ? XDP_ZEROCOPY : XDP_COPY)
+            | (multiBuffer ? Self.useScatterGather : 0)
         var socket: OpaquePointer?
         let result = xsk_socket__create(&socket, interface, queue, umem, rx, tx, &config)
         guard result == 0, let socket else {
             throw DataPathError(
-                "binding an AF_XDP socket to \(interface) queue \(queue) in \(zeroCopy ? "zero-copy" : "copy") mode",
+                "binding an AF_XDP socket to \(interface) queue \(queue) in \(zeroCopy ? "zero-copy" : "copy") mode"
+                    + (multiBuffer ? " with multi-buffer (XDP_USE_SG)" : ""),
                 negativeErrno: result)
         }
         self.socket = socket
         binding.zeroCopy = zeroCopy
+        binding.multiBuffer = multiBuffer
     }
 
     private func destroy() {
@@ -218,3 +266,4 @@ final class XSKSocket {
         fill.deallocate(); completion.deallocate(); rx.deallocate(); tx.deallocate()
     }
 }
+

@@ -15,26 +15,66 @@ public enum HeaderParser {
     /// 16-bit, and no AF_XDP frame is this large.
     public static let maximumParsedLength = Int(UInt16.max)
 
+    /// Bytes of a multi-buffer packet gathered for parsing when its first
+    /// frame is shorter (headers nearly always fit in the first frame, read
+    /// in place then). Headers reaching past them count as truncated.
+    public static let gatherLength = 512
+
     /// Parses every frame of `batch`, writing `batch.headers[i]` and setting
     /// `batch.descriptors[i].malformed`. Returns the number of malformed frames.
     @discardableResult
     public static func parse(_ batch: PacketBatch) -> Int {
         var malformed = 0
+        guard batch.chains != nil else {
+            // No multi-buffer packet in the batch: every frame is contiguous.
+            for index in 0..<batch.count {
+                let descriptor = batch.descriptors[index]
+                let frame = Frame(
+                    base: UnsafeRawPointer(batch.umem + Int(truncatingIfNeeded: descriptor.address)),
+                    length: min(Int(descriptor.length), maximumParsedLength))
+                malformed &+= parse(frame, batch, index) ? 1 : 0
+            }
+            return malformed
+        }
         for index in 0..<batch.count {
-            let descriptor = batch.descriptors[index]
-            // In place: no 64-byte temporary per frame.
-            let headers = batch.headers + index
-            headers.pointee = PacketHeaders()
-            let frame = Frame(
-                base: UnsafeRawPointer(batch.umem + Int(truncatingIfNeeded: descriptor.address)),
-                length: min(Int(descriptor.length), maximumParsedLength))
-            let malformation = parseEthernet(frame, into: &headers.pointee)
-            headers.pointee.malformation = malformation
-            let isMalformed = malformation != .none
-            batch.descriptors[index].malformed = isMalformed
-            malformed &+= isMalformed ? 1 : 0
+            malformed &+= parse(chainFrame(batch, index), batch, index) ? 1 : 0
         }
         return malformed
+    }
+
+    /// Parses `frame` into `batch.headers[index]` (in place: no 64-byte
+    /// temporary per frame); returns whether it is malformed.
+    @inline(__always)
+    static func parse(_ frame: Frame, _ batch: PacketBatch, _ index: Int) -> Bool {
+        let headers = batch.headers + index
+        headers.pointee = PacketHeaders()
+        let malformation = parseEthernet(frame, into: &headers.pointee)
+        headers.pointee.malformation = malformation
+        let isMalformed = malformation != .none
+        batch.descriptors[index].malformed = isMalformed
+        return isMalformed
+    }
+
+    /// The bytes the parser reads of packet `index` of a batch with chains:
+    /// the first frame in place when the headers fit in it (or it is the
+    /// whole packet), else the first bytes of the chain gathered into the
+    /// batch's gather area. Lengths are checked against the whole packet.
+    static func chainFrame(_ batch: PacketBatch, _ index: Int) -> Frame {
+        let length = min(Int(batch.descriptors[index].length), maximumParsedLength)
+        let first = batch.segment(0, of: index)
+        let inPlace = min(first.count, length)
+        guard inPlace < min(length, gatherLength), let gather = batch.gatherArea else {
+            return Frame(base: UnsafeRawPointer(first.baseAddress!), length: inPlace, wireLength: length)
+        }
+        let wanted = min(length, gatherLength)
+        var gathered = 0
+        for segment in 0..<batch.segmentCount(at: index) where gathered < wanted {
+            let bytes = batch.segment(segment, of: index)
+            let take = min(bytes.count, wanted - gathered)
+            (gather + gathered).copyMemory(from: bytes.baseAddress!, byteCount: take)
+            gathered += take
+        }
+        return Frame(base: UnsafeRawPointer(gather), length: gathered, wireLength: length)
     }
 
     /// Parses one frame of `length` bytes at `frame`.
@@ -50,11 +90,35 @@ public enum HeaderParser {
     @usableFromInline
     struct Frame {
         let base: UnsafeRawPointer
+        /// Bytes readable at `base`.
         let length: Int
+        /// The packet's length: more than `length` when only the first
+        /// bytes of a multi-buffer packet are at hand. Length fields are
+        /// checked against it (`fits`), reads against `length` (`has`).
+        let wireLength: Int
+
+        @inline(__always)
+        init(base: UnsafeRawPointer, length: Int) {
+            self.init(base: base, length: length, wireLength: length)
+        }
+
+        @inline(__always)
+        init(base: UnsafeRawPointer, length: Int, wireLength: Int) {
+            self.base = base
+            self.length = length
+            self.wireLength = wireLength
+        }
 
         @inline(__always)
         func has(_ offset: Int, _ count: Int) -> Bool {
             offset >= 0 && count >= 0 && offset <= length && count <= length - offset
+        }
+
+        /// Whether the packet holds `count` bytes at `offset` (not all of
+        /// them need be readable here).
+        @inline(__always)
+        func fits(_ offset: Int, _ count: Int) -> Bool {
+            offset >= 0 && count >= 0 && offset <= wireLength && count <= wireLength - offset
         }
 
         @inline(__always)
@@ -127,7 +191,7 @@ public enum HeaderParser {
         guard totalLength >= 20 else { return .badIPv4TotalLength }
         guard headerLength <= totalLength else { return .badIPv4HeaderLength }
         // Shorter than the header says: cut off on the wire or by a snaplen.
-        guard frame.has(offset, totalLength) else { return .truncatedIPv4 }
+        guard frame.fits(offset, totalLength) else { return .truncatedIPv4 }
         let end = offset + totalLength
         headers.l3End = UInt16(truncatingIfNeeded: end)
         let proto = frame.u8(offset + 9)
@@ -164,13 +228,13 @@ public enum HeaderParser {
         // so the frame's own length bounds the packet.
         let end: Int
         if payloadLength == 0 && next == 0 {
-            end = frame.length
+            end = frame.wireLength
         } else {
-            guard frame.has(offset + 40, payloadLength) else { return .truncatedIPv6 }
+            guard frame.fits(offset + 40, payloadLength) else { return .truncatedIPv6 }
             end = offset + 40 + payloadLength
         }
         headers.l3End = UInt16(truncatingIfNeeded: end)
-        let within = Frame(base: frame.base, length: end)
+        let within = Frame(base: frame.base, length: min(end, frame.length), wireLength: end)
         var cursor = offset + 40
         var count = 0
         while true {

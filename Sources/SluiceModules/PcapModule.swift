@@ -242,10 +242,15 @@ public final class PcapModule: PacketModule {
         counters.add(Counter.driverTimestamps.rawValue, driverStamped)
     }
 
-    /// Copies the first `count` bytes of the frame to the record.
+    /// Copies the first `count` bytes of the packet to the record.
     @inline(__always)
     private func writeFrameBytes(_ batch: PacketBatch, _ index: Int, to destination: UnsafeMutableRawPointer, count: Int) {
-        destination.copyMemory(from: batch.umem + Int(truncatingIfNeeded: batch.descriptors[index].address), byteCount: count)
+        let packet = batch.descriptors[index]
+        if packet.isMultiBuffer {
+            Self.copyChain(batch, index, to: destination, byteCount: count)
+        } else {
+            destination.copyMemory(from: batch.umem + Int(truncatingIfNeeded: packet.address), byteCount: count)
+        }
     }
 
     /// Writes a record's header (and, pcapng, its padding and trailing
@@ -280,6 +285,19 @@ public final class PcapModule: PacketModule {
             record.storeBytes(of: UInt32(truncatingIfNeeded: recordSize), toByteOffset: recordSize - 4, as: UInt32.self)
             return 28
         }
+    }
+
+    /// The first `byteCount` bytes of a multi-buffer packet, segment after
+    /// segment; zeros where its segments hold fewer (they never do).
+    private static func copyChain(_ batch: PacketBatch, _ index: Int, to destination: UnsafeMutableRawPointer, byteCount: Int) {
+        var copied = 0
+        for segment in 0..<batch.segmentCount(at: index) where copied < byteCount {
+            let bytes = batch.segment(segment, of: index)
+            let take = min(bytes.count, byteCount - copied)
+            (destination + copied).copyMemory(from: UnsafeRawPointer(bytes.baseAddress!), byteCount: take)
+            copied += take
+        }
+        (destination + copied).initializeMemory(as: UInt8.self, repeating: 0, count: byteCount - copied)
     }
 
     /// Writes what is buffered. Called when the pipeline stops.

@@ -20,8 +20,8 @@ public final class ReflectModule: PacketModule {
 
     public let kind = ModuleKind.reflect.rawValue
     public let options: Options
-    private enum Counter: Int { case reflected, bytes, skipped }
-    private let counters = CounterArray(count: 3)
+    private enum Counter: Int { case reflected, bytes, skipped, multiBufferSkipped }
+    private let counters = CounterArray(count: 4)
 
     public init(options: Options = Options()) {
         self.options = options
@@ -30,7 +30,7 @@ public final class ReflectModule: PacketModule {
     deinit { counters.deallocate() }
 
     public func process(_ batch: PacketBatch) {
-        var reflected: UInt64 = 0, bytes: UInt64 = 0, skipped: UInt64 = 0
+        var reflected: UInt64 = 0, bytes: UInt64 = 0, skipped: UInt64 = 0, multiBufferSkipped: UInt64 = 0
         for index in 0..<batch.count {
             let descriptor = batch.descriptors[index]
             guard descriptor.verdict == .pass else { continue }
@@ -38,6 +38,13 @@ public final class ReflectModule: PacketModule {
             let version = headers.pointee.ipVersion
             guard !descriptor.malformed, version == 4 || version == 6 else {
                 skipped &+= 1
+                continue
+            }
+            // A multi-buffer packet is not sent back (its headers may cross
+            // a frame, and the data path transmits single frames only): it
+            // passes on, counted apart.
+            guard !descriptor.isMultiBuffer else {
+                multiBufferSkipped &+= 1
                 continue
             }
             // The parser checked every offset used here against the length.
@@ -61,6 +68,7 @@ public final class ReflectModule: PacketModule {
         counters.add(Counter.reflected.rawValue, reflected)
         counters.add(Counter.bytes.rawValue, bytes)
         counters.add(Counter.skipped.rawValue, skipped)
+        counters.add(Counter.multiBufferSkipped.rawValue, multiBufferSkipped)
     }
 
     /// Swaps two non-overlapping runs of `count` bytes.
@@ -82,6 +90,7 @@ public final class ReflectModule: PacketModule {
                 "reflected": counters.load(Counter.reflected.rawValue),
                 "bytes": counters.load(Counter.bytes.rawValue),
                 "skipped": counters.load(Counter.skipped.rawValue),
+                "multi_buffer_skipped": counters.load(Counter.multiBufferSkipped.rawValue),
             ])
     }
 }

@@ -231,13 +231,22 @@ public struct SocketStatistics: Codable, Sendable, Equatable {
     public var busyPollKicks: UInt64?
     /// Times the RX thread slept in poll() (its wake-ups).
     public var pollSleeps: UInt64?
+    /// Whether the socket takes packets larger than a frame as chains
+    /// (bound with XDP_USE_SG); nil from a daemon before multi-buffer.
+    public var multiBuffer: Bool?
+    /// Packets received as a chain of frames.
+    public var multiBufferPackets: UInt64?
+    /// Chains refused (longer than 64 frames): their frames recycled.
+    public var invalidChains: UInt64?
 
     public init(
         channel: Int, queue: UInt32, xskmapKey: UInt32, zeroCopy: Bool, fallbackReason: String?, rxPackets: UInt64,
         rxBytes: UInt64, handoffDrops: UInt64, passed: UInt64, dropped: UInt64, transmitted: UInt64,
         transmitFailed: UInt64, malformed: UInt64, invalidFrames: UInt64, kernel: KernelSocketStatistics,
-        modules: [ModuleSnapshot], busyPoll: Bool? = nil, busyPollKicks: UInt64? = nil, pollSleeps: UInt64? = nil
+        modules: [ModuleSnapshot], busyPoll: Bool? = nil, busyPollKicks: UInt64? = nil, pollSleeps: UInt64? = nil,
+        multiBuffer: Bool? = nil, multiBufferPackets: UInt64? = nil, invalidChains: UInt64? = nil
     ) {
+        self.multiBuffer = multiBuffer; self.multiBufferPackets = multiBufferPackets; self.invalidChains = invalidChains
         self.busyPoll = busyPoll; self.busyPollKicks = busyPollKicks; self.pollSleeps = pollSleeps
         self.channel = channel; self.queue = queue; self.xskmapKey = xskmapKey; self.zeroCopy = zeroCopy
         self.fallbackReason = fallbackReason; self.rxPackets = rxPackets; self.rxBytes = rxBytes
@@ -252,6 +261,7 @@ public struct SocketStatistics: Codable, Sendable, Equatable {
         case rxPackets = "rx_packets", rxBytes = "rx_bytes", handoffDrops = "handoff_drops"
         case transmitFailed = "transmit_failed", invalidFrames = "invalid_frames"
         case busyPoll = "busy_poll", busyPollKicks = "busy_poll_kicks", pollSleeps = "poll_sleeps"
+        case multiBuffer = "multi_buffer", multiBufferPackets = "multi_buffer_packets", invalidChains = "invalid_chains"
     }
 
     /// Packets that reached the socket or were counted lost on the way:

@@ -130,6 +130,10 @@ enum StatsText {
                 ? "rx metadata: in use (timestamp \(metadata.timestamp.rawValue), hash \(metadata.hash.rawValue))"
                 : "rx metadata: off: \(text(metadata.reason))")
         }
+        for socket in statistics.sockets where socket.multiBuffer == true {
+            lines.append("ch \(socket.channel) → q \(socket.queue) multi-buffer: \(socket.multiBufferPackets ?? 0) chained packets, "
+                + "\(socket.invalidChains ?? 0) invalid chains")
+        }
         for module in pipeline.modules {
             let counters = module.counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             lines.append("module \(text(module.kind)): \(counters)")

@@ -39,7 +39,7 @@ final class DaemonTests: XCTestCase {
     /// sluicectl's text — says the same. States come from this kernel.
     func testStartLogAndDoctorNameEveryKernelFeature() throws {
         let names = ["xdp_live_frames", "xdp_multi_buffer", "xdp_feature_flags", "xdp_rx_metadata",
-                     "bpf_link_xdp", "xsk_need_wakeup", "busy_poll"]
+                     "bpf_link_xdp", "xsk_need_wakeup", "xsk_multi_buffer", "busy_poll"]
         try daemon.start()
         let reply = try daemon.call("doctor", ["sample_ms": 0])
         XCTAssertEqual(reply["ok"], true, reply.serialized())

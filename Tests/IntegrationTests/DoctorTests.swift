@@ -111,13 +111,14 @@ final class DoctorTests: XCTestCase {
     /// them (ENOSPC): bpf_redirect_map fails in the kernel, and the
     /// xdp:xdp_redirect_err tracepoint fires for Sluice's interface. The
     /// prefilter takes ICMP only, so ARP still reaches the kernel and ping
-    /// can send its 2600-byte echo requests.
+    /// can send its 2600-byte echo requests. Without multi-buffer (which
+    /// would take them as chains) and with the MTU raised behind the running
+    /// pipeline's back: a pipeline started at that MTU is refused instead.
     func testRedirectFailureShowsUpAsATraceEventAndInDoctor() throws {
         let lab = try Lab.up(queues: 2, prefix: "sdoc")
-        let daemon = try start(lab, interface: "prefilter_protocols = [\"icmp\"]") {
-            try runCommand(["ip", "link", "set", "dev", lab.appInterface, "mtu", "3000"], check: true)
-            try lab.inGenerator(["ip", "link", "set", "dev", lab.generatorInterface, "mtu", "3000"], check: true)
-        }
+        let daemon = try start(lab, interface: "prefilter_protocols = [\"icmp\"]\nmulti_buffer = \"off\"")
+        try runCommand(["ip", "link", "set", "dev", lab.appInterface, "mtu", "3000"], check: true)
+        try lab.inGenerator(["ip", "link", "set", "dev", lab.generatorInterface, "mtu", "3000"], check: true)
         let instance = try traceInstance(daemon)
         do {
             let client = try daemon.client()

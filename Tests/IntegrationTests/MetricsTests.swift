@@ -69,6 +69,9 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(before.status, 200)
         XCTAssertEqual(before.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8")
         let idle = try PrometheusExposition(before.body)
+        // Sockets take chains where XDP and AF_XDP both have multi-buffer (6.6+).
+        let multiBuffer: Double = KernelFeatures.detected(.xdpMultiBuffer).state == .found
+            && KernelFeatures.detected(.xskMultiBuffer).state == .found ? 1 : 0
         for queue in ["0", "1"] {
             XCTAssertEqual(idle.value("sluice_rx_packets_total", ["iface": iface, "queue": queue]), 0, queue)
             XCTAssertEqual(idle.value("sluice_socket_zero_copy", ["iface": iface, "queue": queue]), 0,
@@ -76,6 +79,9 @@ final class MetricsTests: XCTestCase {
             XCTAssertEqual(idle.value("sluice_socket_busy_poll", ["iface": iface, "queue": queue]), 0, "busy_poll is off")
             XCTAssertEqual(idle.value("sluice_busy_poll_kicks_total", ["iface": iface, "queue": queue]), 0, queue)
             XCTAssertNotNil(idle.value("sluice_poll_sleeps_total", ["iface": iface, "queue": queue]), queue)
+            XCTAssertEqual(idle.value("sluice_socket_multi_buffer", ["iface": iface, "queue": queue]), multiBuffer, queue)
+            XCTAssertEqual(idle.value("sluice_multi_buffer_packets_total", ["iface": iface, "queue": queue]), 0, queue)
+            XCTAssertEqual(idle.value("sluice_invalid_chains_total", ["iface": iface, "queue": queue]), 0, queue)
         }
         XCTAssertEqual(idle.value("sluice_plugins", ["status": "loaded"]), 2)
         XCTAssertEqual(idle.value("sluice_plugins", ["status": "rejected"]), 0)

@@ -346,6 +346,23 @@ final class PipelineConfigTests: XCTestCase {
         XCTAssertEqual(problems, ["test.toml:5: interface[0].rx_metadata: \"on\" is not one of auto, off"])
     }
 
+    func testMultiBufferIsAChoiceMappedToTheDataPath() throws {
+        XCTAssertEqual(errors("""
+            [[interface]]
+            name = "eth0"
+            multi_buffer = "yes"
+            """), ["test.toml:5: interface[0].multi_buffer: \"yes\" is not one of auto, on, off"])
+        let preparation = Preparation(
+            needsNtuple: false, steeringRequired: false, excludeFromRSS: false, combinedChannels: false, copyModeOnly: false,
+            unknownFlags: 0, minXskmapEntries: 0, receiveChannels: nil, message: "")
+        for mode in MultiBufferMode.allCases {
+            let interface = try XCTUnwrap(parse("[[interface]]\nname = \"eth0\"\nmulti_buffer = \"\(mode.rawValue)\"\n").interfaces.first)
+            let config = try PipelineManager.dataPathConfig(interface, SluiceConfig.defaults.pipeline, preparation: preparation)
+            XCTAssertEqual(config.multiBuffer, mode)
+        }
+        XCTAssertEqual(try XCTUnwrap(parse("[[interface]]\nname = \"eth0\"\n").interfaces.first).multiBuffer, .auto)
+    }
+
     func testInterfaceNameIsRequiredAndValid() {
         XCTAssertEqual(errors("""
             [[interface]]
@@ -400,10 +417,10 @@ final class PipelineConfigTests: XCTestCase {
             "test.toml:6: interface[0].batch_size: unknown key; 'batch_size' belongs in [pipeline]",
             "test.toml:7: interface[0].colour: unknown key; [[interface]] has name, plugin, channels, bind_mode,"
                 + " attach_mode, rx_cpus, worker_cpus, prefilter_protocols, prefilter_ports, busy_poll,"
-                + " busy_poll_usecs, busy_poll_budget, napi_defer_hard_irqs, gro_flush_timeout, rx_metadata",
+                + " busy_poll_usecs, busy_poll_budget, napi_defer_hard_irqs, gro_flush_timeout, rx_metadata, multi_buffer",
             "test.toml:8: interface[0].queues: unknown table; [[interface]] has name, plugin, channels, bind_mode,"
                 + " attach_mode, rx_cpus, worker_cpus, prefilter_protocols, prefilter_ports, busy_poll,"
-                + " busy_poll_usecs, busy_poll_budget, napi_defer_hard_irqs, gro_flush_timeout, rx_metadata",
+                + " busy_poll_usecs, busy_poll_budget, napi_defer_hard_irqs, gro_flush_timeout, rx_metadata, multi_buffer",
         ])
         // And the other way round.
         XCTAssertEqual(errors("[pipeline]\nbind_mode = \"copy\"\n"), [

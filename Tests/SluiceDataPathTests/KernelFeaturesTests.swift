@@ -26,7 +26,7 @@ final class KernelFeaturesTests: XCTestCase {
     func testEveryFeatureIsProbedWithAStableNameADetailAndAConsequence() throws {
         let features = KernelFeatures.probe()
         XCTAssertEqual(features.map(\.name), KernelFeature.Name.allCases)
-        XCTAssertEqual(Set(features.map(\.name.rawValue)).count, 7)
+        XCTAssertEqual(Set(features.map(\.name.rawValue)).count, 8)
         for feature in features {
             XCTAssertNotNil(feature.name.rawValue.range(of: "^[a-z][a-z0-9_]*$", options: .regularExpression), feature.name.rawValue)
             XCTAssertFalse(feature.detail.isEmpty, "\(feature)")
@@ -103,17 +103,28 @@ final class KernelFeaturesTests: XCTestCase {
     /// ring never asks for a wakeup (the driver polls it). Its TX flag is no
     /// guide either way (a 6.18 kernel leaves it set from the bind, a kernel
     /// before 5.4 has none), which is why a transmitter kicks after every batch then.
+    /// A one-queue lab for a socket to bind to (removed in tearDown); its app end.
+    private func singleQueueLab(_ prefix: String) throws -> String {
+        let lab = try Lab.up(queues: 1, prefix: prefix)
+        self.lab = lab
+        return lab.appInterface
+    }
+
+    /// The smallest UMEM and rings a socket takes: enough to bind.
+    static var smallestGeometry: XSKGeometry {
+        var geometry = XSKGeometry()
+        geometry.frameCount = 64
+        geometry.fillRingSize = 64; geometry.completionRingSize = 64; geometry.rxRingSize = 64; geometry.txRingSize = 64
+        return geometry
+    }
+
     func testNeedWakeupAgreesWithARealBind() throws {
         try Privilege.require()
         let needWakeup = feature(.xskNeedWakeup)
         XCTAssertNotEqual(needWakeup.state, .unknown, "\(needWakeup)")
-        let lab = try Lab.up(queues: 1, prefix: "skf")
-        self.lab = lab
-        var geometry = XSKGeometry()
-        geometry.frameCount = 64
-        geometry.fillRingSize = 64; geometry.completionRingSize = 64; geometry.rxRingSize = 64; geometry.txRingSize = 64
+        let interface = try singleQueueLab("skf")
         func bind(needWakeup: Bool) throws -> XSKSocket {
-            try XSKSocket(interface: lab.appInterface, queue: 0, geometry: geometry, zeroCopy: false, driver: "veth",
+            try XSKSocket(interface: interface, queue: 0, geometry: Self.smallestGeometry, zeroCopy: false, driver: "veth",
                           needWakeup: needWakeup)
         }
         if needWakeup.state == .found {
@@ -126,6 +137,31 @@ final class KernelFeaturesTests: XCTestCase {
         XCTAssertFalse(fallback.needWakeup)
         XCTAssertEqual(xsk_ring_prod__needs_wakeup(fallback.fill), 0)
         XCTAssertEqual(XSKSocket.kernelHasNeedWakeup, needWakeup.state != .missing)
+    }
+
+    /// A real copy-mode bind with XDP_USE_SG on veth: it binds with the flag
+    /// where the probe found it, and without it (the refusal saying why,
+    /// or `multi_buffer = "on"` failing) where not.
+    func testSocketMultiBufferAgreesWithARealBind() throws {
+        try Privilege.require()
+        let multiBuffer = feature(.xskMultiBuffer)
+        XCTAssertNotEqual(multiBuffer.state, .unknown, "\(multiBuffer)")
+        let interface = try singleQueueLab("skm")
+        func bind(require: Bool) throws -> XSKSocket {
+            try XSKSocket(interface: interface, queue: 0, geometry: Self.smallestGeometry, zeroCopy: false, driver: "veth",
+                          multiBuffer: true, requireMultiBuffer: require)
+        }
+        do {
+            // Closed at the end of the scope: the bind below takes the same queue.
+            let socket = try bind(require: false)
+            XCTAssertEqual(socket.multiBuffer, multiBuffer.state == .found, "\(multiBuffer)")
+            XCTAssertEqual(socket.binding.multiBufferRefusal == nil, multiBuffer.state == .found, "\(socket.binding)")
+        }
+        if multiBuffer.state != .found {
+            XCTAssertThrowsError(try bind(require: true)) { error in
+                XCTAssertTrue("\(error)".contains("XDP_USE_SG came with Linux 6.6"), "\(error)")
+            }
+        }
     }
 
     /// What the kernel does with the options beyond accepting a 0: it keeps

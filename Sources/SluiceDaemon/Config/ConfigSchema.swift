@@ -155,6 +155,10 @@ extension SluiceConfig {
         .choice("rx_metadata", \.rxMetadata,
                 doc: "auto = the driver's RX timestamp and RSS hash for pcap and count where the kernel has the"
                     + " XDP metadata kfuncs (Linux 6.3+) and attach_mode is native; off = never."),
+        .choice("multi_buffer", \.multiBuffer,
+                doc: "auto = packets larger than one UMEM frame arrive as chains where the kernel (6.6+) and driver"
+                    + " have XDP multi-buffer; on = refuse to start without it; off = never. Without it, an MTU"
+                    + " above frame_size - 270 (native XDP: at most page size - 590) refuses to start."),
     ]
 
     /// `sun_path` holds 108 bytes including the terminating NUL.

@@ -93,6 +93,9 @@ extension SluiceConfig {
             case auto, off
         }
 
+        /// Packets larger than one UMEM frame as chains of frames (XDP multi-buffer).
+        public var multiBuffer: MultiBufferMode = .auto
+
         public init(name: String) { self.name = name }
 
         public static var schemaDefaults: Interface { Interface(name: "") }

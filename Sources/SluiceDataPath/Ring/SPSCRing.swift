@@ -104,6 +104,15 @@ public final class SPSCRing<Element>: @unchecked Sendable {
         return count
     }
 
+    /// Producer side: how many elements an enqueue now takes at least (the
+    /// consumer only frees more meanwhile). For a producer that must hand
+    /// over related elements of two rings all or nothing.
+    @inlinable
+    public func freeSlots() -> Int {
+        cachedConsumerIndex.pointee = consumerIndex.load(ordering: .acquiring)
+        return capacity - (producerIndex.load(ordering: .relaxed) - cachedConsumerIndex.pointee)
+    }
+
     /// After enqueueing: whether the consumer has gone (or is going) to sleep
     /// and must be woken through its doorbell. Clears the request, so of two
     /// calls only the first says yes.
@@ -135,6 +144,15 @@ public final class SPSCRing<Element>: @unchecked Sendable {
         for offset in first..<count { destination[offset] = (slots + offset - first).move() }
         consumerIndex.store(tail + count, ordering: .releasing)
         return count
+    }
+
+    /// Consumer side: whether nothing is waiting now.
+    @inlinable
+    public var isEmpty: Bool {
+        let tail = consumerIndex.load(ordering: .relaxed)
+        if cachedProducerIndex.pointee != tail { return false }
+        cachedProducerIndex.pointee = producerIndex.load(ordering: .acquiring)
+        return cachedProducerIndex.pointee == tail
     }
 
     /// Announces that the consumer is about to block. Returns `true` when the
