@@ -81,6 +81,7 @@ extension ModuleKind {
         case .filter: FilterModule.descriptor
         case .pcap: PcapModule.descriptor
         case .reflect: ReflectModule.descriptor
+        case .latency: LatencyModule.descriptor
         }
     }
 }
