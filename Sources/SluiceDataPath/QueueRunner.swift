@@ -253,7 +253,7 @@ final class QueueRunner: @unchecked Sendable {
         guard count > 0 else { return 0 }
         let queue = UInt16(truncatingIfNeeded: binding.bindQueue)
         var bytes = 0
-        let ring = XSKRxRing(socket.rx), descriptors = processor.descriptors
+        let ring = XSKRingSlots(rx: socket.rx), descriptors = processor.descriptors
         for offset in 0..<count {
             let descriptor = ring[index &+ UInt32(truncatingIfNeeded: offset)]
             descriptors[offset] = PacketDescriptor(address: descriptor.addr, length: descriptor.len, queue: queue)
@@ -296,7 +296,7 @@ final class QueueRunner: @unchecked Sendable {
         // nothing and cannot be taken back: only this thread produces, so
         // the slots past its cached producer index are its own.
         if xsk_prod_nb_free(fill, UInt32(count)) >= UInt32(count) {
-            let ring = XSKFillRing(fill), start = fill.pointee.cached_prod
+            let ring = XSKRingSlots(fill: fill), start = fill.pointee.cached_prod
             let umemSize = umemSize, frameMask = frameMask
             var filled: UInt32 = 0, outside = 0
             for offset in 0..<count {
@@ -441,7 +441,7 @@ final class QueueRunner: @unchecked Sendable {
         let reserved = xsk_ring_prod__reserve(socket.fill, want, &index)
         guard reserved > 0 else { return }
         // Ring and stack in locals: see finish().
-        let ring = XSKFillRing(socket.fill)
+        let ring = XSKRingSlots(fill: socket.fill)
         let stack = freeFrames
         var free = freeCount
         for offset in 0..<reserved {
