@@ -121,7 +121,7 @@ let package = Package(
         // tools/bench's Swift side (the ring micro-benchmark); not installed.
         .executableTarget(
             name: "sluice-bench",
-            dependencies: ["SluiceDataPath", "CSluiceShims"],
+            dependencies: ["SluiceDataPath", "SluiceModules", "SluiceProtocol", "CSluiceShims"],
             path: "tools/bench/swift"),
 
         // MARK: Driver-quirk plugins (C, dlopen()ed by SluicePluginHost)

@@ -510,6 +510,7 @@ extension PipelineReport {
             let column = chains.compactMap { index < $0.count ? $0[index] : nil }
             if let counts = column as? [CountModule] { return CountModule.snapshot(merging: counts) }
             if let filters = column as? [FilterModule] { return FilterModule.snapshot(merging: filters) }
+            if let latencies = column as? [LatencyModule] { return LatencyModule.snapshot(merging: latencies) }
             var merged = column[0].snapshot()
             for module in column.dropFirst() {
                 for (key, value) in module.snapshot().counters { merged.counters[key, default: 0] &+= value }

@@ -351,9 +351,10 @@ final class QueueRunner: @unchecked Sendable {
         // Or-ed, not tested per frame: a batch without a chain pays one `or`
         // per frame (options is 0 on a socket bound without XDP_USE_SG).
         var options: UInt32 = 0
+        let ring = XSKRingSlots(rx: socket.rx), descriptors = processor.descriptors
         for offset in 0..<count {
-            let descriptor = xsk_ring_cons__rx_desc(socket.rx, index &+ UInt32(offset))!.pointee
-            processor.descriptors[offset] = PacketDescriptor(address: descriptor.addr, length: descriptor.len, queue: queue)
+            let descriptor = ring[index &+ UInt32(truncatingIfNeeded: offset)]
+            descriptors[offset] = PacketDescriptor(address: descriptor.addr, length: descriptor.len, queue: queue)
             bytes &+= Int(descriptor.len)
             options |= descriptor.options
         }
@@ -423,15 +424,61 @@ final class QueueRunner: @unchecked Sendable {
 
     /// Applies the verdicts of a processed batch: recycle, or transmit.
     private func finish(_ descriptors: UnsafeMutablePointer<PacketDescriptor>, count: Int) {
-        var passed = 0, dropped = 0, transmit = 0
-        for offset in 0..<count {
-            switch descriptors[offset].verdict {
-            case .pass: passed += 1; recycle(descriptors[offset].address)
-            case .drop: dropped += 1; recycle(descriptors[offset].address)
-            case .transmit: transmit += 1
+        var dropped = 0, transmit = 0
+        let fill = socket.fill
+        // Frames go straight back into the fill ring, in one pass, as a C
+        // receiver does, when it has room for the whole batch: always when it
+        // holds every frame (fill_ring >= frames, the default). Through the
+        // free-frame stack instead they cost a second copy and pass
+        // (callgrind: 29 against 7 instructions per packet). The slots are
+        // written first and then reserved, since libxdp's reserve is all or
+        // nothing and cannot be taken back: only this thread produces, so
+        // the slots past its cached producer index are its own.
+        if xsk_prod_nb_free(fill, UInt32(count)) >= UInt32(count) {
+            let ring = XSKRingSlots(fill: fill), start = fill.pointee.cached_prod
+            let umemSize = umemSize, frameMask = frameMask
+            var filled: UInt32 = 0, outside = 0
+            for offset in 0..<count {
+                let descriptor = descriptors[offset]
+                if descriptor.verdict == .transmit {
+                    transmit &+= 1
+                    continue
+                }
+                dropped &+= descriptor.verdict == .drop ? 1 : 0
+                // A module rewrote the address: refused, as recycle() does.
+                guard descriptor.address < umemSize else {
+                    outside &+= 1
+                    continue
+                }
+                ring[start &+ filled] = descriptor.address & frameMask
+                filled &+= 1
             }
+            if filled > 0 {
+                var index: UInt32 = 0
+                let reserved = xsk_ring_prod__reserve(fill, filled, &index)
+                precondition(reserved == filled && index == start, "the fill ring's free slots changed under its producer")
+                xsk_ring_prod__submit(fill, filled)
+            }
+            counters.add(.invalidFrames, outside)
+            counters.add(.passed, count - dropped - transmit)
+            counters.add(.dropped, dropped)
+            if transmit > 0 { self.transmit(descriptors, count: count, wanted: transmit) }
+            return
         }
-        counters.add(.passed, passed)
+        // The stack in locals for the loop: through `self`, every frame
+        // reloaded and stored freeCount (callgrind: 22 instructions per packet).
+        var stack = FreeFrameStack(self)
+        for offset in 0..<count {
+            let descriptor = descriptors[offset]
+            if descriptor.verdict == .transmit {
+                transmit += 1
+                continue
+            }
+            dropped &+= descriptor.verdict == .drop ? 1 : 0
+            stack.push(descriptor.address)
+        }
+        stack.store(into: self)
+        counters.add(.passed, count - dropped - transmit)
         counters.add(.dropped, dropped)
         if transmit > 0 { self.transmit(descriptors, count: count, wanted: transmit) }
     }
@@ -500,6 +547,42 @@ final class QueueRunner: @unchecked Sendable {
         }
     }
 
+    /// The free-frame stack held in locals for a loop over a batch; `store`
+    /// writes it back.
+    private struct FreeFrameStack {
+        let frames: UnsafeMutablePointer<UInt64>
+        let capacity: Int, umemSize: UInt64, frameMask: UInt64
+        var count: Int
+        var invalid = 0
+
+        @inline(__always)
+        init(_ runner: QueueRunner) {
+            frames = runner.freeFrames
+            capacity = runner.frameCount
+            umemSize = runner.umemSize
+            frameMask = runner.frameMask
+            count = runner.freeCount
+        }
+
+        /// As `recycle`: a frame outside the UMEM, or one more than the
+        /// stack holds (a module rewrote an address), is refused and counted.
+        @inline(__always)
+        mutating func push(_ address: UInt64) {
+            guard count < capacity, address < umemSize else {
+                invalid &+= 1
+                return
+            }
+            frames[count] = address & frameMask
+            count &+= 1
+        }
+
+        @inline(__always)
+        func store(into runner: QueueRunner) {
+            runner.freeCount = count
+            runner.counters.add(.invalidFrames, invalid)
+        }
+    }
+
     private func transmit(_ descriptors: UnsafeMutablePointer<PacketDescriptor>, count: Int, wanted: Int) {
         var index: UInt32 = 0
         let reserved = Int(xsk_ring_prod__reserve(socket.tx, UInt32(wanted), &index))
@@ -560,10 +643,15 @@ final class QueueRunner: @unchecked Sendable {
         guard want > 0 else { return }
         let reserved = xsk_ring_prod__reserve(socket.fill, want, &index)
         guard reserved > 0 else { return }
+        // Ring and stack in locals: see finish().
+        let ring = XSKRingSlots(fill: socket.fill)
+        let stack = freeFrames
+        var free = freeCount
         for offset in 0..<reserved {
-            freeCount -= 1
-            xsk_ring_prod__fill_addr(socket.fill, index &+ offset)!.pointee = freeFrames[freeCount]
+            free &-= 1
+            ring[index &+ offset] = stack[free]
         }
+        freeCount = free
         xsk_ring_prod__submit(socket.fill, reserved)
     }
 

@@ -86,6 +86,7 @@ extension ModuleKind {
         case .filter: FilterModule.descriptor
         case .pcap: PcapModule.descriptor
         case .reflect: ReflectModule.descriptor
+        case .latency: LatencyModule.descriptor
         }
     }
 }

@@ -202,9 +202,9 @@ final class PipelineConfigTests: XCTestCase {
             kind = 1
             """), [
             "test.toml:3: pipeline.modules[0].kind: missing; every [[pipeline.modules]] needs a kind;"
-                + " the kinds are count, filter, pcap, reflect",
+                + " the kinds are count, filter, pcap, reflect, latency",
             "test.toml:6: pipeline.modules[1].kind: \"counter\" is not a module kind;"
-                + " the kinds are count, filter, pcap, reflect",
+                + " the kinds are count, filter, pcap, reflect, latency",
             "test.toml:8: pipeline.modules[2].kind: expected a string, got integer",
         ])
     }
@@ -604,7 +604,7 @@ final class PipelineConfigTests: XCTestCase {
         let examples = lines.joined(separator: "\n")
             .replacingOccurrences(of: "socket_group = \"sluice\"", with: "socket_group = \"\"")
         let config = try SluiceConfig.parse(text: examples, file: path)
-        XCTAssertEqual(config.pipeline.modules.map(\.kind), [.count, .filter, .pcap])
+        XCTAssertEqual(config.pipeline.modules.map(\.kind), [.count, .filter, .pcap, .latency])
         var interface = SluiceConfig.Interface(name: "eth1")
         interface.channels = [0, 1]
         interface.rxCPUs = [2, 3]

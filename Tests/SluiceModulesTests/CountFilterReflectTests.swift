@@ -335,6 +335,7 @@ final class ModuleRegistryTests: XCTestCase {
         XCTAssertNil(ModuleKind.pcap.descriptor.options.first?.defaultText, "path is required")
         XCTAssertEqual(ModuleKind.filter.descriptor.options.last?.choices, ["pass", "drop"])
         XCTAssertEqual(ModuleKind.reflect.descriptor.options, [])
+        XCTAssertEqual(ModuleKind.latency.descriptor.options, [])
     }
 
     func testErrorsNameKindAndOption() {

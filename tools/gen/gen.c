@@ -57,6 +57,12 @@
 #define MIN_FRAME 42     /* Ethernet + IPv4 + UDP, no payload */
 #define MAX_FRAME 1514   /* what one page of live frames holds comfortably */
 #define MAX_FLOWS 65535
+/* --stamp: at the start of the UDP payload, the 8 bytes "SLUICETS" and the
+ * send time as CLOCK_MONOTONIC nanoseconds, 64-bit little-endian (what
+ * Sluice's `latency` module reads; Sources/SluiceModules/LatencyModule.swift). */
+#define STAMP_OFFSET (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr))
+#define STAMP_LENGTH 16
+static const char stamp_magic[8] = { 'S', 'L', 'U', 'I', 'C', 'E', 'T', 'S' };
 /* Rate-limited runs send in slices of this length, sleeping in between. */
 #define SLICE_NS 1000000ull
 /* Unlimited runs: frames per BPF_PROG_RUN call (the kernel bounds one call by
@@ -73,6 +79,7 @@ static const char *const mode_names[] = { "auto", "live", "afxdp" };
 struct gen_config { /* layout of `config` in xdp_tx.bpf.c */
     uint32_t flows;
     uint32_t base_port;
+    uint32_t stamp; /* 1: write the send time at STAMP_OFFSET + 8 */
 };
 
 struct options {
@@ -90,6 +97,7 @@ struct options {
     int cpu;             /* -1: no pinning */
     uint32_t batch;
     bool per_second;
+    bool stamp;
     enum gen_mode mode;
     const char *mode_source; /* "--mode", "SLUICE_GEN_MODE" or NULL (default) */
     uint32_t queue;          /* af_xdp-tx: the socket's queue */
@@ -125,6 +133,9 @@ static void usage(FILE *out)
         "                     land; 0 with --cpu -1]\n"
         "  --batch N          live: frames per kernel batch, 1-256 [64]\n"
         "  --per-second       print frames sent every second\n"
+        "  --stamp            write \"SLUICETS\" and the send time (CLOCK_MONOTONIC ns,\n"
+        "                     little-endian) at the start of each UDP payload, for\n"
+        "                     sluiced's latency module; frames of at least 58 bytes\n"
         "  --object PATH      live: the compiled xdp_tx.bpf.o [next to this program]\n"
         "The first line of output names the method used (\"generator: ...\"), the last\n"
         "is \"sent N frames in T s: X Mpps\".\n",
@@ -208,6 +219,8 @@ static void build_template(const struct options *o, uint8_t *frame)
     udp->dest = htons(o->destination_port);
     udp->len = htons((uint16_t)(o->size - sizeof *eth - sizeof *ip));
     udp->check = 0; /* none: the port changes per frame (program or UMEM copy) */
+    if (o->stamp) /* the time itself is written per frame as it goes */
+        memcpy(frame + STAMP_OFFSET, stamp_magic, sizeof stamp_magic);
 }
 
 static uint64_t now_ns(void)
@@ -266,7 +279,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         { "cpu", required_argument, 0, 'c' }, { "batch", required_argument, 0, 'b' },
         { "per-second", no_argument, 0, 'v' }, { "object", required_argument, 0, 'o' },
         { "mode", required_argument, 0, 'x' }, { "queue", required_argument, 0, 'q' },
-        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "stamp", no_argument, 0, 'T' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     *o = (struct options){ .flows = 1, .size = 60, .cpu = 0, .batch = 64, .source_port = 9000, .destination_port = 9000 };
     inet_pton(AF_INET, "10.77.0.2", &o->source_ip);
@@ -344,6 +357,9 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'v':
             o->per_second = true;
             break;
+        case 'T':
+            o->stamp = true;
+            break;
         case 'o':
             o->object = optarg;
             break;
@@ -368,6 +384,8 @@ static int parse_options(int argc, char **argv, struct options *o)
     }
     if (optind != argc)
         return fail("arguments", "unexpected positional argument (try --help)");
+    if (o->stamp && o->size < STAMP_OFFSET + STAMP_LENGTH)
+        return fail("--stamp", "needs --size of at least 58 (headers and the 16-byte stamp)");
     const char *environment_mode = getenv("SLUICE_GEN_MODE");
     if (!o->mode_source && environment_mode && *environment_mode) {
         if (!parse_mode(environment_mode, &o->mode))
@@ -431,7 +449,7 @@ static int live_open(const struct options *o, unsigned int ifindex, struct live_
         if (length >= 7 && strcmp(name + length - 7, ".rodata") == 0)
             rodata = map;
     }
-    struct gen_config config = { .flows = o->flows, .base_port = o->source_port };
+    struct gen_config config = { .flows = o->flows, .base_port = o->source_port, .stamp = o->stamp };
     if (!rodata || bpf_map__set_initial_value(rodata, &config, sizeof config))
         return fail(o->object, "no .rodata of struct gen_config's size: object and generator out of step");
     if (bpf_object__load(l->object))
@@ -474,6 +492,7 @@ struct xsk_sender {
     struct xsk_ring_prod tx;
     int fd;
     uint32_t frames, next, length;
+    bool stamp;
     uint64_t queued;    /* descriptors handed to the TX ring */
     uint64_t completed; /* ... and given back by the kernel: sent */
     int busy_error;     /* the last "try again" from sendto() but EAGAIN */
@@ -487,6 +506,7 @@ static int xsk_open(const struct options *o, struct xsk_sender *x)
     x->fd = -1;
     x->frames = o->flows >= XSK_RING ? o->flows : o->flows * ((XSK_RING + o->flows - 1) / o->flows);
     x->length = o->size;
+    x->stamp = o->stamp;
     x->area_size = (size_t)x->frames * XSK_FRAME_SIZE;
     x->area = mmap(NULL, x->area_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (x->area == MAP_FAILED) {
@@ -597,9 +617,14 @@ static int64_t xsk_send(struct xsk_sender *x, uint64_t count, uint64_t end)
             room = count - queued;
         uint32_t index;
         uint32_t reserved = room ? xsk_ring_prod__reserve(&x->tx, (uint32_t)room, &index) : 0;
+        /* One clock read per reservation: the stamp is when the frame was
+         * queued, up to one sendto() batch before the kernel copies it. */
+        uint64_t stamp = x->stamp ? now_ns() : 0;
         for (uint32_t i = 0; i < reserved; i++) {
             struct xdp_desc *descriptor = xsk_ring_prod__tx_desc(&x->tx, index + i);
             descriptor->addr = (uint64_t)x->next * XSK_FRAME_SIZE;
+            if (x->stamp) /* x86-64 and arm64 Linux are little-endian, as the stamp is */
+                memcpy((uint8_t *)x->area + descriptor->addr + STAMP_OFFSET + sizeof stamp_magic, &stamp, sizeof stamp);
             descriptor->len = x->length;
             descriptor->options = 0;
             if (++x->next == x->frames)

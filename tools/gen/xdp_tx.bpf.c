@@ -18,7 +18,8 @@
 volatile const struct {
     __u32 flows;
     __u32 base_port;
-} config = { 1, 9000 };
+    __u32 stamp; /* --stamp: the send time after the payload's 8-byte magic */
+} config = { 1, 9000, 0 };
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -44,6 +45,14 @@ int sluice_gen_tx(struct xdp_md *ctx)
         if ((void *)(udp + 1) > end)
             return XDP_ABORTED;
         udp->source = bpf_htons((__u16)(config.base_port + sequence % config.flows));
+    }
+    if (config.stamp) {
+        /* CLOCK_MONOTONIC, as the receiver's clock_gettime reads it. */
+        __u8 *stamp = data + sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr) + 8;
+        if ((void *)(stamp + 8) > end)
+            return XDP_ABORTED;
+        __u64 now = bpf_ktime_get_ns();
+        __builtin_memcpy(stamp, &now, sizeof now);
     }
     return XDP_TX;
 }

@@ -95,11 +95,13 @@ public final class SPSCRing<Element>: @unchecked Sendable {
         guard count > 0, let source = elements.baseAddress else { return 0 }
         let start = head & mask
         let first = min(count, capacity - start)
-        // Element by element rather than initialize(from:count:): batches
-        // are small, and a memmove call per batch was a quarter of the
-        // ring's time at batch 1 (the loop becomes a memcpy where that pays).
-        for offset in 0..<first { (slots + start + offset).initialize(to: source[offset]) }
-        for offset in first..<count { (slots + offset - first).initialize(to: source[offset]) }
+        if Self.copiesInBulk(count) {
+            (slots + start).initialize(from: source, count: first)
+            slots.initialize(from: source + first, count: count - first)
+        } else {
+            for offset in 0..<first { (slots + start + offset).initialize(to: source[offset]) }
+            for offset in first..<count { (slots + offset - first).initialize(to: source[offset]) }
+        }
         producerIndex.store(head + count, ordering: .releasing)
         return count
     }
@@ -111,6 +113,18 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     public func freeSlots() -> Int {
         cachedConsumerIndex.pointee = consumerIndex.load(ordering: .acquiring)
         return capacity - (producerIndex.load(ordering: .relaxed) - cachedConsumerIndex.pointee)
+    }
+
+    /// Whether a batch of `count` moves as one memcpy per contiguous run
+    /// rather than element by element. A memmove call per batch was a
+    /// quarter of the ring's time at batch 1, and word-sized elements copy
+    /// as well in the loop (the optimizer vectorizes it); but the loop copied
+    /// a multi-field struct field by field: a 16-byte descriptor cost about
+    /// 14 instructions each way (callgrind, pipelined RX thread and worker
+    /// at batch 64), against about 2 by memcpy.
+    @inlinable @inline(__always)
+    static func copiesInBulk(_ count: Int) -> Bool {
+        MemoryLayout<Element>.stride > 8 && count >= 16
     }
 
     /// After enqueueing: whether the consumer has gone (or is going) to sleep
@@ -140,8 +154,13 @@ public final class SPSCRing<Element>: @unchecked Sendable {
         guard count > 0, let destination = buffer.baseAddress else { return 0 }
         let start = tail & mask
         let first = min(count, capacity - start)
-        for offset in 0..<first { destination[offset] = (slots + start + offset).move() }
-        for offset in first..<count { destination[offset] = (slots + offset - first).move() }
+        if Self.copiesInBulk(count) {
+            destination.moveUpdate(from: slots + start, count: first)
+            (destination + first).moveUpdate(from: slots, count: count - first)
+        } else {
+            for offset in 0..<first { destination[offset] = (slots + start + offset).move() }
+            for offset in first..<count { destination[offset] = (slots + offset - first).move() }
+        }
         consumerIndex.store(tail + count, ordering: .releasing)
         return count
     }

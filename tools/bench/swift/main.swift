@@ -7,6 +7,8 @@
 import CSluiceShims
 import Foundation
 import SluiceDataPath
+import SluiceModules
+import SluiceProtocol
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("sluice-bench: error: \(message)\n".utf8))
@@ -55,8 +57,54 @@ func ringBenchmark(batch: Int, total: Int, capacity: Int) throws {
     print("swift batch \(batch) items \(total) seconds \(String(format: "%.3f", seconds)) items_per_second \(String(format: "%.0f", Double(total) / seconds))")
 }
 
+/// The data path alone, without the daemon, for `tools/bench/run --profile`:
+/// one pipeline on IFACE queue 0 (copy mode, RX thread and worker on CPU 1),
+/// for SECONDS or until killed. valgrind cannot run sluiced itself (3.19
+/// crashes on its signal handling), and the control plane would only add
+/// threads to the profile. Prints "ready" once the socket is bound, and the
+/// packets received when SECONDS are up.
+func receiveBenchmark(interface: String, mode: ProcessingMode, seconds: Int, modules: [ModuleKind]) throws {
+    var config = DataPathConfig(interface: interface)
+    config.mode = mode
+    config.bindMode = .copy
+    config.rxCPUs = [1]
+    config.workerCPUs = [1]
+    // etc/sluice.toml's defaults, as sluiced runs (and as xsk_drop.c sizes
+    // its rings): the fill ring holds every frame.
+    config.geometry.frameSize = 4096
+    config.geometry.frameCount = 4096
+    config.geometry.fillRingSize = 4096
+    let pipeline = try Pipeline(config: config, bindings: [.identity(channel: 0)]) { _ in
+        try modules.map { try $0.descriptor.make([:]) }
+    }
+    // Unbuffered: the caller waits for this line while the process runs on.
+    FileHandle.standardOutput.write(Data("ready\n".utf8))
+    sleep(UInt32(seconds))
+    pipeline.stop()
+    let received = pipeline.statistics().sockets.reduce(UInt64(0)) { $0 + $1.rxPackets }
+    print("received \(received)")
+}
+
 let arguments = CommandLine.arguments.dropFirst()
-guard arguments.first == "ring", arguments.count >= 3 else { fail("usage: sluice-bench ring BATCH ITEMS [CAPACITY]") }
+if arguments.first == "rx" {
+    let usage = "usage: sluice-bench rx IFACE inline|pipelined SECONDS [MODULE...]"
+    guard arguments.count >= 4 else { fail(usage) }
+    let values = Array(arguments.dropFirst())
+    guard let mode = ProcessingMode(rawValue: values[1]) else { fail(usage) }
+    guard let seconds = Int(values[2]), (1...86_400).contains(seconds) else { fail("SECONDS: expected 1-86400") }
+    var modules: [ModuleKind] = []
+    for name in values.dropFirst(3) {
+        guard let kind = ModuleKind(rawValue: name) else { fail("unknown module '\(name)'") }
+        modules.append(kind)
+    }
+    do {
+        try receiveBenchmark(interface: values[0], mode: mode, seconds: seconds, modules: modules)
+    } catch {
+        fail("\(error)")
+    }
+    exit(0)
+}
+guard arguments.first == "ring", arguments.count >= 3 else { fail("usage: sluice-bench ring BATCH ITEMS [CAPACITY] | rx IFACE MODE SECONDS [MODULE...]") }
 let values = arguments.dropFirst().map { Int($0) }
 guard let batch = values[0], (1...1024).contains(batch) else { fail("BATCH: expected 1-1024") }
 guard let total = values[1], total > 0, total <= 1 << 40 else { fail("ITEMS: expected 1 to 2^40") }
