@@ -135,7 +135,7 @@ extension Daemon {
         let nic = self.nic, pipelines = self.pipelines
         return try await blocking {
             defer { traced?.release() }
-            let events = traced.map { _ in TraceHub.shared.recent() } ?? []
+            let events = traced.map { _ in TraceHub.shared.recentFailures() } ?? []
             let reports = pipelines.reports()
             var findings: [DoctorFinding] = []
             for name in names {

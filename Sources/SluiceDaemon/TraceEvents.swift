@@ -165,9 +165,6 @@ struct TraceInstance: Sendable {
 /// its own cursor. The instance goes away when the last subscriber leaves.
 final class TraceHub: Sendable {
     static let shared = TraceHub()
-    /// Events kept for late readers (doctor's "recent" events).
-    static let capacity = 4096
-
     private let state = Mutex(State())
 
     fileprivate struct State {
@@ -176,9 +173,7 @@ final class TraceHub: Sendable {
         /// Each live subscription's interfaces (nil: every interface).
         var interfaceFilters: [UInt64: Set<UInt32>?] = [:]
         var nextSubscriptionID: UInt64 = 0
-        var buffer: [TraceEvent] = []
-        /// Sequence number of `buffer[0]`.
-        var firstSequence: UInt64 = 0
+        var log = TraceEventLog()
         var partialLine: [UInt8] = []
     }
 
@@ -213,7 +208,7 @@ final class TraceHub: Sendable {
             state.applyFilters(instance)
             return TraceSubscription(
                 hub: self, id: state.nextSubscriptionID, events: events,
-                cursor: state.firstSequence + UInt64(state.buffer.count))
+                cursor: state.log.end)
         }
     }
 
@@ -242,19 +237,16 @@ final class TraceHub: Sendable {
     func read(from cursor: UInt64) -> (events: [TraceEvent], next: UInt64, lost: UInt64) {
         state.withLock { state in
             state.drain()
-            let end = state.firstSequence + UInt64(state.buffer.count)
-            let start = max(cursor, state.firstSequence)
-            let lost = start - min(cursor, start)
-            let slice = state.buffer[Int(start - state.firstSequence)..<state.buffer.count]
-            return (Array(slice), end, lost)
+            return state.log.read(from: cursor)
         }
     }
 
-    /// The buffered events (including ones read before `cursor`: "recent").
-    func recent() -> [TraceEvent] {
+    /// The last failure events (``TraceEvent/failureEvents``), including
+    /// those subscribers have read already.
+    func recentFailures() -> [TraceEvent] {
         state.withLock { state in
             state.drain()
-            return state.buffer
+            return state.log.failures
         }
     }
 }
@@ -279,15 +271,45 @@ extension TraceHub.State {
         }
         let complete = String(decoding: partialLine[..<lastNewline], as: UTF8.self)
         partialLine.removeSubrange(...lastNewline)
-        for line in complete.split(separator: "\n") {
-            guard let event = TraceEvent.parse(line) else { continue }
-            buffer.append(event)
-        }
-        if buffer.count > TraceHub.capacity {
-            let excess = buffer.count - TraceHub.capacity
-            buffer.removeFirst(excess)
+        log.append(contentsOf: complete.split(separator: "\n").compactMap(TraceEvent.parse))
+    }
+}
+
+/// The events read from tracefs: the last ``capacity`` for subscribers'
+/// cursors, and the last failures for doctor on their own, because a flood
+/// of successful redirects (another pipeline, or an interface with the same
+/// ifindex in another network namespace, which the kernel's ifindex filter
+/// cannot tell apart) must not push them out before doctor reads.
+struct TraceEventLog {
+    static let capacity = 4096
+    static let failureCapacity = 1024
+
+    private(set) var events: [TraceEvent] = []
+    private(set) var failures: [TraceEvent] = []
+    /// Sequence number of `events[0]`.
+    private(set) var firstSequence: UInt64 = 0
+    /// The sequence number the next event gets.
+    var end: UInt64 { firstSequence + UInt64(events.count) }
+
+    /// Trims once per drain, not per event: a flood is read in one go.
+    mutating func append(contentsOf new: [TraceEvent]) {
+        events += new
+        if events.count > Self.capacity {
+            let excess = events.count - Self.capacity
+            events.removeFirst(excess)
             firstSequence += UInt64(excess)
         }
+        failures += new.filter { TraceEvent.failureEvents.contains($0.event) }
+        if failures.count > Self.failureCapacity { failures.removeFirst(failures.count - Self.failureCapacity) }
+    }
+
+    /// The events from `cursor` on and the cursor to continue from; `lost`
+    /// counts events that fell out before this reader got to them.
+    func read(from cursor: UInt64) -> (events: [TraceEvent], next: UInt64, lost: UInt64) {
+        let start = max(cursor, firstSequence)
+        let lost = start - min(cursor, start)
+        let slice = events[Int(min(start, end) - firstSequence)...]
+        return (Array(slice), end, lost)
     }
 }
 

@@ -209,4 +209,27 @@ final class DoctorFindingsTests: XCTestCase {
         XCTAssertEqual(sorted.map(\.severity), [.error, .warning, .warning, .info, .ok])
         XCTAssertEqual(sorted[1].queue, 0)
     }
+
+    /// A flood of successful redirects after a few failures (another
+    /// pipeline's traffic, or an interface with the same ifindex in another
+    /// namespace) pushes the failures out of the subscribers' window but not
+    /// out of what doctor reads; subscribers learn how many they lost.
+    func testTraceLogKeepsFailuresThroughAFloodOfOtherEvents() {
+        var log = TraceEventLog()
+        let cursor = log.end
+        var failure = TraceEvent(event: "xdp_redirect_err")
+        failure.err = -28
+        log.append(contentsOf: [failure, failure, failure])
+        for _ in 0..<3 { log.append(contentsOf: Array(repeating: TraceEvent(event: "xdp_redirect"), count: 2 * TraceEventLog.capacity)) }
+        XCTAssertEqual(log.failures.count, 3)
+        XCTAssertEqual(log.failures.map(\.err), [-28, -28, -28])
+        let read = log.read(from: cursor)
+        XCTAssertEqual(read.events.count, TraceEventLog.capacity)
+        XCTAssertEqual(read.lost, 3 + 6 * UInt64(TraceEventLog.capacity) - UInt64(TraceEventLog.capacity))
+        XCTAssertEqual(read.next, log.end)
+        XCTAssertTrue(log.read(from: log.end).events.isEmpty)
+
+        log.append(contentsOf: Array(repeating: failure, count: TraceEventLog.failureCapacity + 5))
+        XCTAssertEqual(log.failures.count, TraceEventLog.failureCapacity, "bounded")
+    }
 }
