@@ -111,7 +111,8 @@ public final class XDPProgram {
             do {
                 loaded = try XDPProgram.load(
                     EmbeddedBPF.sluice_xdp_meta, name: "sluice_xdp_meta", interface: interface,
-                    mapEntries: mapEntries, fragments: fragments, deviceBoundTo: interfaceIndex)
+                    mapEntries: mapEntries, fragments: fragments,
+                    deviceBoundTo: try XDPProgram.deviceBoundIndex(interfaceIndex))
                 rxMetadata = RxMetadataStatus(inUse: true, reason: choice.reason)
             } catch {
                 rxMetadata = RxMetadataStatus(
@@ -156,6 +157,20 @@ public final class XDPProgram {
     /// program may use the device's XDP metadata kfuncs, and attaches to
     /// that device only.
     static let deviceBoundOnlyFlag: UInt32 = 1 << 6
+
+    /// Test switch: set to 1, the metadata program is bound to the loopback
+    /// device instead, which has no native XDP, so the kernel refuses the
+    /// device-bound load as it refuses one for a driver it cannot bind to,
+    /// and the fallback to the plain program runs for real. Only tests set it.
+    public static let refuseDeviceBoundSwitch = "SLUICE_TEST_REFUSE_DEVICE_BOUND"
+
+    /// The interface the metadata program is bound to: `interfaceIndex`,
+    /// or loopback's under ``refuseDeviceBoundSwitch``.
+    private static func deviceBoundIndex(_ interfaceIndex: Int32) throws -> Int32 {
+        guard let value = getenv(refuseDeviceBoundSwitch), String(cString: value) == "1" else { return interfaceIndex }
+        logger.warning("\(refuseDeviceBoundSwitch)=1: binding the metadata program to lo, which refuses it")
+        return try InterfaceFacts.index("lo")
+    }
 
     /// Whether to try the metadata variant, and the reason reported either way.
     static func rxMetadataChoice(

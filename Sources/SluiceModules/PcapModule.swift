@@ -18,6 +18,14 @@ import SystemPackage
 /// `format = "pcap"`: classic pcap (magic 0xa1b2c3d4, microseconds), for
 /// tools that read nothing else; the same stamps, cut to microseconds.
 ///
+/// `rx_hash = "toeplitz"` (pcapng only) adds the driver's RX hash, where the
+/// driver gave one, to the packet's block as the standard `epb_hash` option
+/// with algorithm 5 (Toeplitz). Off by default: the metadata kfunc does not
+/// say which function the NIC hashes with (veth's is the kernel's software
+/// flow hash, some NICs are set to XOR or CRC32), and pcapng has no code for
+/// "an RSS hash of unknown algorithm", so the operator, who can read it in
+/// `ethtool -x` ("toeplitz: on"), says so.
+///
 /// Records are copied into a buffer allocated once, and the buffer is written
 /// to the file when it fills, on rotation and on `flush()`. That file I/O
 /// happens on the thread that runs the module, so put pcap in a `pipelined`
@@ -40,6 +48,8 @@ public final class PcapModule: PacketModule {
         /// Size of the write buffer.
         public var bufferBytes: Int
         public var format: Format
+        /// Which algorithm the driver's RX hash is written as (`epb_hash`).
+        public var rxHash: RxHash
 
         /// The file format.
         public enum Format: String, Sendable, CaseIterable {
@@ -49,9 +59,21 @@ public final class PcapModule: PacketModule {
             case pcap
         }
 
+        /// Whether the driver's RX hash goes into pcapng's `epb_hash`, and
+        /// as which of its algorithms.
+        public enum RxHash: String, Sendable, CaseIterable {
+            /// Not written.
+            case off
+            /// `epb_hash` algorithm 5: the NIC hashes with Toeplitz (RSS).
+            case toeplitz
+
+            /// The algorithm octet draft-ietf-opsawg-pcapng gives it.
+            var algorithm: UInt8? { self == .toeplitz ? 5 : nil }
+        }
+
         public init(
             path: String, snaplen: Int = 65535, maxBytes: Int = 0, maxFiles: Int = 10, bufferBytes: Int = 1 << 20,
-            format: Format = .pcapng
+            format: Format = .pcapng, rxHash: RxHash = .off
         ) {
             self.path = path
             self.snaplen = snaplen
@@ -59,6 +81,7 @@ public final class PcapModule: PacketModule {
             self.maxFiles = maxFiles
             self.bufferBytes = bufferBytes
             self.format = format
+            self.rxHash = rxHash
         }
 
         public static let snaplenRange: ClosedRange<Int64> = 64...262_144
@@ -77,6 +100,9 @@ public final class PcapModule: PacketModule {
             ModuleOption("buffer_bytes", .integer, range: bufferBytesRange, default: "\(1 << 20)", "Write buffer size."),
             ModuleOption("format", .string, choices: Format.allCases.map(\.rawValue), default: "\"pcapng\"",
                          "pcapng (ns stamps, the driver's where rx_metadata gives them) or pcap (classic, µs)."),
+            ModuleOption("rx_hash", .string, choices: RxHash.allCases.map(\.rawValue), default: "\"off\"",
+                         "toeplitz: the driver's RX hash in each pcapng block (epb_hash) where it gave one; "
+                            + "only when `ethtool -x` shows the NIC hashes with Toeplitz."),
         ]
 
         init(_ reader: OptionReader) throws {
@@ -90,6 +116,7 @@ public final class PcapModule: PacketModule {
             if let value = try reader.integer(options[3]) { maxFiles = Int(value) }
             if let value = try reader.integer(options[4]) { bufferBytes = Int(value) }
             if let value = try reader.string(options[5]) { format = Format(rawValue: value) ?? .pcapng }
+            if let value = try reader.string(options[6]) { rxHash = RxHash(rawValue: value) ?? .off }
             if let problem = validationProblem() { throw reader.error(problem.option, problem.reason) }
         }
 
@@ -107,7 +134,11 @@ public final class PcapModule: PacketModule {
                 return ("max_bytes", "\(maxBytes) is below \(Self.minimumMaxBytes) (0 disables rotation)")
             }
             if !Self.maxFilesRange.contains(Int64(maxFiles)) { return ("max_files", "\(maxFiles) is out of range \(Self.maxFilesRange)") }
-            if bufferBytes < PcapModule.recordSize(captured: snaplen, format) + PcapModule.fileHeaderSize(format)
+            if rxHash != .off && format != .pcapng {
+                return ("rx_hash", "needs format = \"pcapng\" (classic pcap has no per-packet options)")
+            }
+            let largestRecord = PcapModule.recordSize(captured: snaplen, format, hashOption: rxHash != .off)
+            if bufferBytes < largestRecord + PcapModule.fileHeaderSize(format)
                 || bufferBytes > Int(Self.bufferBytesRange.upperBound)
             {
                 return ("buffer_bytes", "\(bufferBytes) cannot hold one \(snaplen)-byte record plus headers")
@@ -132,12 +163,17 @@ public final class PcapModule: PacketModule {
     static let interfaceDescriptionBlockSize = 32
 
     /// One frame's record: classic pcap's 16-byte header and the bytes, or
-    /// an enhanced packet block (28 bytes, the bytes padded to 4, the
-    /// trailing length).
+    /// an enhanced packet block (28 bytes, the bytes padded to 4, with
+    /// `hashOption` the epb_hash option and opt_endofopt, the trailing
+    /// length).
     @inline(__always)
-    static func recordSize(captured: Int, _ format: Options.Format) -> Int {
-        format == .pcap ? 16 + captured : 32 + ((captured + 3) & ~3)
+    static func recordSize(captured: Int, _ format: Options.Format, hashOption: Bool = false) -> Int {
+        format == .pcap ? 16 + captured : 32 + ((captured + 3) & ~3) + (hashOption ? hashOptionSize : 0)
     }
+
+    /// epb_hash (code 3, length 5: the algorithm octet and 4 hash bytes,
+    /// padded to 8) and opt_endofopt (4).
+    static let hashOptionSize = 16
 
     // Data-path state: touched only by the thread running the module.
     private var descriptor: Int32 = -1
@@ -211,22 +247,27 @@ public final class PcapModule: PacketModule {
         clock_gettime(CLOCK_REALTIME, &now)
         let receivedAt = UInt64(truncatingIfNeeded: now.tv_sec) &* 1_000_000_000 &+ UInt64(truncatingIfNeeded: now.tv_nsec)
         let format = options.format
+        let hashAlgorithm = options.rxHash.algorithm
         var packets: UInt64 = 0, bytes: UInt64 = 0, truncated: UInt64 = 0, driverStamped: UInt64 = 0
         for index in 0..<batch.count {
             let packet = batch.descriptors[index]
             guard packet.verdict == .pass else { continue }
             let length = Int(packet.length)
             let captured = min(length, options.snaplen)
-            let recordSize = Self.recordSize(captured: captured, format)
+            let metadata = batch.rxMetadata(at: index)
+            let hashOption = hashAlgorithm != nil && metadata.hasHash
+            let recordSize = Self.recordSize(captured: captured, format, hashOption: hashOption)
             if options.maxBytes > 0 && fileHasRecord && fileBytes + buffered + recordSize > options.maxBytes {
                 rotate()
             }
             if buffered + recordSize > options.bufferBytes { writeBuffer() }
-            let metadata = batch.rxMetadata(at: index)
             let stamp = metadata.hasTimestamp ? metadata.timestamp : receivedAt
             let record = buffer + buffered
             let header = Self.storeRecordHeader(
                 record, format: format, nanoseconds: stamp, captured: captured, length: length, recordSize: recordSize)
+            if hashOption, let hashAlgorithm {
+                Self.storeHashOption(record, captured: captured, algorithm: hashAlgorithm, hash: metadata.hash)
+            }
             writeFrameBytes(batch, index, to: record + header, count: captured)
             buffered += recordSize
             bufferedRecords &+= 1
@@ -278,13 +319,28 @@ public final class PcapModule: PacketModule {
             record.storeBytes(of: UInt32(truncatingIfNeeded: nanoseconds), toByteOffset: 16, as: UInt32.self)
             record.storeBytes(of: UInt32(truncatingIfNeeded: captured), toByteOffset: 20, as: UInt32.self)
             record.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 24, as: UInt32.self)
-            // Zero the padding (the last word before the trailing length
-            // covers it; the frame bytes overwrite its start), then the
-            // trailing length.
-            if recordSize > 32 { record.storeBytes(of: UInt32(0), toByteOffset: recordSize - 8, as: UInt32.self) }
+            // Zero the padding (the frame's last word covers it; the frame
+            // bytes overwrite its start), then the trailing length.
+            let framesEnd = 28 + ((captured + 3) & ~3)
+            if framesEnd > 28 { record.storeBytes(of: UInt32(0), toByteOffset: framesEnd - 4, as: UInt32.self) }
             record.storeBytes(of: UInt32(truncatingIfNeeded: recordSize), toByteOffset: recordSize - 4, as: UInt32.self)
             return 28
         }
+    }
+
+    /// Writes the options of an enhanced packet block whose record has
+    /// room for them (``hashOptionSize``), after its padded frame bytes:
+    /// epb_hash (code 3, length 5) holding the algorithm octet and the hash
+    /// in the section's byte order, 3 zero bytes of padding, opt_endofopt.
+    @inline(__always)
+    static func storeHashOption(_ record: UnsafeMutableRawPointer, captured: Int, algorithm: UInt8, hash: UInt32) {
+        let option = record + 28 + ((captured + 3) & ~3)
+        option.storeBytes(of: UInt16(3), toByteOffset: 0, as: UInt16.self)
+        option.storeBytes(of: UInt16(5), toByteOffset: 2, as: UInt16.self)
+        option.storeBytes(of: UInt32(0), toByteOffset: 8, as: UInt32.self)  // the padding; the hash overwrites its first byte
+        option.storeBytes(of: algorithm, toByteOffset: 4, as: UInt8.self)
+        option.storeBytes(of: hash, toByteOffset: 5, as: UInt32.self)
+        option.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)  // opt_endofopt
     }
 
     /// The first `byteCount` bytes of a multi-buffer packet, segment after

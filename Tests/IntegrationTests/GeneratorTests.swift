@@ -1,4 +1,5 @@
 import Foundation
+import SluiceControl
 import SluiceDataPath
 import SluiceTestSupport
 import XCTest
@@ -11,6 +12,8 @@ import XCTest
 final class GeneratorTests: XCTestCase {
     private var lab: Lab?
     private var buildDirectory: URL?
+    private var daemon: DaemonProcess?
+    private var plugins: PluginDirectory?
 
     override func setUpWithError() throws {
         try Privilege.require()
@@ -27,6 +30,8 @@ final class GeneratorTests: XCTestCase {
     }
 
     override func tearDown() {
+        daemon?.stop()
+        plugins?.remove()
         try? lab?.down()
         if let buildDirectory { try? FileManager.default.removeItem(at: buildDirectory) }
     }
@@ -99,6 +104,82 @@ final class GeneratorTests: XCTestCase {
         case .unknown:
             XCTFail("the live-frames probe could not run as root: \(probe.detail)")
         }
+    }
+
+    /// `--size 9000`: larger than live frames take, so `auto` sends with
+    /// AF_XDP multi-buffer TX (each frame a chain of 2048-byte chunks) and
+    /// says so; a Sluice pipeline with multi-buffer on the receiving end
+    /// (MTU 9000 on both ends) counts every frame, each 9000 bytes, as a chain.
+    func testJumboSizeSendsChainsThatArriveWhole() throws {
+        for name in [KernelFeature.Name.xdpMultiBuffer, .xskMultiBuffer] {
+            let feature = KernelFeatures.detected(name)
+            guard feature.state == .found else { throw XCTSkip("this kernel has no \(feature.title): \(feature.detail)") }
+        }
+        let lab = try XCTUnwrap(lab)
+        // veth caps the MTU of a device whose XDP program is not frags-aware: the drop program goes first.
+        try lab.inApp(["ip", "link", "set", "dev", lab.appInterface, "xdp", "off"], check: true)
+        try lab.inApp(["ip", "link", "set", "dev", lab.appInterface, "mtu", "9000"], check: true)
+        try lab.inGenerator(["ip", "link", "set", "dev", lab.generatorInterface, "mtu", "9000"], check: true)
+        let plugins = try PluginDirectory.withShippedPlugins()
+        self.plugins = plugins
+        let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
+            pluginDirectory: plugins.path, interface: lab.appInterface, mode: "inline", modules: """
+                autostart = true
+
+                [[pipeline.modules]]
+                kind = "count"
+                """, interfaceOptions: "prefilter_protocols = [\"udp\"]"))
+        self.daemon = daemon
+        try daemon.start()
+        try daemon.waitForPipeline()
+
+        let count = 2000
+        let mac = try lab.inApp(["cat", "/sys/class/net/\(lab.appInterface)/address"], check: true).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let generator = try XCTUnwrap(buildDirectory).appendingPathComponent("sluice-gen").path
+        let result = try SluiceTestSupport.run(
+            ["ip", "netns", "exec", lab.generatorNamespace, generator, "--interface", lab.generatorInterface,
+             "--dst-mac", mac, "--size", "9000", "--count", "\(count)", "--rate", "20000", "--duration", "20",
+             "--flows", "8", "--cpu", "0"])
+        XCTAssertEqual(result.status, 0, "\(result)")
+        let method = result.stdout.split(separator: "\n").filter { $0.hasPrefix("generator: ") }
+        XCTAssertEqual(method, [
+            "generator: af_xdp-tx (copy mode, multi-buffer: 5 chunks a frame, queue 0; "
+                + "frames of 9000 bytes are larger than live frames take (1514))",
+        ], result.stdout)
+        XCTAssertTrue(result.stdout.contains("sent \(count) frames in "), result.stdout)
+
+        func pipeline() throws -> JSONValue? { try daemon.call("stats.get")["result"]?["pipelines"]?.arrayValue?.first }
+        func counted(_ name: String) throws -> Int? {
+            try pipeline()?["modules"]?.arrayValue?.first { $0["kind"] == "count" }?["counters"]?[name]?.integer(as: Int.self)
+        }
+        try waitUntil("\(count) frames counted", timeout: .seconds(10)) { try counted("packets") ?? 0 >= count }
+        XCTAssertEqual(try counted("packets"), count)
+        XCTAssertEqual(try counted("bytes"), count * 9000, "every frame whole")
+        XCTAssertEqual(try counted("flows"), 8)
+        XCTAssertEqual(try counted("malformed"), 0)
+        let sockets = try XCTUnwrap(pipeline()?["statistics"]?["sockets"]?.arrayValue)
+        XCTAssertEqual(sockets.reduce(0) { $0 + ($1["multi_buffer_packets"]?.integer(as: Int.self) ?? 0) }, count, "as chains")
+    }
+
+    /// Sizes the generator cannot send are refused with the numbers: above
+    /// 9000 always, above 1514 with live frames (the kernel runs none larger
+    /// than a page).
+    func testSizesItCannotSendAreClearErrors() throws {
+        let lab = try XCTUnwrap(lab)
+        let generator = try XCTUnwrap(buildDirectory).appendingPathComponent("sluice-gen").path
+        func run(_ arguments: [String]) throws -> CommandResult {
+            try SluiceTestSupport.run(
+                ["ip", "netns", "exec", lab.generatorNamespace, generator, "--interface", lab.generatorInterface,
+                 "--dst-mac", "02:00:00:00:00:01", "--count", "1"] + arguments)
+        }
+        let tooLarge = try run(["--size", "9001"])
+        XCTAssertNotEqual(tooLarge.status, 0, "\(tooLarge)")
+        XCTAssertTrue(tooLarge.stderr.contains("--size: frame size out of range (42-9000)"), tooLarge.stderr)
+        let live = try run(["--size", "1515", "--mode", "live"])
+        XCTAssertNotEqual(live.status, 0, "\(live)")
+        XCTAssertTrue(live.stderr.contains("live frames carry at most 1514 bytes"), live.stderr)
+        XCTAssertTrue(live.stderr.contains("--mode afxdp"), live.stderr)
     }
 
     func testAnUnknownModeIsAClearError() throws {

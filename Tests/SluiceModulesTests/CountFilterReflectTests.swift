@@ -330,8 +330,11 @@ final class ModuleRegistryTests: XCTestCase {
         }
         XCTAssertEqual(ModuleKind.count.descriptor.options.map(\.name), ["capacity", "top"])
         XCTAssertEqual(ModuleKind.count.descriptor.options.first?.range, CountModule.Options.capacityRange)
-        XCTAssertEqual(ModuleKind.pcap.descriptor.options.map(\.name), ["path", "snaplen", "max_bytes", "max_files", "buffer_bytes", "format"])
-        XCTAssertEqual(ModuleKind.pcap.descriptor.options.last?.choices, ["pcapng", "pcap"])
+        XCTAssertEqual(
+            ModuleKind.pcap.descriptor.options.map(\.name),
+            ["path", "snaplen", "max_bytes", "max_files", "buffer_bytes", "format", "rx_hash"])
+        XCTAssertEqual(ModuleKind.pcap.descriptor.options.first { $0.name == "format" }?.choices, ["pcapng", "pcap"])
+        XCTAssertEqual(ModuleKind.pcap.descriptor.options.last?.choices, ["off", "toeplitz"])
         XCTAssertNil(ModuleKind.pcap.descriptor.options.first?.defaultText, "path is required")
         XCTAssertEqual(ModuleKind.filter.descriptor.options.last?.choices, ["pass", "drop"])
         XCTAssertEqual(ModuleKind.reflect.descriptor.options, [])

@@ -77,6 +77,76 @@ final class RxMetadataModuleTests: XCTestCase {
         XCTAssertEqual(try runCommand(["tcpdump", "-r", path, "-nn"], check: true).stdout.split(separator: "\n").count, 3)
     }
 
+    /// `rx_hash = "toeplitz"`: a frame whose driver gave a hash carries it in
+    /// an epb_hash option (code 3, length 5: algorithm 5 and the 4 hash
+    /// bytes, 3 zero bytes of padding) and opt_endofopt, the block length
+    /// counting both; a frame without a hash gets the plain block. Byte by
+    /// byte for every padding of the frame bytes, and tcpdump reads it all.
+    /// Off, the same metadata writes no option.
+    func testPcapngHashOptionOnlyWhereTheDriverGaveAHash() throws {
+        let frames = (0..<8).map { udpFrame($0, payload: 17 + $0 % 4) }  // lengths 59...62, twice: every padding
+        let metadata = UnsafeMutablePointer<RxMetadata>.allocate(capacity: frames.count)
+        defer { metadata.deallocate() }
+        let hash = { (index: Int) in UInt32(0xA1B2_C3D4) &+ UInt32(index) }
+        for index in frames.indices {
+            // Hash valid on 0, 1, 2, 3 and 5; 4, 6 and 7 without (a hash value that is not valid is ignored).
+            let valid = index < 4 || index == 5
+            metadata[index] = RxMetadata(timestamp: 0, hash: hash(index), hashType: 0, flags: valid ? RxMetadata.hashValid : 0)
+        }
+        func capture(_ rxHash: PcapModule.Options.RxHash) throws -> [UInt8] {
+            let path = directory.appendingPathComponent("hash-\(rxHash).pcapng").path
+            let pcap = try PcapModule(options: .init(path: path, snaplen: 1500, rxHash: rxHash))
+            let umem = TestUMEM()
+            for frame in frames { umem.add(frame) }
+            pcap.process(batch(umem, metadata: metadata))
+            pcap.flush()
+            XCTAssertEqual(try tcpdumpStamps(path).count, frames.count, "tcpdump reads every block")
+            return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        }
+
+        let file = try capture(.toeplitz)
+        func word(_ offset: Int) -> UInt32 { file.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self) } }
+        var offset = 60  // after the section header and interface description blocks
+        for (index, frame) in frames.enumerated() {
+            let padded = (frame.count + 3) & ~3
+            let hashed = metadata[index].hasHash
+            let blockLength = 32 + padded + (hashed ? 16 : 0)
+            XCTAssertEqual(word(offset), 6, "enhanced packet block \(index)")
+            XCTAssertEqual(Int(word(offset + 4)), blockLength, "block \(index)")
+            XCTAssertEqual(Int(word(offset + 20)), frame.count, "captured")
+            XCTAssertEqual(Int(word(offset + 24)), frame.count, "original length")
+            XCTAssertEqual(Array(file[(offset + 28)..<(offset + 28 + frame.count)]), frame)
+            XCTAssertTrue(file[(offset + 28 + frame.count)..<(offset + 28 + padded)].allSatisfy { $0 == 0 }, "zero padding")
+            if hashed {
+                let option = offset + 28 + padded
+                XCTAssertEqual(word(option) & 0xFFFF, 3, "epb_hash")
+                XCTAssertEqual(word(option) >> 16, 5, "its length: the algorithm octet and 4 hash bytes")
+                XCTAssertEqual(file[option + 4], 5, "algorithm 5: Toeplitz")
+                XCTAssertEqual(
+                    file.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: option + 5, as: UInt32.self) }, hash(index),
+                    "the driver's hash, in the section's byte order")
+                XCTAssertEqual(Array(file[(option + 9)..<(option + 12)]), [0, 0, 0], "the option padded to 32 bits")
+                XCTAssertEqual(word(option + 12), 0, "opt_endofopt")
+            }
+            XCTAssertEqual(Int(word(offset + blockLength - 4)), blockLength, "trailing length \(index)")
+            offset += blockLength
+        }
+        XCTAssertEqual(offset, file.count, "nothing after the last block")
+
+        let plain = try capture(.off)
+        XCTAssertEqual(plain.count, file.count - 5 * 16, "off: no block carries the option")
+        // From the configuration: the key is read, and refused with classic pcap, which has no per-packet options.
+        let path = ModuleOptionValue.string(directory.appendingPathComponent("x.pcapng").path)
+        let configured = try ModuleKind.pcap.descriptor.make(["path": path, "rx_hash": .string("toeplitz")])
+        XCTAssertEqual((configured as? PcapModule)?.options.rxHash, .toeplitz)
+        XCTAssertThrowsError(
+            try ModuleKind.pcap.descriptor.make(["path": path, "format": .string("pcap"), "rx_hash": .string("toeplitz")])
+        ) { error in
+            XCTAssertTrue("\(error)".contains("rx_hash"), "\(error)")
+            XCTAssertTrue("\(error)".contains("needs format = \"pcapng\""), "\(error)")
+        }
+    }
+
     /// Frames with a driver timestamp carry it to the nanosecond; frames
     /// without carry the receive time (CLOCK_REALTIME, within the test's
     /// window). tcpdump reads both back.

@@ -55,7 +55,9 @@
 #include "sluice_live_frames.h"
 
 #define MIN_FRAME 42     /* Ethernet + IPv4 + UDP, no payload */
-#define MAX_FRAME 1514   /* what one page of live frames holds comfortably */
+#define MAX_LIVE_FRAME 1514 /* what one page of live frames holds comfortably; the
+                             * kernel runs no live frame larger than a page */
+#define MAX_FRAME 9000   /* jumbo: af_xdp-tx only, as a chain of UMEM chunks */
 #define MAX_FLOWS 65535
 /* --stamp: at the start of the UDP payload, the 8 bytes "SLUICETS" and the
  * send time as CLOCK_MONOTONIC nanoseconds, 64-bit little-endian (what
@@ -72,6 +74,15 @@ static const char stamp_magic[8] = { 'S', 'L', 'U', 'I', 'C', 'E', 'T', 'S' };
  * and TX and completion ring entries. */
 #define XSK_FRAME_SIZE 2048u
 #define XSK_RING 2048u
+/* AF_XDP multi-buffer (Linux 6.6 for TX in copy mode; not in 6.1's UAPI
+ * headers): the bind flag, and the descriptor option saying "the packet goes
+ * on in the next descriptor". */
+#ifndef XDP_USE_SG
+#define XDP_USE_SG (1 << 4)
+#endif
+#ifndef XDP_PKT_CONTD
+#define XDP_PKT_CONTD (1 << 0)
+#endif
 
 enum gen_mode { MODE_AUTO, MODE_LIVE, MODE_AFXDP };
 static const char *const mode_names[] = { "auto", "live", "afxdp" };
@@ -117,7 +128,9 @@ static void usage(FILE *out)
         "  --src-ip A         [10.77.0.2]   --dst-ip A [10.77.0.1]\n"
         "  --src-port P       first UDP source port [9000]; --dst-port P [9000]\n"
         "  --flows N          walk the source port over N values (1-%d) [1]\n"
-        "  --size BYTES       frame size without FCS, %d-%d [60]\n"
+        "  --size BYTES       frame size without FCS, %d-%d [60]; above %d only af_xdp-tx\n"
+        "                     sends (multi-buffer: chains of %u-byte chunks; the MTU of\n"
+        "                     both ends must let the frame through)\n"
         "  --count N          stop after N frames [0 = no limit]\n"
         "  --rate PPS         frames per second on average; sent in bursts of what is\n"
         "                     due (live: one kernel run each, ~25 ms on the lab VM) [0 = max]\n"
@@ -127,7 +140,8 @@ static void usage(FILE *out)
         "                       live   BPF_PROG_RUN with XDP live frames; fails where the\n"
         "                              kernel refuses them (EPERM even to root on some)\n"
         "                       afxdp  an AF_XDP socket's TX ring, copy mode (slower)\n"
-        "                       auto   live, probed with one frame; afxdp when refused\n"
+        "                       auto   live, probed with one frame; afxdp when refused or\n"
+        "                              when the frames are larger than live frames take\n"
         "  --queue N          afxdp: the socket's queue, which is the receiving veth's rx\n"
         "                     queue [CPU mod IF's tx queues, where live frames from that CPU\n"
         "                     land; 0 with --cpu -1]\n"
@@ -139,7 +153,7 @@ static void usage(FILE *out)
         "  --object PATH      live: the compiled xdp_tx.bpf.o [next to this program]\n"
         "The first line of output names the method used (\"generator: ...\"), the last\n"
         "is \"sent N frames in T s: X Mpps\".\n",
-        MAX_FLOWS, MIN_FRAME, MAX_FRAME);
+        MAX_FLOWS, MIN_FRAME, MAX_FRAME, MAX_LIVE_FRAME, XSK_FRAME_SIZE);
 }
 
 static int fail(const char *what, const char *detail)
@@ -322,7 +336,7 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case 'S':
             if (!parse_u64(optarg, MAX_FRAME, &value) || value < MIN_FRAME)
-                return fail("--size", "frame size out of range (42-1514)");
+                return fail("--size", "frame size out of range (42-9000)");
             o->size = (uint32_t)value;
             break;
         case 'n':
@@ -392,6 +406,12 @@ static int parse_options(int argc, char **argv, struct options *o)
             return fail("SLUICE_GEN_MODE", "expected auto, live or afxdp (or unset)");
         o->mode_source = "SLUICE_GEN_MODE";
     }
+    if (o->mode == MODE_LIVE && o->size > MAX_LIVE_FRAME) {
+        fprintf(stderr, "sluice-gen: error: --size %u: live frames carry at most %d bytes (the kernel runs no "
+            "live frame larger than a page): use --mode afxdp, or auto%s\n", o->size, MAX_LIVE_FRAME,
+            o->mode_source && strcmp(o->mode_source, "--mode") ? " (unset SLUICE_GEN_MODE)" : "");
+        return 1;
+    }
     if (!o->interface)
         return fail("--interface", "required");
     if (!o->have_destination_mac)
@@ -431,7 +451,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 struct live_sender {
     struct bpf_object *object;
     int program_fd;
-    uint8_t frame[MAX_FRAME];
+    uint8_t frame[MAX_LIVE_FRAME];
     struct xdp_md context;
     uint32_t size, batch;
 };
@@ -480,8 +500,10 @@ static void live_close(struct live_sender *l)
 /* af_xdp-tx: a TX-only AF_XDP socket on a UMEM of pre-written frames. Frame
  * k carries source port base + k % flows, and there are a multiple of flows
  * frames, sent in order: the same port sequence as the live-frames program.
- * At most XSK_RING frames are in flight (queued or awaiting completion) and
- * there are at least as many frames, so no frame is ever in flight twice. */
+ * A frame larger than a chunk takes `chunks` consecutive chunks, sent as one
+ * chain of descriptors (XDP_USE_SG; all but the last flagged XDP_PKT_CONTD).
+ * At most XSK_RING descriptors are in flight (queued or awaiting completion)
+ * and there are at least XSK_RING frames, so no frame is ever in flight twice. */
 struct xsk_sender {
     void *area;
     size_t area_size;
@@ -492,6 +514,7 @@ struct xsk_sender {
     struct xsk_ring_prod tx;
     int fd;
     uint32_t frames, next, length;
+    uint32_t chunks;    /* UMEM chunks (descriptors) per frame */
     bool stamp;
     uint64_t queued;    /* descriptors handed to the TX ring */
     uint64_t completed; /* ... and given back by the kernel: sent */
@@ -506,17 +529,19 @@ static int xsk_open(const struct options *o, struct xsk_sender *x)
     x->fd = -1;
     x->frames = o->flows >= XSK_RING ? o->flows : o->flows * ((XSK_RING + o->flows - 1) / o->flows);
     x->length = o->size;
+    x->chunks = (o->size + XSK_FRAME_SIZE - 1) / XSK_FRAME_SIZE;
     x->stamp = o->stamp;
-    x->area_size = (size_t)x->frames * XSK_FRAME_SIZE;
+    x->area_size = (size_t)x->frames * x->chunks * XSK_FRAME_SIZE;
     x->area = mmap(NULL, x->area_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (x->area == MAP_FAILED) {
         x->area = NULL;
         return fail("AF_XDP UMEM (mmap)", strerror(errno));
     }
-    uint8_t template[MAX_FRAME];
+    static uint8_t template[MAX_FRAME];
     build_template(o, template);
     for (uint32_t k = 0; k < x->frames; k++) {
-        uint8_t *frame = (uint8_t *)x->area + (size_t)k * XSK_FRAME_SIZE;
+        /* A frame's chunks are consecutive: its bytes are too. */
+        uint8_t *frame = (uint8_t *)x->area + (size_t)k * x->chunks * XSK_FRAME_SIZE;
         memcpy(frame, template, o->size);
         struct udphdr *udp = (struct udphdr *)(frame + sizeof(struct ethhdr) + sizeof(struct iphdr));
         udp->source = htons((uint16_t)(o->source_port + k % o->flows));
@@ -551,7 +576,7 @@ static int xsk_open(const struct options *o, struct xsk_sender *x)
         socket_config.tx_size = XSK_RING;
         socket_config.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
         socket_config.xdp_flags = XDP_FLAGS_DRV_MODE;
-        socket_config.bind_flags = XDP_COPY;
+        socket_config.bind_flags = XDP_COPY | (x->chunks > 1 ? XDP_USE_SG : 0);
         error = xsk_socket__create(&x->socket, o->interface, o->queue, x->umem, NULL, &x->tx, &socket_config);
         if (!error)
             break;
@@ -565,7 +590,11 @@ static int xsk_open(const struct options *o, struct xsk_sender *x)
         }
         fprintf(stderr, "sluice-gen: error: AF_XDP socket on %s queue %u (xsk_socket__create): %s%s\n",
             o->interface, o->queue, strerror(-error),
-            error == -EBUSY ? " (another AF_XDP socket holds this queue)" : "");
+            error == -EBUSY ? " (another AF_XDP socket holds this queue)"
+            : x->chunks > 1 && (error == -EINVAL || error == -EOPNOTSUPP)
+                ? " (frames larger than 2048 bytes need AF_XDP multi-buffer TX, XDP_USE_SG: Linux 6.6 or later;"
+                  " or a smaller --size)"
+                : "");
         return 1;
     }
     x->fd = xsk_socket__fd(x->socket);
@@ -612,27 +641,32 @@ static int64_t xsk_send(struct xsk_sender *x, uint64_t count, uint64_t end)
     uint64_t queued = 0;
     for (;;) {
         xsk_reap(x);
-        uint64_t room = XSK_RING - (x->queued - x->completed);
+        /* Room in whole frames: a chain is queued whole or not at all. */
+        uint64_t room = (XSK_RING - (x->queued - x->completed)) / x->chunks;
         if (room > count - queued)
             room = count - queued;
         uint32_t index;
-        uint32_t reserved = room ? xsk_ring_prod__reserve(&x->tx, (uint32_t)room, &index) : 0;
+        uint32_t reserved = room ? xsk_ring_prod__reserve(&x->tx, (uint32_t)room * x->chunks, &index) / x->chunks : 0;
         /* One clock read per reservation: the stamp is when the frame was
          * queued, up to one sendto() batch before the kernel copies it. */
         uint64_t stamp = x->stamp ? now_ns() : 0;
         for (uint32_t i = 0; i < reserved; i++) {
-            struct xdp_desc *descriptor = xsk_ring_prod__tx_desc(&x->tx, index + i);
-            descriptor->addr = (uint64_t)x->next * XSK_FRAME_SIZE;
+            uint64_t frame = (uint64_t)x->next * x->chunks * XSK_FRAME_SIZE;
             if (x->stamp) /* x86-64 and arm64 Linux are little-endian, as the stamp is */
-                memcpy((uint8_t *)x->area + descriptor->addr + STAMP_OFFSET + sizeof stamp_magic, &stamp, sizeof stamp);
-            descriptor->len = x->length;
-            descriptor->options = 0;
+                memcpy((uint8_t *)x->area + frame + STAMP_OFFSET + sizeof stamp_magic, &stamp, sizeof stamp);
+            for (uint32_t chunk = 0; chunk < x->chunks; chunk++) {
+                struct xdp_desc *descriptor = xsk_ring_prod__tx_desc(&x->tx, index + i * x->chunks + chunk);
+                uint32_t offset = chunk * XSK_FRAME_SIZE;
+                descriptor->addr = frame + offset;
+                descriptor->len = x->length - offset < XSK_FRAME_SIZE ? x->length - offset : XSK_FRAME_SIZE;
+                descriptor->options = chunk + 1 < x->chunks ? XDP_PKT_CONTD : 0;
+            }
             if (++x->next == x->frames)
                 x->next = 0;
         }
         if (reserved) {
-            xsk_ring_prod__submit(&x->tx, reserved);
-            x->queued += reserved;
+            xsk_ring_prod__submit(&x->tx, reserved * x->chunks);
+            x->queued += reserved * x->chunks;
             queued += reserved;
         }
         if (queued == count && xsk_tx_empty(x))
@@ -657,7 +691,7 @@ static int xsk_drain(struct xsk_sender *x)
     }
     if (x->completed < x->queued)
         fprintf(stderr, "sluice-gen: warning: %llu queued frames were not sent%s%s\n",
-            (unsigned long long)(x->queued - x->completed), x->busy_error ? ": " : "",
+            (unsigned long long)((x->queued - x->completed) / x->chunks), x->busy_error ? ": " : "",
             x->busy_error ? strerror(x->busy_error) : "");
     return 0;
 }
@@ -713,6 +747,8 @@ int main(int argc, char **argv)
     if (o.mode == MODE_AFXDP) {
         snprintf(why, sizeof why, "forced by %s%s", o.mode_source,
             strcmp(o.mode_source, "--mode") == 0 ? " afxdp" : "=afxdp");
+    } else if (o.size > MAX_LIVE_FRAME) { /* auto: parse_options refused live */
+        snprintf(why, sizeof why, "frames of %u bytes are larger than live frames take (%d)", o.size, MAX_LIVE_FRAME);
     } else {
         if ((status = live_open(&o, ifindex, &live)))
             return status;
@@ -739,7 +775,10 @@ int main(int argc, char **argv)
             xsk_close(&xsk);
             return status;
         }
-        printf("generator: af_xdp-tx (copy mode, queue %u; %s)\n", o.queue, why);
+        char chains[64] = "";
+        if (xsk.chunks > 1)
+            snprintf(chains, sizeof chains, ", multi-buffer: %u chunks a frame", xsk.chunks);
+        printf("generator: af_xdp-tx (copy mode%s, queue %u; %s)\n", chains, o.queue, why);
     }
     fflush(stdout);
 
@@ -801,7 +840,7 @@ int main(int argc, char **argv)
         paced += chunk;
         now = now_ns();
         if (o.per_second && now - last_report >= 1000000000ull) {
-            uint64_t so_far = use_live ? sent : xsk.completed;
+            uint64_t so_far = use_live ? sent : xsk.completed / xsk.chunks;
             printf("second %.0f sent %llu\n", (double)(now - start) / 1e9,
                 (unsigned long long)(so_far - sent_at_report));
             fflush(stdout);
@@ -812,7 +851,7 @@ int main(int argc, char **argv)
     if (!use_live) {
         if (xsk_drain(&xsk))
             status = 1;
-        sent = xsk.completed;
+        sent = xsk.completed / xsk.chunks;
     }
     double seconds = (double)(now_ns() - start) / 1e9;
     printf("sent %llu frames in %.3f s: %.3f Mpps\n", (unsigned long long)sent, seconds,
