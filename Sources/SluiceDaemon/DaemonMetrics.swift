@@ -120,13 +120,23 @@ extension Daemon {
     /// they go into one family with the name as a label: a module's new
     /// counter needs no change here, and names cannot collide with Sluice's
     /// own families. `position` tells two modules of the same kind apart.
-    /// Sizes (`flows`, `capacity`, `rules`) are gauges, not counters.
+    /// Sizes (`flows`, `capacity`, `rules`) are gauges, not counters; so are
+    /// the latency module's percentiles and maximum, which go into a family
+    /// of their own in nanoseconds (they can fall, and summing or rating
+    /// them as counters means nothing).
     static func writeModules(_ reports: [PipelineReport], to out: inout PrometheusText) {
         var counters: [PrometheusText.Sample] = []
         var gauges: [PrometheusText.Sample] = []
+        var latencies: [PrometheusText.Sample] = []
         for report in reports {
             for (position, module) in report.modules.enumerated() {
                 for (name, value) in module.counters.sorted(by: { $0.key < $1.key }) {
+                    if module.kind == ModuleKind.latency.rawValue, let statistic = latencyStatistics[name] {
+                        latencies.append(.init(
+                            [("iface", report.interface), ("position", String(position)), ("statistic", statistic)],
+                            value))
+                        continue
+                    }
                     let labels = [
                         ("iface", report.interface), ("position", String(position)), ("module", module.kind),
                         (moduleGaugeNames.contains(name) ? "gauge" : "counter", name),
@@ -144,9 +154,15 @@ extension Daemon {
         out.family("sluice_module_gauge", .gauge,
                    "A module's current size (flows in the table, its capacity, rules); the gauge label names it.",
                    gauges)
+        out.family("sluice_latency_nanoseconds", .gauge,
+                   "The latency module's receive latency percentiles (bucket upper bounds) and maximum since start, "
+                       + "merged over the interface's sockets; the statistic label names it (p50, p90, p99, max).",
+                   latencies)
     }
 
     static let moduleGaugeNames: Set<String> = ["flows", "capacity", "rules"]
+    /// The latency module's levels, by snapshot key, with their `statistic` label.
+    static let latencyStatistics: [String: String] = ["p50_ns": "p50", "p90_ns": "p90", "p99_ns": "p99", "max_ns": "max"]
 
     private func writeControl(to out: inout PrometheusText) {
         let control = server.statistics

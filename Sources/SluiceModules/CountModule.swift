@@ -126,6 +126,11 @@ public final class CountModule: PacketModule {
         var packets: UInt64 = 0, bytes: UInt64 = 0, overflowPackets: UInt64 = 0, overflowBytes: UInt64 = 0
         var nonIP: UInt64 = 0, malformed: UInt64 = 0, driverHashed: UInt64 = 0
         let metadata = batch.metadata
+        // The table in a struct of locals, once per batch: read through
+        // `self` in the per-packet path it cost ~11 more instructions per
+        // packet (callgrind, inline `count`).
+        let table = Table(slots: slots, mask: mask, probeLimit: probeLimit, insertedSlots: insertedSlots,
+                          insertedCount: insertedCount)
         for index in 0..<batch.count {
             let descriptor = batch.descriptors[index]
             guard descriptor.verdict == .pass else { continue }
@@ -136,7 +141,7 @@ public final class CountModule: PacketModule {
             let length = UInt64(descriptor.length)
             var driverHash = -1
             if let metadata, metadata[index].hasL4Hash { driverHash = Int(truncatingIfNeeded: metadata[index].hash) }
-            let outcome = record(UnsafePointer(batch.headers + index), length: length, driverHash: driverHash)
+            let outcome = table.record(UnsafePointer(batch.headers + index), length: length, driverHash: driverHash)
             if outcome != .notIP && driverHash >= 0 { driverHashed &+= 1 }
             switch outcome {
             case .notIP: nonIP &+= 1
@@ -158,72 +163,90 @@ public final class CountModule: PacketModule {
         counters.add(Counter.driverHashPackets.rawValue, driverHashed)
     }
 
-    private enum Outcome {
+    fileprivate enum Outcome {
         case notIP, overflow, counted
     }
 
-    /// `driverHash`: the driver's L4 RSS hash (0...UInt32.max), or -1 to
-    /// hash the headers.
-    @inline(__always)
-    private func record(_ headers: UnsafePointer<PacketHeaders>, length: UInt64, driverHash: Int) -> Outcome {
-        let version = headers.pointee.ipVersion
-        guard version == 4 || version == 6 else { return .notIP }
-        let key = Self.packedKey(headers.pointee)
-        let sourceHigh = headers.pointee.sourceAddressHigh, sourceLow = headers.pointee.sourceAddressLow
-        let destinationHigh = headers.pointee.destinationAddressHigh
-        let destinationLow = headers.pointee.destinationAddressLow
-        var slotIndex: Int
-        if driverHash >= 0 {
-            slotIndex = driverHash & mask
-        } else {
-            var hash = sourceHigh ^ rotate(sourceLow, 17) ^ rotate(destinationHigh, 31) ^ rotate(destinationLow, 47) ^ key
-            hash = (hash ^ (hash >> 29)) &* 0xBF58_476D_1CE4_E5B9
-            hash ^= hash >> 32
-            slotIndex = Int(truncatingIfNeeded: hash) & mask
-        }
-        for _ in 0..<probeLimit {
-            let slot = slots + slotIndex * Self.wordsPerSlot
-            let stored = load(slot, Word.key)
-            if stored == 0 {
-                store(slot, Word.sourceHigh, sourceHigh)
-                store(slot, Word.sourceLow, sourceLow)
-                store(slot, Word.destinationHigh, destinationHigh)
-                store(slot, Word.destinationLow, destinationLow)
-                store(slot, Word.packets, 1)
-                store(slot, Word.bytes, length)
-                AtomicWord.atomicStore(key, at: slot + Word.key, ordering: .releasing)
-                // Only this thread writes the count, so a relaxed load reads its own last store.
-                let inserted = AtomicWord.atomicLoad(at: insertedCount, ordering: .relaxed)
-                insertedSlots[Int(truncatingIfNeeded: inserted)] = UInt32(truncatingIfNeeded: slotIndex)
-                AtomicWord.atomicStore(inserted &+ 1, at: insertedCount, ordering: .releasing)
-                return .counted
+    /// What `record` needs of the module.
+    fileprivate struct Table {
+        let slots: UnsafeMutablePointer<AtomicWord>
+        let mask: Int
+        let probeLimit: Int
+        let insertedSlots: UnsafeMutablePointer<UInt32>
+        let insertedCount: UnsafeMutablePointer<AtomicWord>
+
+        /// `driverHash`: the driver's L4 RSS hash (0...UInt32.max), or -1 to
+        /// hash the headers.
+        @inline(__always)
+        func record(_ headers: UnsafePointer<PacketHeaders>, length: UInt64, driverHash: Int) -> Outcome {
+            let version = headers.pointee.ipVersion
+            guard version == 4 || version == 6 else { return .notIP }
+            let key = CountModule.packedKey(headers.pointee)
+            let sourceHigh = headers.pointee.sourceAddressHigh, sourceLow = headers.pointee.sourceAddressLow
+            let destinationHigh = headers.pointee.destinationAddressHigh
+            let destinationLow = headers.pointee.destinationAddressLow
+            var slotIndex: Int
+            if driverHash >= 0 {
+                slotIndex = driverHash & mask
+            } else {
+                var hash = sourceHigh ^ rotate(sourceLow, 17) ^ rotate(destinationHigh, 31) ^ rotate(destinationLow, 47) ^ key
+                hash = (hash ^ (hash >> 29)) &* 0xBF58_476D_1CE4_E5B9
+                hash ^= hash >> 32
+                slotIndex = Int(truncatingIfNeeded: hash) & mask
             }
-            if stored == key && load(slot, Word.sourceHigh) == sourceHigh && load(slot, Word.sourceLow) == sourceLow
-                && load(slot, Word.destinationHigh) == destinationHigh
-                && load(slot, Word.destinationLow) == destinationLow
-            {
-                store(slot, Word.packets, load(slot, Word.packets) &+ 1)
-                store(slot, Word.bytes, load(slot, Word.bytes) &+ length)
-                return .counted
+            var probes = probeLimit
+            while probes > 0 {
+                let slot = slots + slotIndex &* CountModule.wordsPerSlot
+                let stored = CountModule.load(slot, Word.key)
+                // The whole key in one test (an empty slot never matches: a key has bit 0 set).
+                let difference = (stored ^ key) | (CountModule.load(slot, Word.sourceHigh) ^ sourceHigh)
+                    | (CountModule.load(slot, Word.sourceLow) ^ sourceLow)
+                    | (CountModule.load(slot, Word.destinationHigh) ^ destinationHigh)
+                    | (CountModule.load(slot, Word.destinationLow) ^ destinationLow)
+                if difference == 0 {
+                    CountModule.store(slot, Word.packets, CountModule.load(slot, Word.packets) &+ 1)
+                    CountModule.store(slot, Word.bytes, CountModule.load(slot, Word.bytes) &+ length)
+                    return .counted
+                }
+                if stored == 0 {
+                    CountModule.store(slot, Word.sourceHigh, sourceHigh)
+                    CountModule.store(slot, Word.sourceLow, sourceLow)
+                    CountModule.store(slot, Word.destinationHigh, destinationHigh)
+                    CountModule.store(slot, Word.destinationLow, destinationLow)
+                    CountModule.store(slot, Word.packets, 1)
+                    CountModule.store(slot, Word.bytes, length)
+                    AtomicWord.atomicStore(key, at: slot + Word.key, ordering: .releasing)
+                    // Only this thread writes the count, so a relaxed load reads its own last store.
+                    let inserted = AtomicWord.atomicLoad(at: insertedCount, ordering: .relaxed)
+                    insertedSlots[Int(truncatingIfNeeded: inserted)] = UInt32(truncatingIfNeeded: slotIndex)
+                    AtomicWord.atomicStore(inserted &+ 1, at: insertedCount, ordering: .releasing)
+                    return .counted
+                }
+                slotIndex = (slotIndex &+ 1) & mask
+                probes &-= 1
             }
-            slotIndex = (slotIndex &+ 1) & mask
+            return .overflow
         }
-        return .overflow
+
+        @inline(__always)
+        private func rotate(_ value: UInt64, _ count: UInt64) -> UInt64 {
+            (value << count) | (value >> (64 - count))
+        }
     }
 
     @inline(__always)
-    private func rotate(_ value: UInt64, _ count: UInt64) -> UInt64 {
-        (value << count) | (value >> (64 - count))
-    }
-
-    @inline(__always)
-    private func load(_ slot: UnsafeMutablePointer<AtomicWord>, _ word: Int) -> UInt64 {
+    fileprivate static func load(_ slot: UnsafeMutablePointer<AtomicWord>, _ word: Int) -> UInt64 {
         AtomicWord.atomicLoad(at: slot + word, ordering: .relaxed)
     }
 
     @inline(__always)
-    private func store(_ slot: UnsafeMutablePointer<AtomicWord>, _ word: Int, _ value: UInt64) {
+    fileprivate static func store(_ slot: UnsafeMutablePointer<AtomicWord>, _ word: Int, _ value: UInt64) {
         AtomicWord.atomicStore(value, at: slot + word, ordering: .relaxed)
+    }
+
+    @inline(__always)
+    private func load(_ slot: UnsafeMutablePointer<AtomicWord>, _ word: Int) -> UInt64 {
+        Self.load(slot, word)
     }
 
     @inline(__always)

@@ -53,6 +53,9 @@ final class MetricsTests: XCTestCase {
             [[pipeline.modules]]
             kind = "count"
 
+            [[pipeline.modules]]
+            kind = "latency"
+
             [[interface]]
             name = "\(lab.appInterface)"
             prefilter_protocols = ["udp"]
@@ -109,6 +112,21 @@ final class MetricsTests: XCTestCase {
                        sent)
         XCTAssertEqual(scraped.value("sluice_module_gauge",
                                      ["iface": iface, "position": "0", "module": "count", "gauge": "flows"]), 2)
+        // The latency module (position 1): trafgen's frames carry no send
+        // stamp, so they count as unstamped and its levels stay 0. Its
+        // percentiles and maximum are gauges of their own family, never counters.
+        XCTAssertEqual(scraped.types["sluice_latency_nanoseconds"], "gauge")
+        for statistic in ["p50", "p90", "p99", "max"] {
+            XCTAssertEqual(scraped.value("sluice_latency_nanoseconds",
+                                         ["iface": iface, "position": "1", "statistic": statistic]), 0, statistic)
+        }
+        for name in ["p50_ns", "p90_ns", "p99_ns", "max_ns"] {
+            XCTAssertNil(scraped.value("sluice_module_counter_total",
+                                       ["iface": iface, "position": "1", "module": "latency", "counter": name]), name)
+        }
+        XCTAssertEqual(scraped.value("sluice_module_counter_total",
+                                     ["iface": iface, "position": "1", "module": "latency", "counter": "unstamped"]),
+                       sent)
         for queue in queues {
             XCTAssertEqual(scraped.value("sluice_xdp_redirected_total", ["iface": iface, "queue": queue]), sent / 2, queue)
             XCTAssertEqual(scraped.value("sluice_kernel_dropped_total", ["iface": iface, "queue": queue]), 0, queue)
