@@ -178,9 +178,6 @@ final class QueueRunner: @unchecked Sendable {
     private var unannounced = 0
     /// Backlog at which the RX thread wakes a dozing worker early.
     private let workerWakeThreshold: Int
-    /// Frames the worker gives back before it wakes a sleeping RX thread
-    /// without waiting to run out of work.
-    private let returnWakeThreshold: Int
     private let alwaysKickTransmit: Bool
     private let logger = Logger(label: "sluice.datapath")
 
@@ -202,7 +199,6 @@ final class QueueRunner: @unchecked Sendable {
         freeCount = frames
         stopBell = try Doorbell()
         workerWakeThreshold = max(batchSize, config.handoffRingSize / 4)
-        returnWakeThreshold = max(batchSize, frames / 4)
         alwaysKickTransmit = !socket.needWakeup || config.busyPoll != nil
         multiBuffer = socket.multiBuffer
         returnedChain = .allocate(capacity: PacketDescriptor.maximumSegments)
@@ -702,18 +698,10 @@ final class QueueRunner: @unchecked Sendable {
         let segmentsToWorker = segmentsToWorker, segmentsFromWorker = segmentsFromWorker
         let buffer = UnsafeMutableBufferPointer(start: processor.descriptors, count: processor.capacity)
         var worked = false
-        // Frames given back since the RX thread was last woken for them.
-        var unannouncedReturns = 0
         while true {
             let count = toWorker.dequeue(into: buffer)
             if count == 0 {
                 if stopping.load(ordering: .acquiring) { break }
-                // Out of work: a sleeping RX thread is woken now for what it
-                // was not woken for while the worker ran (see below).
-                if unannouncedReturns > 0 {
-                    unannouncedReturns = 0
-                    if fromWorker.takeWakeupRequest() { returnBell.ring() }
-                }
                 if worked {
                     // Traffic is flowing: doze for a millisecond without asking
                     // to be woken, and take what arrived meanwhile in one go.
@@ -743,16 +731,7 @@ final class QueueRunner: @unchecked Sendable {
             // Cannot come back short: the ring holds every frame of the UMEM.
             let returned = fromWorker.enqueue(from: UnsafeBufferPointer(start: processor.descriptors, count: count))
             precondition(returned == count, "return ring sized below the frame count")
-            // Coalesced: a sleeping RX thread is woken for returned frames once
-            // the worker runs out of work (above), or sooner when so many are
-            // back that its fill ring may run short. Woken per worker batch, it
-            // woke about once per batch at low load only to recycle frames,
-            // which it also does whenever packets wake it.
-            unannouncedReturns &+= count
-            if unannouncedReturns >= returnWakeThreshold {
-                unannouncedReturns = 0
-                if fromWorker.takeWakeupRequest() { returnBell.ring() }
-            }
+            if fromWorker.takeWakeupRequest() { returnBell.ring() }
         }
     }
 }
