@@ -176,7 +176,7 @@ public struct PacketBatch {
 /// allocate, lock, or retain anything per packet. `snapshot` and `flush`
 /// run on control threads and may read counters the data path writes.
 public protocol PacketModule: AnyObject {
-    /// The module's kind, as in config: `count`, `filter`, `pcap`, `reflect`.
+    /// The module's kind, as in config: `count`, `filter`, `pcap`, `reflect`, `latency`.
     var kind: String { get }
     func process(_ batch: PacketBatch)
     /// Counters and state for `stats.get` / `pipeline.status`, as JSON-ready values.
