@@ -85,7 +85,6 @@ final class XSKSocket {
     /// supported kernel has it.
     static let kernelHasNeedWakeup = KernelFeatures.detected(.xskNeedWakeup).state != .missing
 
-
     /// Binds in zero-copy or copy mode as asked; `auto` is the pipeline's
     /// business, since a fallback may bind another queue (ChannelPlan).
     ///
@@ -266,4 +265,3 @@ final class XSKSocket {
         fill.deallocate(); completion.deallocate(); rx.deallocate(); tx.deallocate()
     }
 }
-

@@ -90,15 +90,6 @@ public enum HeaderParser {
         return headers
     }
 
-    /// The general parser alone, without ``parseCommonIPv4(_:into:)``: what
-    /// the fast path must agree with, for tests.
-    static func parseWithoutFastPath(frame: UnsafeRawPointer, length: Int) -> PacketHeaders {
-        var headers = PacketHeaders()
-        let frame = Frame(base: frame, length: min(max(length, 0), maximumParsedLength))
-        headers.malformation = parseEthernet(frame, into: &headers)
-        return headers
-    }
-
     /// The common case in one straight pass: untagged Ethernet, IPv4
     /// without options, not a fragment, UDP or TCP, well formed. Makes the
     /// same checks the general parser makes on such a frame and writes the
