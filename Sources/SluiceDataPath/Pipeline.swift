@@ -231,7 +231,7 @@ public final class Pipeline: @unchecked Sendable {
             throw DataPathError("XSKMAP size \(entries) for \(config.interface) is outside 1...\(XDPProgram.maximumMapEntries)")
         }
         let driver = (try? NetworkDevice.driverInfo(interface).driver) ?? "the driver of \(interface)"
-        let mtu = Self.mtu(interface)
+        let mtu = NetworkDevice.mtu(interface)
         let multiBuffer = try Self.multiBufferWanted(
             config, kernel: KernelFeatures.detected(.xdpMultiBuffer), sockets: KernelFeatures.detected(.xskMultiBuffer))
         if !multiBuffer, let mtu {
@@ -362,11 +362,6 @@ public final class Pipeline: @unchecked Sendable {
                 return (fallback, plan.copy)
             }
         }
-    }
-
-    /// The interface's MTU (sysfs), or nil when it cannot be read.
-    private static func mtu(_ interface: InterfaceName) -> Int? {
-        KernelFiles.read("/sys/class/net/\(interface)/mtu", limit: 32).flatMap { Int($0.trimmingTrailingNewlines()) }
     }
 
     /// Whether to load the program frags-aware and bind with XDP_USE_SG:

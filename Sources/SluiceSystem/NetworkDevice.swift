@@ -38,6 +38,12 @@ public enum NetworkDevice {
         return (names.lazy.filter { $0.hasPrefix("rx-") }.count, names.lazy.filter { $0.hasPrefix("tx-") }.count)
     }
 
+    /// The interface's MTU (`/sys/class/net/IF/mtu`), or nil when it
+    /// cannot be read.
+    public static func mtu(_ interface: InterfaceName, sysfsRoot: String = sysfsRoot) -> Int? {
+        KernelFiles.read("\(sysfsRoot)/\(interface)/mtu", limit: 32).flatMap { Int($0.trimmingTrailingNewlines()) }
+    }
+
     /// `/sys/class/net/IF/<setting>` under `sysfsRoot`.
     public static func settingPath(_ interface: InterfaceName, _ setting: NetDeviceSetting, sysfsRoot: String = sysfsRoot) -> String {
         "\(sysfsRoot)/\(interface)/\(setting.rawValue)"
