@@ -82,6 +82,42 @@ final class GeneratorTests: XCTestCase {
         XCTAssertEqual(received, [20_000, 0], "frames per rx queue of the receiver")
     }
 
+    /// A kernel that refuses live frames, made here by tools/refuse-live-frames
+    /// (a seccomp supervisor answering EPERM to BPF_PROG_RUN with live frames
+    /// only, as those kernels do): `auto` falls back by itself and says why,
+    /// every frame arrives, and the daemon's probe calls live frames missing
+    /// with the kernel's answer, not unknown.
+    func testOnAKernelThatRefusesLiveFramesAutoFallsBackAndTheProbeSaysMissing() throws {
+        let lab = try XCTUnwrap(lab)
+        let refuse = repositoryRoot.appendingPathComponent("tools/refuse-live-frames").path
+        let before = try lab.appReceivedPerQueue()
+        let mac = try String(contentsOfFile: "/sys/class/net/\(lab.appInterface)/address", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let generator = try XCTUnwrap(buildDirectory).appendingPathComponent("sluice-gen").path
+        let result = try SluiceTestSupport.run(
+            [refuse, "ip", "netns", "exec", lab.generatorNamespace, generator, "--interface", lab.generatorInterface,
+             "--dst-mac", mac, "--count", "20000", "--rate", "200000", "--duration", "20", "--flows", "8",
+             "--cpu", "0"])
+        XCTAssertEqual(result.status, 0, "\(result)")
+        let method = result.stdout.split(separator: "\n").filter { $0.hasPrefix("generator: ") }
+        XCTAssertEqual(method, ["generator: af_xdp-tx (copy mode, queue 0; live frames refused: Operation not permitted)"],
+                       "\(result)")
+        var received: [Int] = []
+        try waitUntil("20000 frames counted by the receiver", timeout: .seconds(10)) {
+            received = zip(try lab.appReceivedPerQueue(), before).map { $0 - $1 }
+            return received.reduce(0, +) >= 20_000
+        }
+        XCTAssertEqual(received, [20_000, 0], "frames per rx queue of the receiver")
+
+        let daemon = try DaemonProcess()
+        self.daemon = daemon
+        try daemon.start(launcher: [refuse])
+        let features = try XCTUnwrap(daemon.call("doctor")["result"]?["kernel_features"]?.arrayValue)
+        let live = try XCTUnwrap(features.first { $0["name"]?.stringValue == "xdp_live_frames" }, "\(features)")
+        XCTAssertEqual(live["state"]?.stringValue, "missing", "\(live)")
+        XCTAssertTrue(live["detail"]?.stringValue?.contains("Operation not permitted") == true, "\(live)")
+    }
+
     /// The daemon's live-frames probe (an XDP_DROP program, one frame) and
     /// the generator (its XDP_TX program on the lab veth) must agree: the
     /// daemon tells operators what the generator will do.
