@@ -147,16 +147,55 @@ extension Daemon {
             case .linkRemoved:
                 self.pipelines.stopForGood(name, because: "\(name) was removed")
             default:
-                guard let index = try? self.nic.interface(name).index else {
-                    self.pipelines.stopForGood(name, because: "\(name) cannot be read any more")
-                    return
-                }
-                let attached = NICDiscovery.xdpAttachment(index: index)?.programID ?? 0
-                guard attached != programID else { return }
-                let what = attached == 0 ? "Sluice's XDP program is no longer attached to \(name)"
-                    : "another XDP program (id \(attached)) replaced Sluice's (id \(programID)) on \(name)"
-                self.pipelines.rebind(name, self.config, because: what)
+                self.rebindIfProgramChanged(name, programID: programID)
             }
         }
     }
+
+    /// Binds `name`'s pipeline again when the XDP program attached there is
+    /// not its own (`programID`) any more; on `rebindQueue`.
+    private func rebindIfProgramChanged(_ name: String, programID: UInt32) {
+        guard let index = try? nic.interface(name).index else {
+            pipelines.stopForGood(name, because: "\(name) cannot be read any more")
+            return
+        }
+        let attached = NICDiscovery.xdpAttachment(index: index)?.programID ?? 0
+        guard attached != programID else { return }
+        let what = attached == 0 ? "Sluice's XDP program is no longer attached to \(name)"
+            : "another XDP program (id \(attached)) replaced Sluice's (id \(programID)) on \(name)"
+        pipelines.rebind(name, config, because: what, ifProgram: programID)
+    }
+
+    /// How often the running pipelines' XDP programs are checked.
+    static let attachmentCheckInterval: DispatchTimeInterval = .seconds(1)
+
+    /// Checks every running pipeline's XDP program each
+    /// ``attachmentCheckInterval``, besides the notifications: detaching its
+    /// BPF link (`bpftool link detach`, the one way to take the program off
+    /// while Sluice holds the link) sends no rtnetlink notification, and a
+    /// netlink overrun loses them. Without the check such a pipeline would
+    /// receive nothing, silently.
+    func startCheckingAttachments() {
+        attachmentCheck.withLock { slot in
+            let timer = DispatchSource.makeTimerSource(queue: rebindQueue)
+            timer.schedule(deadline: .now() + Self.attachmentCheckInterval, repeating: Self.attachmentCheckInterval)
+            timer.setEventHandler { [weak self] in
+                guard let self else { return }
+                for name in self.pipelines.runningInterfaces {
+                    guard let programID = self.pipelines.programID(for: name) else { continue }
+                    self.rebindIfProgramChanged(name, programID: programID)
+                }
+            }
+            timer.resume()
+            slot = timer
+        }
+    }
+
+    func stopCheckingAttachments() {
+        attachmentCheck.withLock { timer in
+            timer?.cancel()
+            timer = nil
+        }
+    }
 }
+

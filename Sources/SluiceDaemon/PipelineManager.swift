@@ -93,10 +93,13 @@ final class PipelineManager: Sendable {
     /// is derived again from live facts and its sockets bound again — a
     /// stop and a start with the same configuration — so it never runs on
     /// a stale map. When it cannot start again it stays stopped, and its
-    /// report and the log say why. Nothing happens when no pipeline runs there.
-    func rebind(_ name: String, _ config: SluiceConfig, because reason: String) {
+    /// report and the log say why. Nothing happens when no pipeline runs there,
+    /// or, given `ifProgram`, when the pipeline running there is not the one
+    /// with that XDP program (it was started again since the check).
+    func rebind(_ name: String, _ config: SluiceConfig, because reason: String, ifProgram: UInt32? = nil) {
         operations.withLock { _ in
             guard runningInterfaces.contains(name) else { return }
+            if let ifProgram, programID(for: name) != ifProgram { return }
             let before = tables.withLock { $0.running[name]?.held.channels.map(\.mapping.bindQueue) } ?? []
             _ = stopOne(name, because: reason)
             guard let interface = config.interfaces.first(where: { $0.name == name }) else {

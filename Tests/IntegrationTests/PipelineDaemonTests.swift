@@ -440,6 +440,42 @@ final class PipelineDaemonTests: XCTestCase {
         try waitUntil("1000 packets on the new sockets") { try self.counter("count", "packets") == 1000 }
     }
 
+    /// Someone detaches Sluice's XDP program under a running pipeline
+    /// (`bpftool link detach`: the BPF link keeps anyone from replacing it,
+    /// but not from detaching it): its sockets would see nothing, so the
+    /// pipeline notices (rtnetlink), attaches a new program and binds again.
+    func testDetachingSluicesProgramUnderARunningPipelineBindsItAgain() throws {
+        let (lab, daemon) = try start(modules: """
+            [[pipeline.modules]]
+            kind = "count"
+            """, interface: "prefilter_protocols = [\"udp\"]")
+        func programID() throws -> Int? { try pipeline()?["statistics"]?["program_id"]?.integer(as: Int.self) }
+        let first = try XCTUnwrap(programID())
+        let links = try SluiceTestSupport.run(["bpftool", "-j", "link", "show"], check: true).stdout
+        let list = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(links.utf8)) as? [[String: Any]], links)
+        let link = try XCTUnwrap(list.first { ($0["prog_id"] as? Int) == first }?["id"] as? Int,
+                                 "no BPF link holds program \(first): \(links)")
+        try SluiceTestSupport.run(["bpftool", "link", "detach", "id", String(link)], check: true)
+
+        do {
+            try waitUntil("the pipeline on a program of its own again") {
+                guard let now = try programID(), now != first else { return false }
+                return try self.pipeline()?["running"] == true
+            }
+        } catch {
+            XCTFail(daemon.log())
+            throw error
+        }
+        XCTAssertTrue(daemon.log().contains("Sluice's XDP program is no longer attached to \(lab.appInterface)"), daemon.log())
+        XCTAssertTrue(daemon.log().contains("pipeline bound again on a new map"), daemon.log())
+        let attached = try lab.inApp(["ip", "-d", "link", "show", "dev", lab.appInterface], check: true).stdout
+        XCTAssertTrue(attached.contains("prog/xdp id \(try XCTUnwrap(programID()))"), attached)
+
+        let flows = UDPFlows(lab: lab, ports: [7500])
+        try flows.send(perWorker: 500)
+        try waitUntil("1000 packets on the new sockets") { try self.counter("count", "packets") == 1000 }
+    }
+
     /// The interface vanishes under a running pipeline: the pipeline stops,
     /// says why, and the daemon keeps serving.
     func testRemovingTheInterfaceStopsThePipelineSayingWhy() throws {
