@@ -11,8 +11,9 @@ import Synchronization
 /// Starts and stops the receive pipelines of the configured interfaces. The
 /// driver plugin, held by a lease for the pipeline's lifetime, maps every
 /// channel to its bind queue and XSKMAP key; what the plugin requires before
-/// start (e.g. ntuple on old mlx5) is applied through the journaled NIC
-/// controller. All of it blocks: call from the thread pool.
+/// start (a feature such as ntuple, for a plugin that asks) is applied
+/// through the journaled NIC controller. All of it blocks: call from the
+/// thread pool.
 final class PipelineManager: Sendable {
     private let nic: NICController
     private let plugins: PluginHost

@@ -35,11 +35,12 @@ final class PipelineDaemonTests: XCTestCase {
     /// A lab and a daemon whose config runs `modules` on the app end.
     private func start(
         queues: Int = 2, xpsQueues: [Int]? = nil, mode: String = "pipelined", modules: String,
-        interface: String = ""
+        interface: String = "", metrics: Bool = false
     ) throws -> (Lab, DaemonProcess) {
         let lab = try Lab.up(queues: queues, xpsQueues: xpsQueues, prefix: "spd")
         self.lab = lab
-        let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
+        let metricsOn = metrics ? "[metrics]\nenabled = true\nlisten = \"127.0.0.1:0\"\n\n" : ""
+        let daemon = try DaemonProcess(extraConfig: metricsOn + DaemonProcess.pipelineConfig(
             pluginDirectory: plugins!.path, interface: lab.appInterface, mode: mode, modules: modules,
             interfaceOptions: interface))
         self.daemon = daemon
@@ -266,13 +267,25 @@ final class PipelineDaemonTests: XCTestCase {
         let (lab, daemon) = try start(queues: 4, xpsQueues: [2, 3], modules: """
             [[pipeline.modules]]
             kind = "count"
-            """, interface: "channels = [0, 1]\nprefilter_protocols = [\"udp\"]")
+            """, interface: "channels = [0, 1]\nprefilter_protocols = [\"udp\"]", metrics: true)
         let status = try XCTUnwrap(daemon.call("pipeline.status")["result"]?["pipelines"]?.arrayValue?.first)
         XCTAssertEqual(status["plugin"], "veth_test")
         XCTAssertEqual(status["statistics"]?["sockets"]?.arrayValue?.map { $0["queue"] }, [2, 3])
         let flows = UDPFlows(lab: lab, ports: [7000])
         try flows.send(perWorker: 500)
         try waitUntil("1000 packets through queues 2-3") { try self.counter("count", "packets") == 1000 }
+        // Metrics name each socket by the channel and the queue the mapping
+        // in effect gave it: channel 0 reads queue 2, channel 1 queue 3.
+        let address = try XCTUnwrap(daemon.call("status")["result"]?["metrics"]?.stringValue)
+        let port = try XCTUnwrap(UInt16(address.split(separator: ":").last ?? ""), address)
+        let metrics = try PrometheusExposition(scrape(port: port).body)
+        let iface = lab.appInterface
+        let perSocket = [("0", "2"), ("1", "3")].map { channel, queue in
+            metrics.value("sluice_rx_packets_total", ["iface": iface, "channel": channel, "queue": queue]) ?? -1
+        }
+        XCTAssertEqual(perSocket.reduce(0, +), 1000, "\(perSocket)")
+        XCTAssertNil(metrics.value("sluice_rx_packets_total", ["iface": iface, "channel": "0", "queue": "0"]))
+        XCTAssertEqual(metrics.value("sluice_xdp_redirected_total", ["iface": iface, "queue": "2"]).map { $0 > 0 }, true)
 
         // Without the plugin the same configuration binds queues 0-1 and
         // receives nothing of that traffic.
