@@ -489,6 +489,35 @@ final class PipelineDaemonTests: XCTestCase {
         try waitUntil("1000 packets on the new sockets") { try self.counter("count", "packets") == 1000 }
     }
 
+    /// The link goes down and up under a running pipeline (what a driver
+    /// reset looks like from outside): the queues, the program and the
+    /// sockets' bindings stay, so the map is not stale and the pipeline keeps
+    /// it — it does not bind again, and traffic after the reset arrives.
+    func testLinkDownAndUpKeepsTheMapAndTheTraffic() throws {
+        let (lab, daemon) = try start(modules: """
+            [[pipeline.modules]]
+            kind = "count"
+            """, interface: "prefilter_protocols = [\"udp\"]")
+        let program = try XCTUnwrap(pipeline()?["statistics"]?["program_id"]?.integer(as: Int.self))
+        for state in ["down", "up"] {
+            try lab.inApp(["ip", "link", "set", "dev", lab.appInterface, state], check: true)
+        }
+        try waitUntil("both ends of the link up again") {
+            try lab.inApp(["cat", "/sys/class/net/\(lab.appInterface)/operstate"]).stdout.hasPrefix("up")
+                && lab.inGenerator(["cat", "/sys/class/net/\(lab.generatorInterface)/operstate"]).stdout.hasPrefix("up")
+        }
+        let flows = UDPFlows(lab: lab, ports: [7600])
+        try flows.send(perWorker: 500)
+        do {
+            try waitUntil("1000 packets after the link came back") { try self.counter("count", "packets") == 1000 }
+        } catch {
+            XCTFail(daemon.log())
+            throw error
+        }
+        XCTAssertEqual(try pipeline()?["statistics"]?["program_id"]?.integer(as: Int.self), program)
+        XCTAssertFalse(daemon.log().contains("pipeline bound again"), daemon.log())
+    }
+
     /// The interface vanishes under a running pipeline: the pipeline stops,
     /// says why, and the daemon keeps serving.
     func testRemovingTheInterfaceStopsThePipelineSayingWhy() throws {
