@@ -92,6 +92,10 @@ extension Daemon {
 
 private let diagnosticsWarning = Mutex(false)
 
+/// Per interface, the program of the pipeline whose rx queues differed
+/// from its bound ones at the last check.
+private let queueChangesSuspected = Mutex<[String: UInt32]>([:])
+
 extension Daemon {
     /// The device's receive channels as its plugin counts them: the count a
     /// running pipeline's sockets were bound with, else the plugin's count
@@ -166,15 +170,32 @@ extension Daemon {
         pipelines.rebind(name, config, because: what, ifProgram: programID)
     }
 
-    /// How often the running pipelines' XDP programs are checked.
+    /// Binds `name`'s pipeline (the one with `programID`) again when sysfs
+    /// has shown other rx queues than it bound at two checks in a row: the
+    /// channels changed and no notification said so (a netlink overrun, or
+    /// no monitor). A notification arrives within milliseconds and its
+    /// rebind starts a new pipeline, so it always wins the first check.
+    private func rebindIfQueuesChangedUnnoticed(_ name: String, programID: UInt32) {
+        guard pipelines.programID(for: name) == programID, let attach = pipelines.rxQueuesAtAttach(for: name) else { return }
+        let live = try? NetworkDevice.queueCounts(InterfaceName(name)).rx
+        let suspected = queueChangesSuspected.withLock { $0[name] == programID }
+        let verdict = MappingLifeCycle.unnoticedQueueChange(
+            liveRxQueues: live, boundRxQueues: attach.after, suspectedAtLastCheck: suspected)
+        queueChangesSuspected.withLock { $0[name] = verdict == .suspected ? programID : nil }
+        guard verdict == .rebind, let live else { return }
+        pipelines.rebind(name, config, because: "the rx queues of \(name) changed (\(attach.after) → \(live)) and no channel notification said so",
+                         ifProgram: programID)
+    }
+
+    /// How often the running pipelines' XDP programs and rx queues are checked.
     static let attachmentCheckInterval: DispatchTimeInterval = .seconds(1)
 
-    /// Checks every running pipeline's XDP program each
+    /// Checks every running pipeline's XDP program and rx queue count each
     /// ``attachmentCheckInterval``, besides the notifications: detaching its
     /// BPF link (`bpftool link detach`, the one way to take the program off
     /// while Sluice holds the link) sends no rtnetlink notification, and a
     /// netlink overrun loses them. Without the check such a pipeline would
-    /// receive nothing, silently.
+    /// receive nothing, or run on a stale map, silently.
     func startCheckingAttachments() {
         attachmentCheck.withLock { slot in
             let timer = DispatchSource.makeTimerSource(queue: rebindQueue)
@@ -184,6 +205,7 @@ extension Daemon {
                 for name in self.pipelines.runningInterfaces {
                     guard let programID = self.pipelines.programID(for: name) else { continue }
                     self.rebindIfProgramChanged(name, programID: programID)
+                    self.rebindIfQueuesChangedUnnoticed(name, programID: programID)
                 }
             }
             timer.resume()

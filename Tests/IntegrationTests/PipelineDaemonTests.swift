@@ -453,6 +453,54 @@ final class PipelineDaemonTests: XCTestCase {
         try waitUntil("1000 packets on the new sockets") { try self.counter("count", "packets") == 1000 }
     }
 
+    /// A channel change whose notification is lost: the daemon (in a network
+    /// namespace of the test's own) is stopped while hundreds of ethtool
+    /// notifications about another veth overrun its monitor's socket, then
+    /// the channels of its interface change and it is let go. No
+    /// notification tells it; the periodic check sees other rx queues than
+    /// the pipeline bound at two checks in a row and binds it again.
+    func testAChannelChangeWhoseNotificationWasLostIsFoundByTheCheck() throws {
+        let lab = try Lab.up(queues: 4, appInNamespace: true, prefix: "spd")
+        self.lab = lab
+        let namespace = try XCTUnwrap(lab.appNamespace)
+        try lab.inGenerator(["ethtool", "-L", lab.generatorInterface, "rx", "2", "tx", "2"], check: true)
+        try lab.inApp(["ethtool", "-L", lab.appInterface, "rx", "2", "tx", "2"], check: true)
+        // Goes with the namespace when the lab is taken down.
+        let flood = uniqueName("sflood")
+        try lab.inApp(["ip", "link", "add", flood, "numrxqueues", "2", "numtxqueues", "2", "type", "veth",
+                       "peer", "name", flood + "p", "numrxqueues", "2", "numtxqueues", "2"], check: true)
+        let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
+            pluginDirectory: plugins!.path, interface: lab.appInterface, modules: """
+                [[pipeline.modules]]
+                kind = "count"
+                """, interfaceOptions: "prefilter_protocols = [\"udp\"]"))
+        self.daemon = daemon
+        try daemon.start(launcher: ["/usr/bin/env", "ip", "netns", "exec", namespace])
+        do { try daemon.waitForPipeline() } catch { XCTFail(daemon.log()); throw error }
+        func queues() throws -> [Int] {
+            try pipeline()?["statistics"]?["sockets"]?.arrayValue?.compactMap { $0["queue"]?.integer(as: Int.self) } ?? []
+        }
+        XCTAssertEqual(try queues(), [0, 1])
+
+        daemon.signal(SIGSTOP)
+        do {
+            defer { daemon.signal(SIGCONT) }
+            try lab.inApp(["sh", "-c", "for i in $(seq 400); do ethtool -L \(flood) rx 1 tx 1 && ethtool -L \(flood) rx 2 tx 2 || exit 1; done"],
+                          check: true)
+            try lab.inApp(["ethtool", "-L", lab.appInterface, "rx", "4", "tx", "4"], check: true)
+        }
+        do { try waitUntil("the pipeline bound on all 4 channels", timeout: .seconds(20)) { try queues() == [0, 1, 2, 3] } } catch {
+            XCTFail(daemon.log())
+            throw error
+        }
+        XCTAssertTrue(daemon.log().contains("the rx queues of \(lab.appInterface) changed (2 → 4) and no channel notification said so"),
+                      daemon.log())
+        XCTAssertFalse(daemon.log().contains("the channels of \(lab.appInterface) changed"), "the notification was lost")
+        let flows = UDPFlows(lab: lab, ports: [7450])
+        try flows.send(perWorker: 500)
+        try waitUntil("1000 packets on the new sockets") { try self.counter("count", "packets") == 1000 }
+    }
+
     /// Someone detaches Sluice's XDP program under a running pipeline
     /// (`bpftool link detach`: the BPF link keeps anyone from replacing it,
     /// but not from detaching it): its sockets would see nothing, so the

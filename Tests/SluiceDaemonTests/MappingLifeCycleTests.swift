@@ -226,6 +226,20 @@ final class MappingLifeCycleTests: XCTestCase {
         }
     }
 
+    /// The periodic check binds a pipeline again only when sysfs shows other
+    /// rx queues than it bound at two checks in a row: a notification's
+    /// rebind, which comes within milliseconds, always wins the first.
+    func testRxQueuesChangedUnnoticedRebindAtTheSecondCheck() {
+        typealias Change = MappingLifeCycle.UnnoticedQueueChange
+        XCTAssertEqual(MappingLifeCycle.unnoticedQueueChange(liveRxQueues: 4, boundRxQueues: 4, suspectedAtLastCheck: false), Change.none)
+        XCTAssertEqual(MappingLifeCycle.unnoticedQueueChange(liveRxQueues: 4, boundRxQueues: 4, suspectedAtLastCheck: true), Change.none,
+                       "the notification's rebind bound the new queues")
+        XCTAssertEqual(MappingLifeCycle.unnoticedQueueChange(liveRxQueues: 4, boundRxQueues: 2, suspectedAtLastCheck: false), .suspected)
+        XCTAssertEqual(MappingLifeCycle.unnoticedQueueChange(liveRxQueues: 4, boundRxQueues: 2, suspectedAtLastCheck: true), .rebind)
+        XCTAssertEqual(MappingLifeCycle.unnoticedQueueChange(liveRxQueues: nil, boundRxQueues: 2, suspectedAtLastCheck: true), Change.none,
+                       "an interface that cannot be read is stopped by its removal, not bound again")
+    }
+
     /// virtio_net adds rx queues at XDP attach (a queue pair per CPU for
     /// XDP_TX): a pipeline on the default channels with identity mapping
     /// binds the unread ones, one with configured channels or another
