@@ -80,13 +80,20 @@ extension Daemon {
         if let lease, let leased = lease.channel(channel) {
             return (leased.mapping, .pipeline, leased.mode)
         }
-        var facts = try Self.liveFacts(for: name, nic: nic, ownZeroCopySockets: ownZeroCopySockets(name))
-        facts.zeroCopyRequested = false
         let plugin = lease?.plugin ?? forced
-        guard let mapping = try plugins.explain(facts, channels: [channel], forced: plugin).mappings.first else {
+        guard let mapping = try plugins.explain(try regularQueueFacts(name), channels: [channel], forced: plugin).mappings.first else {
             throw ControlError.internal("the driver plugin returned no mapping for channel \(channel) of \(name)")
         }
         return (mapping, .liveFacts, nil)
+    }
+
+    /// Live facts for a channel no socket of Sluice reads: a regular
+    /// receive queue, so the plugin is asked for the copy-mode answer
+    /// (`steer.add` and `plugins.explain` ask alike).
+    func regularQueueFacts(_ name: String) throws -> DriverFacts {
+        var facts = try Self.liveFacts(for: name, nic: nic, ownZeroCopySockets: ownZeroCopySockets(name))
+        facts.zeroCopyRequested = false
+        return facts
     }
 }
 

@@ -366,6 +366,14 @@ final class PipelineDaemonTests: XCTestCase {
         ])
         XCTAssertEqual(unbound["result"]?["queue"], 3, unbound.serialized())
         XCTAssertEqual(unbound["result"]?["mapping_source"], "live_facts")
+        // plugins.explain gives the same answer for it, from the same facts:
+        // not the zero-copy answer (queue 5) no socket uses.
+        let unboundReply = try daemon.call("plugins.explain", ["iface": interface, "channel": 3])
+        let unboundExplained = try XCTUnwrap(unboundReply["result"], unboundReply.serialized())
+        XCTAssertEqual(unboundExplained["source"], "live_facts", unboundExplained.serialized())
+        XCTAssertEqual(unboundExplained["selection"]?["plugin"]?["name"], "veth_test", unboundExplained.serialized())
+        XCTAssertEqual(unboundExplained["mappings"]?.arrayValue?.map { $0["bind_queue"] }, [3], unboundExplained.serialized())
+        XCTAssertEqual(unboundExplained["facts"]?["zero_copy_requested"], false, unboundExplained.serialized())
 
         // After the stop the live facts answer again (the program is gone).
         XCTAssertEqual(try daemon.call("pipeline.stop")["ok"], true)
