@@ -166,11 +166,11 @@ extension Daemon {
     /// Binds `name`'s pipeline again when the XDP program attached there is
     /// not its own (`programID`) any more; on `rebindQueue`.
     private func rebindIfProgramChanged(_ name: String, programID: UInt32) {
-        guard let index = try? nic.interface(name).index else {
+        guard let info = try? nic.interface(name) else {
             pipelines.stopForGood(name, because: "\(name) cannot be read any more")
             return
         }
-        let attached = NICDiscovery.xdpAttachment(index: index)?.programID ?? 0
+        let attached = info.xdp?.programID ?? 0
         guard attached != programID else { return }
         let what = attached == 0 ? "Sluice's XDP program is no longer attached to \(name)"
             : "another XDP program (id \(attached)) replaced Sluice's (id \(programID)) on \(name)"
