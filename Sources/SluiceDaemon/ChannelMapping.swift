@@ -80,17 +80,28 @@ extension Daemon {
         if let lease, let leased = lease.channel(channel) {
             return (leased.mapping, .pipeline, leased.mode)
         }
-        var facts = try Self.liveFacts(for: name, nic: nic, ownZeroCopySockets: ownZeroCopySockets(name))
-        facts.zeroCopyRequested = false
         let plugin = lease?.plugin ?? forced
-        guard let mapping = try plugins.explain(facts, channels: [channel], forced: plugin).mappings.first else {
+        guard let mapping = try plugins.explain(try regularQueueFacts(name), channels: [channel], forced: plugin).mappings.first else {
             throw ControlError.internal("the driver plugin returned no mapping for channel \(channel) of \(name)")
         }
         return (mapping, .liveFacts, nil)
     }
+
+    /// Live facts for a channel no socket of Sluice reads: a regular
+    /// receive queue, so the plugin is asked for the copy-mode answer
+    /// (`steer.add` and `plugins.explain` ask alike).
+    func regularQueueFacts(_ name: String) throws -> DriverFacts {
+        var facts = try Self.liveFacts(for: name, nic: nic, ownZeroCopySockets: ownZeroCopySockets(name))
+        facts.zeroCopyRequested = false
+        return facts
+    }
 }
 
 private let diagnosticsWarning = Mutex(false)
+
+/// Per interface, the program of the pipeline whose rx queues differed
+/// from its bound ones at the last check.
+private let queueChangesSuspected = Mutex<[String: UInt32]>([:])
 
 extension Daemon {
     /// The device's receive channels as its plugin counts them: the count a
@@ -147,16 +158,73 @@ extension Daemon {
             case .linkRemoved:
                 self.pipelines.stopForGood(name, because: "\(name) was removed")
             default:
-                guard let index = try? self.nic.interface(name).index else {
-                    self.pipelines.stopForGood(name, because: "\(name) cannot be read any more")
-                    return
-                }
-                let attached = NICDiscovery.xdpAttachment(index: index)?.programID ?? 0
-                guard attached != programID else { return }
-                let what = attached == 0 ? "Sluice's XDP program is no longer attached to \(name)"
-                    : "another XDP program (id \(attached)) replaced Sluice's (id \(programID)) on \(name)"
-                self.pipelines.rebind(name, self.config, because: what)
+                self.rebindIfProgramChanged(name, programID: programID)
             }
         }
     }
+
+    /// Binds `name`'s pipeline again when the XDP program attached there is
+    /// not its own (`programID`) any more; on `rebindQueue`.
+    private func rebindIfProgramChanged(_ name: String, programID: UInt32) {
+        guard let info = try? nic.interface(name) else {
+            pipelines.stopForGood(name, because: "\(name) cannot be read any more")
+            return
+        }
+        let attached = info.xdp?.programID ?? 0
+        guard attached != programID else { return }
+        let what = attached == 0 ? "Sluice's XDP program is no longer attached to \(name)"
+            : "another XDP program (id \(attached)) replaced Sluice's (id \(programID)) on \(name)"
+        pipelines.rebind(name, config, because: what, ifProgram: programID)
+    }
+
+    /// Binds `name`'s pipeline (the one with `programID`) again when sysfs
+    /// has shown other rx queues than it bound at two checks in a row: the
+    /// channels changed and no notification said so (a netlink overrun, or
+    /// no monitor). A notification arrives within milliseconds and its
+    /// rebind starts a new pipeline, so it always wins the first check.
+    private func rebindIfQueuesChangedUnnoticed(_ name: String, programID: UInt32) {
+        guard pipelines.programID(for: name) == programID, let attach = pipelines.rxQueuesAtAttach(for: name) else { return }
+        let live = try? NetworkDevice.queueCounts(InterfaceName(name)).rx
+        let suspected = queueChangesSuspected.withLock { $0[name] == programID }
+        let verdict = MappingLifeCycle.unnoticedQueueChange(
+            liveRxQueues: live, boundRxQueues: attach.after, suspectedAtLastCheck: suspected)
+        queueChangesSuspected.withLock { $0[name] = verdict == .suspected ? programID : nil }
+        guard verdict == .rebind, let live else { return }
+        pipelines.rebind(name, config, because: "the rx queues of \(name) changed (\(attach.after) → \(live)) and no channel notification said so",
+                         ifProgram: programID)
+    }
+
+    /// How often the running pipelines' XDP programs and rx queues are checked.
+    static let attachmentCheckInterval: DispatchTimeInterval = .seconds(1)
+
+    /// Checks every running pipeline's XDP program and rx queue count each
+    /// ``attachmentCheckInterval``, besides the notifications: detaching its
+    /// BPF link (`bpftool link detach`, the one way to take the program off
+    /// while Sluice holds the link) sends no rtnetlink notification, and a
+    /// netlink overrun loses them. Without the check such a pipeline would
+    /// receive nothing, or run on a stale map, silently.
+    func startCheckingAttachments() {
+        attachmentCheck.withLock { slot in
+            let timer = DispatchSource.makeTimerSource(queue: rebindQueue)
+            timer.schedule(deadline: .now() + Self.attachmentCheckInterval, repeating: Self.attachmentCheckInterval)
+            timer.setEventHandler { [weak self] in
+                guard let self else { return }
+                for name in self.pipelines.runningInterfaces {
+                    guard let programID = self.pipelines.programID(for: name) else { continue }
+                    self.rebindIfProgramChanged(name, programID: programID)
+                    self.rebindIfQueuesChangedUnnoticed(name, programID: programID)
+                }
+            }
+            timer.resume()
+            slot = timer
+        }
+    }
+
+    func stopCheckingAttachments() {
+        attachmentCheck.withLock { timer in
+            timer?.cancel()
+            timer = nil
+        }
+    }
 }
+

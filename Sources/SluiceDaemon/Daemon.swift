@@ -37,6 +37,8 @@ public final class Daemon: Sendable {
     private let shutdownTrigger = Mutex<(@Sendable () -> Void)?>(nil)
     /// systemd's NOTIFY_SOCKET, when started as Type=notify.
     let notifier: SystemdNotifier?
+    /// The timer of ``startCheckingAttachments()``.
+    let attachmentCheck = Mutex<DispatchSourceTimer?>(nil)
 
     /// Opens the NIC backends and loads the plugins; fails (with a message
     /// naming what) when the state directory or netlink cannot be used.
@@ -114,6 +116,7 @@ public final class Daemon: Sendable {
         } catch {
             logger.warning("not watching for outside NIC changes", metadata: ["error": "\(error)"])
         }
+        startCheckingAttachments()
         await autostartPipelines()
         // Ready once clients can connect; the pipelines are up (or logged) by then.
         server.onListening { [weak self] in self?.notifyReady() }
@@ -164,6 +167,7 @@ public final class Daemon: Sendable {
     /// NIC change is restored.
     private func stopPipelinesAndRestoreNICs() async {
         let pipelines = self.pipelines
+        stopCheckingAttachments()
         _ = try? await blocking { try pipelines.stop() }
         nic.stopMonitoring()
         await restoreNICs()

@@ -123,6 +123,25 @@ enum MappingLifeCycle {
         return Int(notified) == after && liveRxQueues == after
     }
 
+    /// What a periodic check makes of a running pipeline's rx queues.
+    enum UnnoticedQueueChange: Equatable {
+        /// sysfs shows the queues the pipeline bound (or cannot be read:
+        /// the interface's removal stops the pipeline on its own).
+        case none
+        /// They differ for the first time: a channel notification may be on
+        /// its way, and its rebind would start a new pipeline.
+        case suspected
+        /// They differed at the last check too: the notification was lost.
+        case rebind
+    }
+
+    /// Whether `liveRxQueues` (sysfs now) against `boundRxQueues` (after the
+    /// pipeline's XDP attach) means the channels changed unnoticed.
+    static func unnoticedQueueChange(liveRxQueues: Int?, boundRxQueues: Int, suspectedAtLastCheck: Bool) -> UnnoticedQueueChange {
+        guard let live = liveRxQueues, live != boundRxQueues else { return .none }
+        return suspectedAtLastCheck ? .rebind : .suspected
+    }
+
     /// The warning for queues the attach added that no socket reads.
     static func unreadAddedQueuesWarning(interface: String, driver: String, before: Int, after: Int, queues: [UInt32], why: String) -> String {
         "\(driver) added rx queues at XDP attach on \(interface) (\(before) → \(after)); queues \(queues) receive traffic"

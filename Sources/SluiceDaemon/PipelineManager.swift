@@ -11,8 +11,9 @@ import Synchronization
 /// Starts and stops the receive pipelines of the configured interfaces. The
 /// driver plugin, held by a lease for the pipeline's lifetime, maps every
 /// channel to its bind queue and XSKMAP key; what the plugin requires before
-/// start (e.g. ntuple on old mlx5) is applied through the journaled NIC
-/// controller. All of it blocks: call from the thread pool.
+/// start (a feature such as ntuple, for a plugin that asks) is applied
+/// through the journaled NIC controller. All of it blocks: call from the
+/// thread pool.
 final class PipelineManager: Sendable {
     private let nic: NICController
     private let plugins: PluginHost
@@ -93,10 +94,13 @@ final class PipelineManager: Sendable {
     /// is derived again from live facts and its sockets bound again — a
     /// stop and a start with the same configuration — so it never runs on
     /// a stale map. When it cannot start again it stays stopped, and its
-    /// report and the log say why. Nothing happens when no pipeline runs there.
-    func rebind(_ name: String, _ config: SluiceConfig, because reason: String) {
+    /// report and the log say why. Nothing happens when no pipeline runs there,
+    /// or, given `ifProgram`, when the pipeline running there is not the one
+    /// with that XDP program (it was started again since the check).
+    func rebind(_ name: String, _ config: SluiceConfig, because reason: String, ifProgram: UInt32? = nil) {
         operations.withLock { _ in
             guard runningInterfaces.contains(name) else { return }
+            if let ifProgram, programID(for: name) != ifProgram { return }
             let before = tables.withLock { $0.running[name]?.held.channels.map(\.mapping.bindQueue) } ?? []
             _ = stopOne(name, because: reason)
             guard let interface = config.interfaces.first(where: { $0.name == name }) else {

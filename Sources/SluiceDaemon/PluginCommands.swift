@@ -47,7 +47,8 @@ extension Daemon {
             // bound with and, per channel, the mapping of the mode in effect.
             // Naming another plugin asks what it would say about the live
             // facts: an answer no socket uses, marked live_facts.
-            if let lease = self?.pipelines.lease(for: name), forced == nil || forced == lease.plugin {
+            let lease = self?.pipelines.lease(for: name)
+            if let lease, forced == nil || forced == lease.plugin, channel.map({ lease.channel($0) != nil }) ?? true {
                 // Without a channel: the channels the pipeline reads.
                 let channels = channel.map { [$0] } ?? lease.channels.map(\.mapping.channel)
                 var leased = try await blocking { () throws -> PluginExplanation in
@@ -61,9 +62,13 @@ extension Daemon {
                 }
                 return .init(leased, source: .pipeline, socketModes: modes)
             }
-            let chosen = forced ?? self?.forcedPlugin(for: name)
+            // A channel none of the running pipeline's sockets reads is a
+            // regular queue, answered as steer.add maps it.
+            let chosen = forced ?? lease?.plugin ?? self?.forcedPlugin(for: name)
+            let unboundChannel = lease != nil && chosen == lease?.plugin
+            guard let daemon = self else { throw ControlError.internal("daemon is shutting down") }
             return .init(try await blocking { () throws -> PluginExplanation in
-                let facts = try Self.liveFacts(for: name, nic: nic)
+                let facts = unboundChannel ? try daemon.regularQueueFacts(name) : try Self.liveFacts(for: name, nic: nic)
                 return try plugins.explain(facts, channels: channel.map { [$0] }, forced: chosen)
             }, source: .liveFacts)
         }

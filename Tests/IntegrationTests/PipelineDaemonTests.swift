@@ -35,11 +35,12 @@ final class PipelineDaemonTests: XCTestCase {
     /// A lab and a daemon whose config runs `modules` on the app end.
     private func start(
         queues: Int = 2, xpsQueues: [Int]? = nil, mode: String = "pipelined", modules: String,
-        interface: String = ""
+        interface: String = "", metrics: Bool = false
     ) throws -> (Lab, DaemonProcess) {
         let lab = try Lab.up(queues: queues, xpsQueues: xpsQueues, prefix: "spd")
         self.lab = lab
-        let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
+        let metricsOn = metrics ? "[metrics]\nenabled = true\nlisten = \"127.0.0.1:0\"\n\n" : ""
+        let daemon = try DaemonProcess(extraConfig: metricsOn + DaemonProcess.pipelineConfig(
             pluginDirectory: plugins!.path, interface: lab.appInterface, mode: mode, modules: modules,
             interfaceOptions: interface))
         self.daemon = daemon
@@ -266,13 +267,25 @@ final class PipelineDaemonTests: XCTestCase {
         let (lab, daemon) = try start(queues: 4, xpsQueues: [2, 3], modules: """
             [[pipeline.modules]]
             kind = "count"
-            """, interface: "channels = [0, 1]\nprefilter_protocols = [\"udp\"]")
+            """, interface: "channels = [0, 1]\nprefilter_protocols = [\"udp\"]", metrics: true)
         let status = try XCTUnwrap(daemon.call("pipeline.status")["result"]?["pipelines"]?.arrayValue?.first)
         XCTAssertEqual(status["plugin"], "veth_test")
         XCTAssertEqual(status["statistics"]?["sockets"]?.arrayValue?.map { $0["queue"] }, [2, 3])
         let flows = UDPFlows(lab: lab, ports: [7000])
         try flows.send(perWorker: 500)
         try waitUntil("1000 packets through queues 2-3") { try self.counter("count", "packets") == 1000 }
+        // Metrics name each socket by the channel and the queue the mapping
+        // in effect gave it: channel 0 reads queue 2, channel 1 queue 3.
+        let address = try XCTUnwrap(daemon.call("status")["result"]?["metrics"]?.stringValue)
+        let port = try XCTUnwrap(UInt16(address.split(separator: ":").last ?? ""), address)
+        let metrics = try PrometheusExposition(scrape(port: port).body)
+        let iface = lab.appInterface
+        let perSocket = [("0", "2"), ("1", "3")].map { channel, queue in
+            metrics.value("sluice_rx_packets_total", ["iface": iface, "channel": channel, "queue": queue]) ?? -1
+        }
+        XCTAssertEqual(perSocket.reduce(0, +), 1000, "\(perSocket)")
+        XCTAssertNil(metrics.value("sluice_rx_packets_total", ["iface": iface, "channel": "0", "queue": "0"]))
+        XCTAssertEqual(metrics.value("sluice_xdp_redirected_total", ["iface": iface, "queue": "2"]).map { $0 > 0 }, true)
 
         // Without the plugin the same configuration binds queues 0-1 and
         // receives nothing of that traffic.
@@ -353,6 +366,14 @@ final class PipelineDaemonTests: XCTestCase {
         ])
         XCTAssertEqual(unbound["result"]?["queue"], 3, unbound.serialized())
         XCTAssertEqual(unbound["result"]?["mapping_source"], "live_facts")
+        // plugins.explain gives the same answer for it, from the same facts:
+        // not the zero-copy answer (queue 5) no socket uses.
+        let unboundReply = try daemon.call("plugins.explain", ["iface": interface, "channel": 3])
+        let unboundExplained = try XCTUnwrap(unboundReply["result"], unboundReply.serialized())
+        XCTAssertEqual(unboundExplained["source"], "live_facts", unboundExplained.serialized())
+        XCTAssertEqual(unboundExplained["selection"]?["plugin"]?["name"], "veth_test", unboundExplained.serialized())
+        XCTAssertEqual(unboundExplained["mappings"]?.arrayValue?.map { $0["bind_queue"] }, [3], unboundExplained.serialized())
+        XCTAssertEqual(unboundExplained["facts"]?["zero_copy_requested"], false, unboundExplained.serialized())
 
         // After the stop the live facts answer again (the program is gone).
         XCTAssertEqual(try daemon.call("pipeline.stop")["ok"], true)
@@ -438,6 +459,119 @@ final class PipelineDaemonTests: XCTestCase {
         let flows = UDPFlows(lab: lab, ports: [7400])
         try flows.send(perWorker: 500)
         try waitUntil("1000 packets on the new sockets") { try self.counter("count", "packets") == 1000 }
+    }
+
+    /// A channel change whose notification is lost: the daemon (in a network
+    /// namespace of the test's own) is stopped while hundreds of ethtool
+    /// notifications about another veth overrun its monitor's socket, then
+    /// the channels of its interface change and it is let go. No
+    /// notification tells it; the periodic check sees other rx queues than
+    /// the pipeline bound at two checks in a row and binds it again.
+    func testAChannelChangeWhoseNotificationWasLostIsFoundByTheCheck() throws {
+        let lab = try Lab.up(queues: 4, appInNamespace: true, prefix: "spd")
+        self.lab = lab
+        let namespace = try XCTUnwrap(lab.appNamespace)
+        try lab.inGenerator(["ethtool", "-L", lab.generatorInterface, "rx", "2", "tx", "2"], check: true)
+        try lab.inApp(["ethtool", "-L", lab.appInterface, "rx", "2", "tx", "2"], check: true)
+        // Goes with the namespace when the lab is taken down.
+        let flood = uniqueName("sflood")
+        try lab.inApp(["ip", "link", "add", flood, "numrxqueues", "2", "numtxqueues", "2", "type", "veth",
+                       "peer", "name", flood + "p", "numrxqueues", "2", "numtxqueues", "2"], check: true)
+        let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
+            pluginDirectory: plugins!.path, interface: lab.appInterface, modules: """
+                [[pipeline.modules]]
+                kind = "count"
+                """, interfaceOptions: "prefilter_protocols = [\"udp\"]"))
+        self.daemon = daemon
+        try daemon.start(launcher: ["/usr/bin/env", "ip", "netns", "exec", namespace])
+        do { try daemon.waitForPipeline() } catch { XCTFail(daemon.log()); throw error }
+        func queues() throws -> [Int] {
+            try pipeline()?["statistics"]?["sockets"]?.arrayValue?.compactMap { $0["queue"]?.integer(as: Int.self) } ?? []
+        }
+        XCTAssertEqual(try queues(), [0, 1])
+
+        daemon.signal(SIGSTOP)
+        do {
+            defer { daemon.signal(SIGCONT) }
+            try lab.inApp(["sh", "-c", "for i in $(seq 400); do ethtool -L \(flood) rx 1 tx 1 && ethtool -L \(flood) rx 2 tx 2 || exit 1; done"],
+                          check: true)
+            try lab.inApp(["ethtool", "-L", lab.appInterface, "rx", "4", "tx", "4"], check: true)
+        }
+        do { try waitUntil("the pipeline bound on all 4 channels", timeout: .seconds(20)) { try queues() == [0, 1, 2, 3] } } catch {
+            XCTFail(daemon.log())
+            throw error
+        }
+        XCTAssertTrue(daemon.log().contains("the rx queues of \(lab.appInterface) changed (2 → 4) and no channel notification said so"),
+                      daemon.log())
+        XCTAssertFalse(daemon.log().contains("the channels of \(lab.appInterface) changed"), "the notification was lost")
+        let flows = UDPFlows(lab: lab, ports: [7450])
+        try flows.send(perWorker: 500)
+        try waitUntil("1000 packets on the new sockets") { try self.counter("count", "packets") == 1000 }
+    }
+
+    /// Someone detaches Sluice's XDP program under a running pipeline
+    /// (`bpftool link detach`: the BPF link keeps anyone from replacing it,
+    /// but not from detaching it): its sockets would see nothing, so the
+    /// pipeline notices (rtnetlink), attaches a new program and binds again.
+    func testDetachingSluicesProgramUnderARunningPipelineBindsItAgain() throws {
+        let (lab, daemon) = try start(modules: """
+            [[pipeline.modules]]
+            kind = "count"
+            """, interface: "prefilter_protocols = [\"udp\"]")
+        func programID() throws -> Int? { try pipeline()?["statistics"]?["program_id"]?.integer(as: Int.self) }
+        let first = try XCTUnwrap(programID())
+        let links = try SluiceTestSupport.run(["bpftool", "-j", "link", "show"], check: true).stdout
+        let list = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(links.utf8)) as? [[String: Any]], links)
+        let link = try XCTUnwrap(list.first { ($0["prog_id"] as? Int) == first }?["id"] as? Int,
+                                 "no BPF link holds program \(first): \(links)")
+        try SluiceTestSupport.run(["bpftool", "link", "detach", "id", String(link)], check: true)
+
+        do {
+            try waitUntil("the pipeline on a program of its own again") {
+                guard let now = try programID(), now != first else { return false }
+                return try self.pipeline()?["running"] == true
+            }
+        } catch {
+            XCTFail(daemon.log())
+            throw error
+        }
+        XCTAssertTrue(daemon.log().contains("Sluice's XDP program is no longer attached to \(lab.appInterface)"), daemon.log())
+        XCTAssertTrue(daemon.log().contains("pipeline bound again on a new map"), daemon.log())
+        let attached = try lab.inApp(["ip", "-d", "link", "show", "dev", lab.appInterface], check: true).stdout
+        XCTAssertTrue(attached.contains("prog/xdp id \(try XCTUnwrap(programID()))"), attached)
+
+        let flows = UDPFlows(lab: lab, ports: [7500])
+        try flows.send(perWorker: 500)
+        try waitUntil("1000 packets on the new sockets") { try self.counter("count", "packets") == 1000 }
+    }
+
+    /// The link goes down and up under a running pipeline (what a driver
+    /// reset looks like from outside): the queues, the program and the
+    /// sockets' bindings stay, so the map is not stale and the pipeline keeps
+    /// it — it does not bind again, and traffic after the reset arrives.
+    func testLinkDownAndUpKeepsTheMapAndTheTraffic() throws {
+        let (lab, daemon) = try start(modules: """
+            [[pipeline.modules]]
+            kind = "count"
+            """, interface: "prefilter_protocols = [\"udp\"]")
+        let program = try XCTUnwrap(pipeline()?["statistics"]?["program_id"]?.integer(as: Int.self))
+        for state in ["down", "up"] {
+            try lab.inApp(["ip", "link", "set", "dev", lab.appInterface, state], check: true)
+        }
+        try waitUntil("both ends of the link up again") {
+            try lab.inApp(["cat", "/sys/class/net/\(lab.appInterface)/operstate"]).stdout.hasPrefix("up")
+                && lab.inGenerator(["cat", "/sys/class/net/\(lab.generatorInterface)/operstate"]).stdout.hasPrefix("up")
+        }
+        let flows = UDPFlows(lab: lab, ports: [7600])
+        try flows.send(perWorker: 500)
+        do {
+            try waitUntil("1000 packets after the link came back") { try self.counter("count", "packets") == 1000 }
+        } catch {
+            XCTFail(daemon.log())
+            throw error
+        }
+        XCTAssertEqual(try pipeline()?["statistics"]?["program_id"]?.integer(as: Int.self), program)
+        XCTAssertFalse(daemon.log().contains("pipeline bound again"), daemon.log())
     }
 
     /// The interface vanishes under a running pipeline: the pipeline stops,

@@ -190,6 +190,54 @@ final class MappingLifeCycleTests: XCTestCase {
         XCTAssertEqual(
             try host.explain(stopped, channels: [1], forced: row.plugin).mappings.map(\.steerQueue), [1],
             "\(label): channel 1 after stop")
+
+        try bindAgainAfterAChannelChange(row, label, before: held)
+    }
+
+    /// The channels changed (under the pipeline where the driver allows it,
+    /// else once its sockets are closed): the pipeline binds again with the
+    /// map the same steps derive from the new live facts, never with the
+    /// old one. On old mlx5 every zero-copy queue moves (channels + i).
+    private func bindAgainAfterAChannelChange(_ row: LifeCycleCase, _ label: String, before: InterfaceLease) throws {
+        var model = row.model
+        model.channels += 1
+        model.sysfsRx = row.model.sysfsRx / row.model.channels * model.channels
+        model.sysfsTx = model.channels
+        let questions = MappingLifeCycle.questions(live: model.facts(), bindMode: row.bindMode, attachMode: row.attachMode)
+        let lease = try host.acquire(questions.zeroCopy)
+        defer { lease.release() }
+        let preparation = try lease.prepare(questions.zeroCopy)
+        let channels = preparation.defaultChannels(for: questions.zeroCopy)
+        XCTAssertEqual(channels, Array(0..<model.channels), "\(label): every channel there is now")
+        let (zeroCopy, copy) = try MappingLifeCycle.answers(for: channels, from: lease, to: questions)
+        let boundZeroCopy = row.zeroCopy
+        let again = MappingLifeCycle.inEffect(
+            zeroCopy: zeroCopy, copy: copy, socketsBoundZeroCopy: Array(repeating: boundZeroCopy, count: channels.count),
+            attachMode: row.attachMode)
+        let expected = channels.map { row.zeroCopyOnlyQueues ? model.channels + $0 : $0 }
+        XCTAssertEqual(again.map(\.mapping.bindQueue), expected, "\(label): bind queues after the channel change")
+        XCTAssertEqual(again.map(\.mapping.xskmapKey), expected, "\(label): XSKMAP keys after the channel change")
+        XCTAssertEqual(again.map(\.mapping.steerQueue), expected, "\(label): steer queues after the channel change")
+        if row.zeroCopyOnlyQueues {
+            for old in before.channels {
+                XCTAssertNotEqual(again.first { $0.mapping.channel == old.mapping.channel }?.mapping.bindQueue,
+                                  old.mapping.bindQueue, "\(label): channel \(old.mapping.channel) moved; the old map is stale")
+            }
+        }
+    }
+
+    /// The periodic check binds a pipeline again only when sysfs shows other
+    /// rx queues than it bound at two checks in a row: a notification's
+    /// rebind, which comes within milliseconds, always wins the first.
+    func testRxQueuesChangedUnnoticedRebindAtTheSecondCheck() {
+        typealias Change = MappingLifeCycle.UnnoticedQueueChange
+        XCTAssertEqual(MappingLifeCycle.unnoticedQueueChange(liveRxQueues: 4, boundRxQueues: 4, suspectedAtLastCheck: false), Change.none)
+        XCTAssertEqual(MappingLifeCycle.unnoticedQueueChange(liveRxQueues: 4, boundRxQueues: 4, suspectedAtLastCheck: true), Change.none,
+                       "the notification's rebind bound the new queues")
+        XCTAssertEqual(MappingLifeCycle.unnoticedQueueChange(liveRxQueues: 4, boundRxQueues: 2, suspectedAtLastCheck: false), .suspected)
+        XCTAssertEqual(MappingLifeCycle.unnoticedQueueChange(liveRxQueues: 4, boundRxQueues: 2, suspectedAtLastCheck: true), .rebind)
+        XCTAssertEqual(MappingLifeCycle.unnoticedQueueChange(liveRxQueues: nil, boundRxQueues: 2, suspectedAtLastCheck: true), Change.none,
+                       "an interface that cannot be read is stopped by its removal, not bound again")
     }
 
     /// virtio_net adds rx queues at XDP attach (a queue pair per CPU for

@@ -93,6 +93,31 @@ final class GenericZeroCopyTests: XCTestCase {
         XCTAssertEqual(try host.explain(vethFacts(rxQueues: 4)).mappings.map(\.bindQueue), [0, 1, 2, 3])
     }
 
+    /// Every driver of issue 13's finding 6, by the name `ethtool -i` gives:
+    /// a zero-copy queue id at or above the channels with a tx queue is
+    /// refused naming the driver and EINVAL, the one below is bound, and
+    /// copy mode reads the rx-only channel.
+    func testEveryDriverWithQueuePairZeroCopyRefusesAnRxOnlyChannel() throws {
+        let drivers = [("ice", "ice"), ("i40e", "i40e"), ("ixgbe", "ixgbe"), ("igc", "igc"), ("virtio_net", "virtio_net"),
+                       ("st_gmac", "stmmac"), ("st_xgmac", "stmmac"), ("st_mac100", "stmmac")]
+        for (driver, family) in drivers {
+            let withRxOnly = facts(
+                driver: driver, channels: ChannelCounts(rx: 2, combined: 4), max: ChannelCounts(rx: 8, tx: 8, combined: 8),
+                sysfsRx: 6, sysfsTx: 4)
+            XCTAssertEqual(try host.explain(withRxOnly, channels: [3]).mappings.map(\.bindQueue), [3], driver)
+            XCTAssertThrowsError(try host.explain(withRxOnly, channels: [4]), driver) { error in
+                guard case .hookRefused(plugin: "generic", hook: "map_channel", let message)? = error as? PluginHostError else {
+                    return XCTFail("\(driver): \(error)")
+                }
+                XCTAssertTrue(message.hasPrefix("\(family) on eth0 binds zero-copy AF_XDP sockets only to queues below both its 6 rx and its 4 tx queues"), message)
+                XCTAssertTrue(message.contains("channel 4 would fail with EINVAL"), message)
+            }
+            var copy = withRxOnly
+            copy.zeroCopyRequested = false
+            XCTAssertEqual(try host.explain(copy, channels: [5]).mappings.map(\.bindQueue), [5], driver)
+        }
+    }
+
     /// stmmac reports rx and tx channels, no combined ones (`ethtool -i`: st_gmac).
     func testStmmacNeedsAnRxAndATxChannel() throws {
         let stmmac = facts(
