@@ -115,6 +115,53 @@ final class DaemonTests: XCTestCase {
         XCTAssertNotEqual(lstat(daemon.socketPath, &info), 0, "--check must not bind the socket")
     }
 
+    /// On a fresh machine neither the state directory nor the socket's
+    /// exists, nor their parents: sluiced makes every missing level, the
+    /// state's 0750 and the socket's 0755 (what systemd's StateDirectory= and
+    /// RuntimeDirectory= make in production), owned by its own user, and starts.
+    func testMissingStateAndSocketDirectoriesAreMadeWithTheirModes() throws {
+        daemon.stop()
+        daemon = try DaemonProcess(socketSubpath: "run/sluice/sluiced.sock", stateSubpath: "var/lib/sluice")
+        try daemon.start()
+        XCTAssertEqual(try daemon.call("status")["ok"], true)
+        let made = [("run", "755"), ("run/sluice", "755"), ("var", "750"), ("var/lib", "750"), ("var/lib/sluice", "750")]
+        for (path, mode) in made.map({ (daemon.directory + "/" + $0.0, $0.1) }) {
+            var info = stat()
+            XCTAssertEqual(stat(path, &info), 0, "\(path) was not made")
+            XCTAssertEqual(info.st_mode & S_IFMT, S_IFDIR, path)
+            XCTAssertEqual(String(info.st_mode & 0o7777, radix: 8), mode, path)
+            XCTAssertEqual(info.st_uid, geteuid(), path)
+        }
+    }
+
+    /// Every key naming a directory Sluice writes into (the state directory,
+    /// the control socket's, a pcap module's capture directory): one that can
+    /// never be made is refused by `sluiced --check`, naming the key, the path
+    /// and the fix.
+    func testCheckRefusesEveryOutputDirectoryThatCannotBeMade() throws {
+        let file = daemon.directory + "/not-a-directory"
+        try "".write(toFile: file, atomically: true, encoding: .utf8)
+        try daemon.writeConfig("""
+            [daemon]
+            state_dir = "\(file)/state"
+            [control]
+            socket = "\(file)/run/sluiced.sock"
+            socket_group = ""
+            [[pipeline.modules]]
+            kind = "pcap"
+            path = "\(file)/captures/capture.pcap"
+            """)
+        let check = try runCommand([DaemonProcess.sluicedPath, "--check", "--config", daemon.configPath])
+        XCTAssertEqual(check.status, 78, check.description)
+        let fix = "create it or choose a path on a writable file system"
+        for (key, path) in [("daemon.state_dir", "state"), ("control.socket", "run"), ("pipeline.modules[0].path", "captures")] {
+            let line = check.stderr.split(separator: "\n").first { $0.contains(key + ":") }
+            XCTAssertNotNil(line, "\(key) not named:\n\(check.stderr)")
+            XCTAssertTrue(line?.contains("'\(file)/\(path)' cannot be made: '\(file)' is not a directory; \(fix)") == true,
+                          "\(key): \(line ?? "")")
+        }
+    }
+
     func testSecondDaemonDoesNotStealALiveSocket() throws {
         try daemon.start()
         let second = try runCommand([DaemonProcess.sluicedPath, "--config", daemon.configPath])

@@ -6,8 +6,7 @@ import XCTest
 /// `sluicectl status`, and nothing left behind afterwards.
 final class DemoTests: XCTestCase {
     func testDemoRunsAndLeavesNothingBehind() throws {
-        let run = try runDemo(labPrefix: "sdemo")
-        let result = run.result
+        let (run, result) = try runDemo(labPrefix: "sdemo")
         XCTAssertEqual(result.status, 0, "\(result)")
         XCTAssertTrue(result.stdout.contains("sluicectl status --socket \(run.socket)"), result.stdout)
         XCTAssertTrue(result.stdout.contains("lab '\(run.labName)' is down"), result.stdout)
@@ -17,22 +16,37 @@ final class DemoTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(sent, 100_000, result.stdout)
         XCTAssertGreaterThan(received, 0, result.stdout)
         XCTAssertLessThanOrEqual(received, sent, result.stdout)
+        // In words, as the README shows them.
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains("sent:     \(sent) packets from \(run.labName)-gen (trafgen)"), result.stdout)
+        let percent = String(format: "%.2f", 100 * Double(received) / Double(sent))
+        XCTAssertTrue(lines.contains(
+            "received: \(received) packets by Sluice's AF_XDP sockets on \(run.labName)-app (\(percent)%)"), result.stdout)
         XCTAssertTrue(result.stdout.contains("UDP, length 18"), "no captured packet shown:\n\(result.stdout)")
+        try assertNothingLeftBehind(by: run)
 
-        XCTAssertFalse(try networkNamespaces().contains("\(run.labName)-gen"))
-        XCTAssertFalse(try linkExists("\(run.labName)-app"))
-        XCTAssertFalse(FileManager.default.fileExists(atPath: run.socket), "the daemon left its socket behind")
+        // Right after, the same command again: nothing the first run left breaks it.
+        let again = try runDemo(run)
+        XCTAssertEqual(again.status, 0, "\(again)")
+        XCTAssertGreaterThan(Self.number(after: "received:", in: again.stdout) ?? 0, 0, again.stdout)
+        try assertNothingLeftBehind(by: run)
+    }
+
+    private func assertNothingLeftBehind(by run: DemoRun, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertFalse(try networkNamespaces().contains("\(run.labName)-gen"), file: file, line: line)
+        XCTAssertFalse(try linkExists("\(run.labName)-app"), file: file, line: line)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.socket), "the daemon left its socket behind",
+                       file: file, line: line)
         XCTAssertFalse(FileManager.default.fileExists(atPath: run.stateDirectory),
-                       "the demo's daemon wrote to the config's state directory instead of its own")
+                       "the demo's daemon wrote to the config's state directory instead of its own", file: file, line: line)
         let daemons = try SluiceTestSupport.run(["pgrep", "-f", run.configFile])
-        XCTAssertFalse(daemons.succeeded, "sluiced still running: \(daemons.stdout)")
+        XCTAssertFalse(daemons.succeeded, "sluiced still running: \(daemons.stdout)", file: file, line: line)
     }
 
     /// A demo in which Sluice receives nothing must not pass: here the
     /// interface's prefilter hands all UDP to the kernel.
     func testDemoFailsWhenSluiceReceivesNothing() throws {
-        let run = try runDemo(labPrefix: "sdemn", interfaceLines: #"prefilter_protocols = ["tcp"]"#)
-        let result = run.result
+        let (run, result) = try runDemo(labPrefix: "sdemn", interfaceLines: #"prefilter_protocols = ["tcp"]"#)
         XCTAssertEqual(result.status, 1, "\(result)")
         XCTAssertEqual(Self.number(after: "received:", in: result.stdout), 0, result.stdout)
         XCTAssertTrue(result.stderr.contains("Sluice received none of the"), result.stderr)
@@ -50,7 +64,6 @@ final class DemoTests: XCTestCase {
     }
 
     private struct DemoRun {
-        var result: CommandResult
         var labName: String
         var socket: String
         var stateDirectory: String
@@ -60,7 +73,7 @@ final class DemoTests: XCTestCase {
     /// Runs tools/demo on the lab config with its own lab, socket and state
     /// (so a developer's demo running at the same time is not disturbed),
     /// `interfaceLines` added to the `[[interface]]` table; removes all of it.
-    private func runDemo(labPrefix: String, interfaceLines: String = "") throws -> DemoRun {
+    private func runDemo(labPrefix: String, interfaceLines: String = "") throws -> (DemoRun, CommandResult) {
         try Privilege.require()
         let labName = uniqueName(labPrefix)
         let directory = FileManager.default.temporaryDirectory
@@ -77,18 +90,21 @@ final class DemoTests: XCTestCase {
         let configFile = directory.appendingPathComponent("sluice-lab.toml")
         try config.write(to: configFile, atomically: true, encoding: .utf8)
 
-        let result = try SluiceTestSupport.run(
+        let run = DemoRun(labName: labName, socket: socket, stateDirectory: stateDirectory, configFile: configFile.path)
+        return (run, try runDemo(run))
+    }
+
+    /// tools/demo on `run`'s lab and config.
+    private func runDemo(_ run: DemoRun) throws -> CommandResult {
+        try SluiceTestSupport.run(
             [repositoryRoot.appendingPathComponent("tools/demo").path],
             environment: [
                 // The test's products are already built: building again would
                 // wait on the lock this test run holds.
                 "SLUICE_BIN_DIR": productsDirectory.path,
-                "SLUICE_DEMO_CONFIG": configFile.path,
-                "SLUICE_LAB_NAME": labName,
+                "SLUICE_DEMO_CONFIG": run.configFile,
+                "SLUICE_LAB_NAME": run.labName,
             ])
-        return DemoRun(
-            result: result, labName: labName, socket: socket, stateDirectory: stateDirectory,
-            configFile: configFile.path)
     }
 
     private func labConfig(socket: String, stateDirectory: String) throws -> String {

@@ -159,6 +159,35 @@ final class PipelineDaemonTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/capture-queue0.pcap"), daemon!.log())
     }
 
+    /// A capture file the pipeline cannot open, though the config check
+    /// passed (its directory exists; the file's name is taken by a
+    /// directory): the pipeline does not start, and says so with the path
+    /// and the reason, in the log at start and in `pipeline.start`'s reply.
+    func testACaptureFileThatCannotBeOpenedIsReportedNotSilent() throws {
+        let blocked = captureDirectory + "/capture-queue0.pcap"
+        try FileManager.default.createDirectory(atPath: blocked, withIntermediateDirectories: true)
+        let lab = try Lab.up(queues: 2, prefix: "spd")
+        self.lab = lab
+        let daemon = try DaemonProcess(extraConfig: DaemonProcess.pipelineConfig(
+            pluginDirectory: plugins!.path, interface: lab.appInterface, modules: """
+                [[pipeline.modules]]
+                kind = "pcap"
+                path = "\(captureDirectory)/capture.pcap"
+                """))
+        self.daemon = daemon
+        try daemon.start()
+        try waitUntil("the failed start to be logged") { daemon.log().contains("pipeline did not start") }
+        let line = daemon.log().split(separator: "\n").first { $0.contains("pipeline did not start") } ?? ""
+        XCTAssertTrue(line.contains(blocked), "the log does not name the capture file:\n\(daemon.log())")
+        XCTAssertTrue(line.contains("Is a directory"), "the log does not say why:\n\(daemon.log())")
+        XCTAssertNotEqual(try pipeline()?["running"], true)
+
+        let reply = try daemon.call("pipeline.start")
+        XCTAssertEqual(reply["ok"], false, reply.serialized())
+        let message = try XCTUnwrap(reply["error"]?["message"]?.stringValue, reply.serialized())
+        XCTAssertTrue(message.contains(blocked) && message.contains("Is a directory"), message)
+    }
+
     /// libbpf prints to stderr when an options struct has a size or padding
     /// it does not expect ("bpf_xdp_query_opts has non-zero extra bytes" on
     /// every nic.show and doctor with Debian 12's libbpf 1.1): a start, the

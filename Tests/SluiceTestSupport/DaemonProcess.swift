@@ -17,8 +17,12 @@ public final class DaemonProcess {
     public private(set) var process: Process?
 
     /// `extraConfig` is appended verbatim (more tables); `control` lines go
-    /// into the [control] table.
-    public init(control: [String] = [], extraConfig: String = "", directoryMode: mode_t = 0o755) throws {
+    /// into the [control] table. The socket and the state directory are at
+    /// `socketSubpath` and `stateSubpath` in the test's directory.
+    public init(
+        control: [String] = [], extraConfig: String = "", directoryMode: mode_t = 0o755,
+        socketSubpath: String = "sluiced.sock", stateSubpath: String = "state"
+    ) throws {
         var template = Array("/tmp/sluiced-test-XXXXXX".utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw DaemonProcessError(description: "mkdtemp failed: \(String(cString: strerror(errno)))")
@@ -26,8 +30,8 @@ public final class DaemonProcess {
         directory = String(cString: made)
         chmod(directory, directoryMode)
         configPath = directory + "/sluice.toml"
-        socketPath = directory + "/sluiced.sock"
-        stateDirectory = directory + "/state"
+        socketPath = directory + "/" + socketSubpath
+        stateDirectory = directory + "/" + stateSubpath
         logPath = directory + "/sluiced.log"
         // Run as root, the test is admin by uid; otherwise by its own group,
         // so that shutdown and reload work in unprivileged runs too.
