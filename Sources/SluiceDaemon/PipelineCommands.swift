@@ -17,7 +17,7 @@ extension Daemon {
             let config = self.config.pipeline
             return .init(
                 mode: config.mode.rawValue, autostart: config.autostart, modules: config.modules.map(\.kind.rawValue),
-                pipelines: try await blocking { pipelines.reports() })
+                pipelines: try await blocking { pipelines.reports() }, failedStarts: pipelines.failedStarts())
         }
     }
 }

@@ -29,6 +29,8 @@ final class PipelineManager: Sendable {
         var running: [String: RunningPipeline] = [:]
         /// The last counters of pipelines that stopped, until they start again.
         var stopped: [String: PipelineReport] = [:]
+        /// The last failed start of interfaces that have not started since.
+        var failedStarts: [String: FailedStart] = [:]
         /// Changes whenever a pipeline starts or stops: cached statistics that
         /// saw another generation are out of date whatever their age.
         var generation = 0
@@ -36,6 +38,7 @@ final class PipelineManager: Sendable {
         mutating func started(_ entry: RunningPipeline, on name: String) {
             running[name] = entry
             stopped[name] = nil
+            failedStarts[name] = nil
             generation += 1
         }
     }
@@ -63,14 +66,19 @@ final class PipelineManager: Sendable {
                 throw ControlError.invalidArgument("the configuration has no [[interface]] to run a pipeline on")
             }
             var started: [String] = []
+            var starting = ""
             do {
                 for interface in wanted where !runningInterfaces.contains(interface.name) {
+                    starting = interface.name
                     let entry = try startPipeline(interface, config.pipeline)
                     tables.withLock { $0.started(entry, on: interface.name) }
                     started.append(interface.name)
                 }
             } catch {
                 for name in started { _ = stopOne(name) }
+                let failure = FailedStart(
+                    interface: starting, at: ISO8601DateFormatter().string(from: Date()), error: "\(error)")
+                tables.withLock { $0.failedStarts[starting] = failure }
                 throw error
             }
             let entries = tables.withLock { tables in wanted.compactMap { tables.running[$0.name] } }
@@ -153,6 +161,11 @@ final class PipelineManager: Sendable {
              tables.stopped.keys.sorted().compactMap { tables.stopped[$0] })
         }
         return live.map(PipelineReport.init) + final
+    }
+
+    /// The interfaces whose last start failed, by name.
+    func failedStarts() -> [FailedStart] {
+        tables.withLock { tables in tables.failedStarts.keys.sorted().compactMap { tables.failedStarts[$0] } }
     }
 
     /// What the plugin asked for when `name`'s pipeline started (`doctor`

@@ -28,14 +28,35 @@ extension Methods {
             public var autostart: Bool
             public var modules: [String]
             public var pipelines: [PipelineReport]
+            /// Interfaces whose last start failed (autostart included), until
+            /// they start: a pipeline that did not start says so here too,
+            /// not only in the log and the failed call's reply.
+            public var failedStarts: [FailedStart]
 
-            public init(mode: String, autostart: Bool, modules: [String], pipelines: [PipelineReport]) {
+            public init(
+                mode: String, autostart: Bool, modules: [String], pipelines: [PipelineReport], failedStarts: [FailedStart] = []
+            ) {
                 self.mode = mode; self.autostart = autostart; self.modules = modules; self.pipelines = pipelines
+                self.failedStarts = failedStarts
             }
 
-            enum CodingKeys: String, CodingKey { case mode, autostart, modules, pipelines }
+            enum CodingKeys: String, CodingKey { case mode, autostart, modules, pipelines, failedStarts = "failed_starts" }
         }
     }
+}
+
+/// A pipeline start that failed: which interface, when, and the error.
+public struct FailedStart: Codable, Sendable, Equatable {
+    public var interface: String
+    /// ISO 8601, e.g. `2026-01-02T03:04:05Z`.
+    public var at: String
+    public var error: String
+
+    public init(interface: String, at: String, error: String) {
+        self.interface = interface; self.at = at; self.error = error
+    }
+
+    enum CodingKeys: String, CodingKey { case interface, at, error }
 }
 
 /// The request of a method about every interface, or one.

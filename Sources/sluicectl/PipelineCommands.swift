@@ -21,7 +21,14 @@ struct PipelineStatusCommand: ParsableCommand {
         let status = try connection.call(Methods.PipelineStatus.self)
         if connection.json { return }
         print("mode: \(text(status.mode))  autostart: \(status.autostart)  modules: \(status.modules.joined(separator: ", "))")
-        if status.pipelines.isEmpty { print("no pipeline has run; `sluicectl pipeline start` starts the configured interfaces") }
+        if status.pipelines.isEmpty && status.failedStarts.isEmpty {
+            print("no pipeline has run; `sluicectl pipeline start` starts the configured interfaces")
+        }
+        for failure in status.failedStarts {
+            print("")
+            print("\(failure.interface): not running: the start at \(failure.at) failed: \(failure.error)")
+            print("  fix the cause, then `sluicectl pipeline start \(failure.interface)`")
+        }
         for pipeline in status.pipelines { print(""); print(StatsText.pipeline(pipeline)) }
     }
 }

@@ -182,10 +182,26 @@ final class PipelineDaemonTests: XCTestCase {
         XCTAssertTrue(line.contains("Is a directory"), "the log does not say why:\n\(daemon.log())")
         XCTAssertNotEqual(try pipeline()?["running"], true)
 
+        // pipeline status says so too, until the pipeline starts.
+        let failed = try XCTUnwrap(daemon.call("pipeline.status")["result"]?["failed_starts"]?.arrayValue)
+        XCTAssertEqual(failed.count, 1, "\(failed)")
+        XCTAssertEqual(failed.first?["interface"]?.stringValue, lab.appInterface)
+        XCTAssertTrue(failed.first?["error"]?.stringValue?.contains(blocked) == true, "\(failed)")
+        let text = try runCommand([DaemonProcess.sluicectlPath, "--socket", daemon.socketPath, "pipeline", "status"])
+        XCTAssertEqual(text.status, 0, "\(text)")
+        XCTAssertTrue(text.stdout.contains("\(lab.appInterface): not running: the start at "), text.stdout)
+        XCTAssertTrue(text.stdout.contains("Is a directory"), text.stdout)
+        XCTAssertFalse(text.stdout.contains("no pipeline has run"), text.stdout)
+
         let reply = try daemon.call("pipeline.start")
         XCTAssertEqual(reply["ok"], false, reply.serialized())
         let message = try XCTUnwrap(reply["error"]?["message"]?.stringValue, reply.serialized())
         XCTAssertTrue(message.contains(blocked) && message.contains("Is a directory"), message)
+
+        // Fixed: the start succeeds and the failure is gone.
+        try FileManager.default.removeItem(atPath: blocked)
+        XCTAssertEqual(try daemon.call("pipeline.start")["ok"], true)
+        XCTAssertEqual(try daemon.call("pipeline.status")["result"]?["failed_starts"]?.arrayValue?.count, 0)
     }
 
     /// libbpf prints to stderr when an options struct has a size or padding
