@@ -103,7 +103,8 @@ final class MappingLifeCycleTests: XCTestCase {
 
     /// Configure, start (zero-copy or its fallback), run (the live facts
     /// change: old mlx5 doubles its counts), add rules, propose a channel
-    /// change, stop — and at every step the socket's queue, its XSKMAP key,
+    /// change, stop, a crash and the start after it, a channel change and the
+    /// bind after it — and at every step the socket's queue, its XSKMAP key,
     /// the rules' action and the plugin's answer for the live facts agree.
     func testEveryDriverKeepsOneMappingThroughItsLifeCycle() throws {
         for row in Self.cases {
@@ -191,7 +192,43 @@ final class MappingLifeCycleTests: XCTestCase {
             try host.explain(stopped, channels: [1], forced: row.plugin).mappings.map(\.steerQueue), [1],
             "\(label): channel 1 after stop")
 
+        try startAgainAfterACrash(row, label, before: held, firstQuestions: questions)
         try bindAgainAfterAChannelChange(row, label, before: held)
+    }
+
+    /// Killed while running: the kernel closed the sockets and the BPF link
+    /// with the process, so the driver shows the state before the start (old
+    /// mlx5's counts no longer doubled), and the NIC journal deletes, at the
+    /// next start, the rules that left with the pipeline — exactly those to
+    /// queues nobody reads now. The restarted daemon asks the same questions
+    /// from live facts as the first start and binds the same map.
+    private func startAgainAfterACrash(
+        _ row: LifeCycleCase, _ label: String, before: InterfaceLease,
+        firstQuestions: (zeroCopy: DriverFacts, copy: DriverFacts)
+    ) throws {
+        let afterCrash = row.model.facts()
+        XCTAssertFalse(afterCrash.xdpAttached, label)
+        XCTAssertEqual(afterCrash.zeroCopySockets, 0, label)
+        XCTAssertEqual(afterCrash.channels.receiveChannels, row.model.channels, "\(label): counts as before the start")
+        for leased in before.channels {
+            let queue = leased.mapping.steerQueue
+            let unread = MappingLifeCycle.unreadQueueProblem(
+                interface: "eth7", queue: queue, receiveChannels: before.receiveChannels, readQueues: []) != nil
+            XCTAssertEqual(MappingLifeCycle.ruleLeavesWithPipeline(queue: queue, lease: before), unread,
+                           "\(label): the journal deletes the rule to queue \(queue) after a crash exactly when nobody reads it then")
+        }
+        let questions = MappingLifeCycle.questions(live: afterCrash, bindMode: row.bindMode, attachMode: row.attachMode)
+        XCTAssertEqual(questions.zeroCopy, firstQuestions.zeroCopy, "\(label): the restart asks what the first start asked")
+        XCTAssertEqual(questions.copy, firstQuestions.copy, label)
+        let lease = try host.acquire(questions.zeroCopy)
+        defer { lease.release() }
+        let channels = try lease.prepare(questions.zeroCopy).defaultChannels(for: questions.zeroCopy)
+        let (zeroCopy, copy) = try MappingLifeCycle.answers(for: channels, from: lease, to: questions)
+        let again = MappingLifeCycle.inEffect(
+            zeroCopy: zeroCopy, copy: copy, socketsBoundZeroCopy: Array(repeating: row.zeroCopy, count: channels.count),
+            attachMode: row.attachMode)
+        XCTAssertEqual(again.map(\.mapping), before.channels.map(\.mapping), "\(label): the map after the restart")
+        XCTAssertEqual(again.map(\.mode), before.channels.map(\.mode), label)
     }
 
     /// The channels changed (under the pipeline where the driver allows it,
