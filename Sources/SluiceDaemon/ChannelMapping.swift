@@ -99,10 +99,6 @@ extension Daemon {
 
 private let diagnosticsWarning = Mutex(false)
 
-/// Per interface, the program of the pipeline whose rx queues differed
-/// from its bound ones at the last check.
-private let queueChangesSuspected = Mutex<[String: UInt32]>([:])
-
 extension Daemon {
     /// The device's receive channels as its plugin counts them: the count a
     /// running pipeline's sockets were bound with, else the plugin's count
@@ -164,13 +160,17 @@ extension Daemon {
     }
 
     /// Binds `name`'s pipeline again when the XDP program attached there is
-    /// not its own (`programID`) any more; on `rebindQueue`.
+    /// not its own (`programID`) any more; on `rebindQueue`. The interface
+    /// gone (a removal whose notification was lost, or a rename) stops it; a
+    /// query that fails says nothing either way, so it changes nothing.
     private func rebindIfProgramChanged(_ name: String, programID: UInt32) {
-        guard let info = try? nic.interface(name) else {
-            pipelines.stopForGood(name, because: "\(name) cannot be read any more")
+        let index = if_nametoindex(name)
+        guard index != 0 else {
+            pipelines.stopForGood(name, because: "\(name) is gone (removed or renamed)")
             return
         }
-        let attached = info.xdp?.programID ?? 0
+        let attached: UInt32
+        do { attached = try NICDiscovery.queryXDPAttachment(index: index)?.programID ?? 0 } catch { return }
         guard attached != programID else { return }
         let what = attached == 0 ? "Sluice's XDP program is no longer attached to \(name)"
             : "another XDP program (id \(attached)) replaced Sluice's (id \(programID)) on \(name)"
@@ -185,10 +185,10 @@ extension Daemon {
     private func rebindIfQueuesChangedUnnoticed(_ name: String, programID: UInt32) {
         guard pipelines.programID(for: name) == programID, let attach = pipelines.rxQueuesAtAttach(for: name) else { return }
         let live = try? NetworkDevice.queueCounts(InterfaceName(name)).rx
-        let suspected = queueChangesSuspected.withLock { $0[name] == programID }
+        let suspected = attachmentCheck.withLock { $0.queueChangeSuspected[name] == programID }
         let verdict = MappingLifeCycle.unnoticedQueueChange(
             liveRxQueues: live, boundRxQueues: attach.after, suspectedAtLastCheck: suspected)
-        queueChangesSuspected.withLock { $0[name] = verdict == .suspected ? programID : nil }
+        attachmentCheck.withLock { $0.queueChangeSuspected[name] = verdict == .suspected ? programID : nil }
         guard verdict == .rebind, let live else { return }
         pipelines.rebind(name, config, because: "the rx queues of \(name) changed (\(attach.after) → \(live)) and no channel notification said so",
                          ifProgram: programID)
@@ -204,7 +204,7 @@ extension Daemon {
     /// netlink overrun loses them. Without the check such a pipeline would
     /// receive nothing, or run on a stale map, silently.
     func startCheckingAttachments() {
-        attachmentCheck.withLock { slot in
+        attachmentCheck.withLock { check in
             let timer = DispatchSource.makeTimerSource(queue: rebindQueue)
             timer.schedule(deadline: .now() + Self.attachmentCheckInterval, repeating: Self.attachmentCheckInterval)
             timer.setEventHandler { [weak self] in
@@ -216,15 +216,22 @@ extension Daemon {
                 }
             }
             timer.resume()
-            slot = timer
+            check.timer = timer
         }
     }
 
     func stopCheckingAttachments() {
-        attachmentCheck.withLock { timer in
-            timer?.cancel()
-            timer = nil
+        attachmentCheck.withLock { check in
+            check.timer?.cancel()
+            check.timer = nil
         }
     }
+}
+
+/// The periodic check's timer, and per interface the XDP program of the
+/// pipeline whose rx queues differed from its bound ones at the last check.
+struct AttachmentCheck {
+    var timer: DispatchSourceTimer?
+    var queueChangeSuspected: [String: UInt32] = [:]
 }
 

@@ -37,8 +37,8 @@ public final class Daemon: Sendable {
     private let shutdownTrigger = Mutex<(@Sendable () -> Void)?>(nil)
     /// systemd's NOTIFY_SOCKET, when started as Type=notify.
     let notifier: SystemdNotifier?
-    /// The timer of ``startCheckingAttachments()``.
-    let attachmentCheck = Mutex<DispatchSourceTimer?>(nil)
+    /// The state of ``startCheckingAttachments()``.
+    let attachmentCheck = Mutex(AttachmentCheck())
 
     /// Opens the NIC backends and loads the plugins; fails (with a message
     /// naming what) when the state directory or netlink cannot be used.

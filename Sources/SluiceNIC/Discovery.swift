@@ -5,6 +5,7 @@ import CXDP
 import Foundation
 import SluiceProtocol
 import SluiceSystem
+import SystemPackage
 
 /// Interface discovery from sysfs, GDRVINFO and libbpf. sysfs shows the
 /// network namespace it was mounted in: run under `ip netns exec`, not bare
@@ -39,10 +40,22 @@ public enum NICDiscovery {
             xdp: xdpAttachment(index: index))
     }
 
+    /// The XDP program attached to `index`, or nil when none is; nil too
+    /// when the query fails (see ``queryXDPAttachment(index:)``).
     public static func xdpAttachment(index: UInt32) -> XDPAttachment? {
-        guard let ifindex = Int32(exactly: index) else { return nil }
+        (try? queryXDPAttachment(index: index)) ?? nil
+    }
+
+    /// The XDP program attached to `index`, or nil when none is. Throws
+    /// when the query fails: a passing netlink error must not read as
+    /// "detached" to a check that would bind a pipeline again.
+    public static func queryXDPAttachment(index: UInt32) throws(SystemCallError) -> XDPAttachment? {
+        guard let ifindex = Int32(exactly: index), ifindex > 0 else {
+            throw SystemCallError(call: "bpf_xdp_query", errno: .operationNotSupportedByDevice)  // ENODEV
+        }
         var options = sluice_xdp_query_result()
-        guard sluice_xdp_query(ifindex, &options) == 0 else { return nil }
+        let error = sluice_xdp_query(ifindex, &options)
+        guard error == 0 else { throw SystemCallError(call: "bpf_xdp_query", errno: Errno(rawValue: -error)) }
         let mode: String
         switch UInt32(options.attach_mode) {
         case UInt32(XDP_ATTACHED_NONE): return nil

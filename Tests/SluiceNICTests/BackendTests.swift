@@ -1,5 +1,6 @@
 import Foundation
 import SluiceNIC
+import SluiceSystem
 import SluiceTestSupport
 import XCTest
 
@@ -119,6 +120,17 @@ final class BackendTests: VethTestCase {
         XCTAssertNil(info.xdp)
         XCTAssertEqual(info.macAddress.count, 17)
         XCTAssertTrue(NICDiscovery.interfaces(ethtool: ethtool).contains { $0.name == lab.device })
+    }
+
+    /// "No program" and "the query failed" differ: the daemon's periodic
+    /// check binds a pipeline again when its program is gone, so a failed
+    /// query must not read as gone.
+    func testAnXDPQueryThatFailsIsAnErrorNotNoProgram() throws {
+        XCTAssertNil(try NICDiscovery.queryXDPAttachment(index: if_nametoindex(lab.device)))
+        XCTAssertThrowsError(try NICDiscovery.queryXDPAttachment(index: 0)) { error in
+            XCTAssertEqual((error as? SystemCallError)?.errno, .operationNotSupportedByDevice, "\(error)")
+        }
+        XCTAssertNil(NICDiscovery.xdpAttachment(index: 0))
     }
 
     func testPrivateFlagsAreUnsupportedOnVethLikeEthtoolSays() throws {

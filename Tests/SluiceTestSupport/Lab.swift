@@ -114,16 +114,27 @@ public final class Lab {
     }
 
     /// Packets received per rx queue of the app end, index = queue id, read
-    /// from `ethtool -S` (the oracle, not Sluice's own counters).
+    /// from `ethtool -S` (the oracle, not Sluice's own counters): veth's and
+    /// virtio_net's `rx_queue_N_xdp_packets`, which virtio_net spells
+    /// `rxN_xdp_packets` since Linux 6.10. No such counter at all is an
+    /// error, not zero packets.
     public func appReceivedPerQueue() throws -> [Int] {
         let statistics = try inApp(["ethtool", "-S", appInterface], check: true).stdout
         var packets = Array(repeating: 0, count: queues)
+        var found = false
         for line in statistics.split(separator: "\n") {
             let fields = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard fields.count == 2, fields[0].hasPrefix("rx_queue_"), fields[0].hasSuffix("_xdp_packets"),
-                  let queue = Int(fields[0].dropFirst("rx_queue_".count).dropLast("_xdp_packets".count)),
-                  packets.indices.contains(queue), let count = Int(fields[1]) else { continue }
+            guard fields.count == 2, fields[0].hasSuffix("_xdp_packets"), let count = Int(fields[1]) else { continue }
+            let name = fields[0].dropLast("_xdp_packets".count)
+            let prefix = name.hasPrefix("rx_queue_") ? "rx_queue_" : "rx"
+            guard name.hasPrefix(prefix), let queue = Int(name.dropFirst(prefix.count)), packets.indices.contains(queue) else {
+                continue
+            }
             packets[queue] = count
+            found = true
+        }
+        guard found else {
+            throw NoPerQueueCounters(interface: appInterface, statistics: statistics)
         }
         return packets
     }
@@ -152,4 +163,10 @@ public struct LabSubnetsExhausted: Error, CustomStringConvertible {
     public var description: String {
         "no free lab subnet: 10.77.100.0/24 to 10.77.254.0/24 are all in use (\(used) taken); run 'tools/lab down' for stale labs"
     }
+}
+
+public struct NoPerQueueCounters: Error, CustomStringConvertible {
+    public var interface: String
+    public var statistics: String
+    public var description: String { "ethtool -S \(interface) has no per-queue xdp_packets counter:\n\(statistics)" }
 }
