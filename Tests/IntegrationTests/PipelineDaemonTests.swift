@@ -61,6 +61,15 @@ final class PipelineDaemonTests: XCTestCase {
         try module(kind)?["counters"]?[name]?.integer(as: Int.self) ?? -1
     }
 
+    /// The rx queues the running pipeline's sockets are bound to.
+    private func boundQueues() throws -> [Int] {
+        try pipeline()?["statistics"]?["sockets"]?.arrayValue?.compactMap { $0["queue"]?.integer(as: Int.self) } ?? []
+    }
+
+    private func programID() throws -> Int? {
+        try pipeline()?["statistics"]?["program_id"]?.integer(as: Int.self)
+    }
+
     private func hasXDPProgram(_ lab: Lab) throws -> Bool {
         try lab.inApp(["ip", "-d", "link", "show", "dev", lab.appInterface], check: true).stdout.contains("prog/xdp")
     }
@@ -484,16 +493,12 @@ final class PipelineDaemonTests: XCTestCase {
                 """, interfaceOptions: "prefilter_protocols = [\"udp\"]"))
         self.daemon = daemon
         try daemon.start()
-        do { try daemon.waitForPipeline() } catch { XCTFail(daemon.log()); throw error }
-        func queues() throws -> [Int] {
-            try pipeline()?["statistics"]?["sockets"]?.arrayValue?.compactMap { $0["queue"]?.integer(as: Int.self) } ?? []
-        }
-        XCTAssertEqual(try queues(), [0, 1])
+        try daemon.showingLogOnFailure { try daemon.waitForPipeline() }
+        XCTAssertEqual(try self.boundQueues(), [0, 1])
 
         try lab.inApp(["ethtool", "-L", lab.appInterface, "rx", "4", "tx", "4"], check: true)
-        do { try waitUntil("the pipeline bound on all 4 channels") { try queues() == [0, 1, 2, 3] } } catch {
-            XCTFail(daemon.log())
-            throw error
+        try daemon.showingLogOnFailure {
+            try waitUntil("the pipeline bound on all 4 channels") { try self.boundQueues() == [0, 1, 2, 3] }
         }
         XCTAssertTrue(daemon.log().contains("pipeline bound again on a new map"), daemon.log())
         XCTAssertTrue(daemon.log().contains("the channels of \(lab.appInterface) changed (now rx 4, tx 4, combined 0)"), daemon.log())
@@ -529,11 +534,8 @@ final class PipelineDaemonTests: XCTestCase {
                 """, interfaceOptions: "prefilter_protocols = [\"udp\"]"))
         self.daemon = daemon
         try daemon.start(launcher: ["/usr/bin/env", "ip", "netns", "exec", namespace])
-        do { try daemon.waitForPipeline() } catch { XCTFail(daemon.log()); throw error }
-        func queues() throws -> [Int] {
-            try pipeline()?["statistics"]?["sockets"]?.arrayValue?.compactMap { $0["queue"]?.integer(as: Int.self) } ?? []
-        }
-        XCTAssertEqual(try queues(), [0, 1])
+        try daemon.showingLogOnFailure { try daemon.waitForPipeline() }
+        XCTAssertEqual(try self.boundQueues(), [0, 1])
 
         daemon.signal(SIGSTOP)
         do {
@@ -542,9 +544,8 @@ final class PipelineDaemonTests: XCTestCase {
                           check: true)
             try lab.inApp(["ethtool", "-L", lab.appInterface, "rx", "4", "tx", "4"], check: true)
         }
-        do { try waitUntil("the pipeline bound on all 4 channels", timeout: .seconds(20)) { try queues() == [0, 1, 2, 3] } } catch {
-            XCTFail(daemon.log())
-            throw error
+        try daemon.showingLogOnFailure {
+            try waitUntil("the pipeline bound on all 4 channels", timeout: .seconds(20)) { try self.boundQueues() == [0, 1, 2, 3] }
         }
         XCTAssertTrue(daemon.log().contains("the rx queues of \(lab.appInterface) changed (2 → 4) and no channel notification said so"),
                       daemon.log())
@@ -563,7 +564,6 @@ final class PipelineDaemonTests: XCTestCase {
             [[pipeline.modules]]
             kind = "count"
             """, interface: "prefilter_protocols = [\"udp\"]")
-        func programID() throws -> Int? { try pipeline()?["statistics"]?["program_id"]?.integer(as: Int.self) }
         let first = try XCTUnwrap(programID())
         let links = try SluiceTestSupport.run(["bpftool", "-j", "link", "show"], check: true).stdout
         let list = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(links.utf8)) as? [[String: Any]], links)
@@ -571,14 +571,11 @@ final class PipelineDaemonTests: XCTestCase {
                                  "no BPF link holds program \(first): \(links)")
         try SluiceTestSupport.run(["bpftool", "link", "detach", "id", String(link)], check: true)
 
-        do {
+        try daemon.showingLogOnFailure {
             try waitUntil("the pipeline on a program of its own again") {
-                guard let now = try programID(), now != first else { return false }
+                guard let now = try self.programID(), now != first else { return false }
                 return try self.pipeline()?["running"] == true
             }
-        } catch {
-            XCTFail(daemon.log())
-            throw error
         }
         XCTAssertTrue(daemon.log().contains("Sluice's XDP program is no longer attached to \(lab.appInterface)"), daemon.log())
         XCTAssertTrue(daemon.log().contains("pipeline bound again on a new map"), daemon.log())
@@ -599,7 +596,7 @@ final class PipelineDaemonTests: XCTestCase {
             [[pipeline.modules]]
             kind = "count"
             """, interface: "prefilter_protocols = [\"udp\"]")
-        let program = try XCTUnwrap(pipeline()?["statistics"]?["program_id"]?.integer(as: Int.self))
+        let program = try XCTUnwrap(programID())
         for state in ["down", "up"] {
             try lab.inApp(["ip", "link", "set", "dev", lab.appInterface, state], check: true)
         }
@@ -609,13 +606,10 @@ final class PipelineDaemonTests: XCTestCase {
         }
         let flows = UDPFlows(lab: lab, ports: [7600])
         try flows.send(perWorker: 500)
-        do {
+        try daemon.showingLogOnFailure {
             try waitUntil("1000 packets after the link came back") { try self.counter("count", "packets") == 1000 }
-        } catch {
-            XCTFail(daemon.log())
-            throw error
         }
-        XCTAssertEqual(try pipeline()?["statistics"]?["program_id"]?.integer(as: Int.self), program)
+        XCTAssertEqual(try programID(), program)
         XCTAssertFalse(daemon.log().contains("pipeline bound again"), daemon.log())
     }
 

@@ -51,7 +51,7 @@ final class VirtioNetTests: LabDaemonTestCase {
                 kind = "count"
                 top = 20
                 """, interfaceOptions: interfaceOptions + "\nprefilter_protocols = [\"udp\"]"))
-        do { try daemon.waitForPipeline() } catch { XCTFail(daemon.log()); throw error }
+        try daemon.showingLogOnFailure { try daemon.waitForPipeline() }
         // virtio_net adds queue pairs for XDP_TX when combined + CPUs fit in
         // its maximum, and the host then delivers to their rx queues too:
         // the pipeline must read those as well.

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceControl
+import XCTest
 
 #if canImport(Glibc)
 import Glibc
@@ -127,6 +128,15 @@ public final class DaemonProcess {
     }
 
     public func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Runs `body`; when it throws (a wait that timed out), the test fails
+    /// with the daemon's log first, since the reason is usually there.
+    public func showingLogOnFailure<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch {
+            XCTFail(log())
+            throw error
+        }
+    }
 
     /// SIGTERM, then SIGKILL if it does not go; removes the directory.
     public func stop(keepDirectory: Bool = false) {
